@@ -1,0 +1,137 @@
+"""The one typed configuration of streamscore.
+
+Every component (stack, job, trainer, CLI, benchmark) reads its settings from ``Settings``, so a
+value is defined once. Each field can be overridden by an environment variable named
+``STREAMSCORE_<FIELD>`` (e.g. ``STREAMSCORE_CHECKPOINT_INTERVAL_MS=2000``) and by the CLI's
+``--set field=value`` option, which wins over the environment.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DeliveryGuarantee(str, Enum):
+    EXACTLY_ONCE = "exactly-once"
+    AT_LEAST_ONCE = "at-least-once"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMSCORE_", frozen=True, extra="forbid")
+
+    # Where the local stack keeps every data dir, log, pid file and checkpoint (git-ignored).
+    state_dir: Path = PROJECT_ROOT / ".stack"
+
+    # Kafka
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    topic_events: str = "events"
+    topic_labels: str = "labels"
+    topic_predictions: str = "predictions"
+    topic_dead_letters: str = "dead-letters"
+    events_partitions: int = Field(4, ge=1)
+    labels_partitions: int = Field(2, ge=1)
+    predictions_partitions: int = Field(4, ge=1)
+    dead_letters_partitions: int = Field(1, ge=1)
+
+    # Redis (the online feature store)
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_password: SecretStr | None = None
+    redis_db: int = 0
+    redis_key_prefix: str = "streamscore:features:"
+    feature_ttl_s: int = Field(2 * 86400, ge=1)
+    redis_flush_max_records: int = Field(2000, ge=1)
+    redis_flush_interval_ms: int = Field(20, ge=1)
+
+    # Flink cluster
+    flink_rest_host: str = "127.0.0.1"
+    flink_rest_port: int = 8081
+    flink_taskmanager_slots: int = Field(2, ge=1)
+    flink_jobmanager_memory: str = "1024m"
+    flink_taskmanager_memory: str = "2048m"
+    flink_prometheus_port: str = "9249-9259"
+
+    # The scoring job
+    job_name: str = "streamscore-scoring"
+    parallelism: int = Field(1, ge=1)
+    delivery_guarantee: DeliveryGuarantee = DeliveryGuarantee.EXACTLY_ONCE
+    checkpoint_interval_ms: int = Field(5000, ge=100)
+    transaction_timeout_ms: int = Field(600_000, ge=1000, le=900_000)
+    max_out_of_orderness_ms: int = Field(5_000, ge=0)
+    allowed_lateness_ms: int = Field(60_000, ge=0)
+    source_idleness_ms: int = Field(10_000, ge=1)
+    python_execution_mode: str = "thread"
+    consumer_group: str = "streamscore-scoring"
+    start_from: str = Field("earliest", pattern="^(earliest|latest|group-offsets)$")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9260
+
+    # Model and decisions
+    models_dir: Path = PROJECT_ROOT / "models"
+    model_version: str = "latest"
+    review_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    decline_threshold: float = Field(0.85, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.review_threshold > self.decline_threshold:
+            raise ValueError("review_threshold must not exceed decline_threshold")
+        from streamscore.features.definitions import FEATURE_SET
+
+        delay = self.max_out_of_orderness_ms + self.allowed_lateness_ms
+        if delay > FEATURE_SET.retention_slack_ms:
+            raise ValueError(
+                f"max_out_of_orderness_ms + allowed_lateness_ms = {delay} exceeds the feature "
+                f"set's retention slack ({FEATURE_SET.retention_slack_ms} ms): late events "
+                "would see incomplete windows"
+            )
+        return self
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def flink_rest_url(self) -> str:
+        return f"http://{self.flink_rest_host}:{self.flink_rest_port}"
+
+    def topic_partitions(self) -> dict[str, int]:
+        return {
+            self.topic_events: self.events_partitions,
+            self.topic_labels: self.labels_partitions,
+            self.topic_predictions: self.predictions_partitions,
+            self.topic_dead_letters: self.dead_letters_partitions,
+        }
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Settings:
+        """A copy with ``overrides`` applied and validated like any other source."""
+        merged = {**self.model_dump(), **overrides}
+        return Settings(**merged)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Settings as plain JSON-able values, secrets hidden."""
+        data = self.model_dump(mode="json")
+        if self.redis_password is not None:
+            data["redis_password"] = "**********"
+        return data
+
+
+def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """Turn ``["a=1", "b=x"]`` from ``--set`` flags into a dict; pydantic converts the types."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects field=value, got {pair!r}")
+        result[name.strip().replace("-", "_")] = value
+    return result

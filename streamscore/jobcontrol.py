@@ -1,0 +1,90 @@
+"""Submitting the scoring job to a Flink cluster and watching it become RUNNING."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from streamscore.config import PROJECT_ROOT, Settings
+from streamscore.stack import flink, maven
+from streamscore.stack.errors import StackError
+from streamscore.stack.stack import layout_of
+
+log = logging.getLogger(__name__)
+JOB_SCRIPT = PROJECT_ROOT / "jobs" / "scoring_job.py"
+
+
+def find_job(s: Settings, states: tuple[str, ...] = ("RUNNING", "CREATED", "INITIALIZING",
+                                                     "RESTARTING")) -> dict[str, Any] | None:
+    for job in flink.rest(s, "/jobs/overview")["jobs"]:
+        if job["name"] == s.job_name and job["state"] in states:
+            return job
+    return None
+
+
+def submit(s: Settings, overrides: list[str], wait_s: float = 180) -> str:
+    """Submit the job detached (unless it already runs) and wait until all its tasks run."""
+    existing = find_job(s)
+    if existing is not None:
+        log.info("job %s already %s (%s)", s.job_name, existing["state"], existing["jid"])
+        return str(existing["jid"])
+    layout = layout_of(s)
+    jar = maven.connector_jar(layout.flink_jars)
+    args = ["run", "-d", "-m", f"{s.flink_rest_host}:{s.flink_rest_port}", "--jarfile", str(jar),
+            "-py", str(JOB_SCRIPT)]
+    for item in overrides:
+        args += ["--set", item]
+    result = flink.flink_cli(layout, *args)
+    match = re.search(r"JobID ([0-9a-f]{32})", result.stdout + result.stderr)
+    if result.returncode != 0 or match is None:
+        raise StackError(f"job submission failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    job_id = match.group(1)
+    wait_running(s, job_id, wait_s)
+    return job_id
+
+
+def wait_running(s: Settings, job_id: str, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    state = "?"
+    while time.monotonic() < deadline:
+        job = flink.rest(s, f"/jobs/{job_id}")
+        state = job["state"]
+        if state in ("FAILED", "CANCELED", "FINISHED", "RESTARTING"):
+            raise StackError(f"job {job_id} is {state}: {first_exception(s, job_id)}")
+        if state == "RUNNING" and all(v["status"] == "RUNNING" for v in job["vertices"]):
+            log.info("job %s RUNNING: %s/#/job/running/%s/overview", job_id, s.flink_rest_url, job_id)
+            return
+        time.sleep(1)
+    raise StackError(f"job {job_id} not RUNNING after {wait_s:.0f}s (state {state})")
+
+
+def first_exception(s: Settings, job_id: str) -> str:
+    """The first failure of the job, shortened: what a user needs to see to fix it."""
+    entries = flink.rest(s, f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries")
+    if not entries:
+        return "no exception recorded"
+    trace = entries[-1]["stacktrace"]
+    return "\n".join(trace.splitlines()[:40])
+
+
+def cancel(s: Settings, job_id: str | None = None) -> str | None:
+    job = {"jid": job_id} if job_id else find_job(s)
+    if job is None:
+        return None
+    import urllib.request
+
+    request = urllib.request.Request(f"{s.flink_rest_url}/jobs/{job['jid']}?mode=cancel",
+                                     method="PATCH")
+    urllib.request.urlopen(request, timeout=10).read()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if flink.rest(s, f"/jobs/{job['jid']}")["state"] in ("CANCELED", "FAILED", "FINISHED"):
+            break
+        time.sleep(0.5)
+    return str(job["jid"])
+
+
+def checkpoints(s: Settings, job_id: str) -> dict[str, Any]:
+    return flink.rest(s, f"/jobs/{job_id}/checkpoints")

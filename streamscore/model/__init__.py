@@ -1,0 +1,1 @@
+"""Model lifecycle: training on replayed events, the versioned registry, and inline scoring."""

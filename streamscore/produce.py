@@ -1,0 +1,185 @@
+"""Sends synthetic (or a user's own) transactions to Kafka at a target rate.
+
+Events are paced by their own event time: each is sent when the wall clock reaches it, so event
+time tracks real time and the generator's bursts keep their shape. ``rate=0`` sends as fast as
+possible (a backlog, for benchmarks). Optional noise the job must cope with: out-of-order events,
+late events, malformed records; labels follow each event after a delay, on the labels topic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from streamscore.config import Settings
+from streamscore.generator import GeneratorConfig, TransactionGenerator
+from streamscore.serde import Codec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    out_of_order_fraction: float = 0.0
+    out_of_order_max_ms: int = 3_000
+    late_fraction: float = 0.0
+    late_by_ms: int = 600_000
+    malformed_fraction: float = 0.0
+    seed: int = 1
+
+
+@dataclass
+class ProduceStats:
+    events: int = 0
+    out_of_order: int = 0
+    late: int = 0
+    malformed: int = 0
+    labels: int = 0
+    seconds: float = 0.0
+
+
+MALFORMED_KINDS = ("garbage", "truncated", "negative_amount", "bad_currency", "empty_user")
+
+
+def malform(codec: Codec, event: dict[str, Any], kind: str, rng: random.Random) -> bytes:
+    """A record the job must reject, of a known kind (used by tests to predict the reason)."""
+    if kind == "garbage":
+        return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 40)))
+    if kind == "truncated":
+        return codec.encode(event)[: rng.randint(1, 8)]
+    broken = dict(event)
+    if kind == "negative_amount":
+        broken["amount"] = -abs(event["amount"]) - 1.0
+    elif kind == "bad_currency":
+        broken["currency"] = "euro"
+    elif kind == "empty_user":
+        broken["user_id"] = ""
+    return codec.encode(broken)
+
+
+def events_from_file(path: Path) -> Iterator[tuple[dict[str, Any], bool | None]]:
+    """A user's JSONL events: event fields as in schemas/event.avsc; ``event_time`` as epoch
+    millis or ISO-8601; an optional ``is_fraud`` field becomes a label."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            label = record.pop("is_fraud", None)
+            ts = record["event_time"]
+            if isinstance(ts, str):
+                record["event_time"] = int(datetime.fromisoformat(ts.replace("Z", "+00:00"))
+                                           .timestamp() * 1000)
+            record.setdefault("device_id", None)
+            yield record, label
+
+
+def _report(stats: ProduceStats, started: float) -> None:
+    elapsed = max(time.monotonic() - started, 1e-9)
+    log.info("sent %d events (%.0f/s), %d labels, %d malformed, %d late, %d out of order",
+             stats.events, stats.events / elapsed, stats.labels, stats.malformed, stats.late,
+             stats.out_of_order)
+
+
+def produce(settings: Settings, *, count: int | None, duration_s: float | None, rate: float,
+            generator: GeneratorConfig | None = None, noise: NoiseConfig = NoiseConfig(),
+            labels: bool = True, label_delay_ms: int = 30_000, from_file: Path | None = None,
+            realtime: bool = True) -> ProduceStats:
+    """Send events until ``count`` or ``duration_s`` is reached (whichever first)."""
+    events_codec, labels_codec = Codec("event"), Codec("label")
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5,
+                         "enable.idempotence": True, "acks": "all",
+                         "queue.buffering.max.messages": 1_000_000})
+    rng = random.Random(noise.seed)
+    now_ms = int(time.time() * 1000)
+    if from_file is not None:
+        source: Iterator[tuple[dict[str, Any], bool | None]] = events_from_file(from_file)
+    else:
+        config = generator or GeneratorConfig(events_per_second=max(rate, 1.0))
+        if realtime:
+            config = GeneratorConfig(**{**config.__dict__, "start_ms": now_ms})
+        source = ((t.event, t.is_fraud) for t in TransactionGenerator(config))
+    pending_labels: deque[tuple[int, bytes, bytes]] = deque()
+    stats = ProduceStats()
+    started = time.monotonic()
+    first_event_ms: int | None = None
+    last_report = started
+    interval = 1.0 / rate if rate > 0 else 0.0
+    for event, is_fraud in source:
+        if count is not None and stats.events >= count:
+            break
+        elapsed = time.monotonic() - started
+        if duration_s is not None and elapsed >= duration_s:
+            break
+        if rate > 0:
+            if from_file is None and realtime:
+                first_event_ms = first_event_ms or event["event_time"]
+                due = (event["event_time"] - first_event_ms) / 1000.0
+            else:
+                due = stats.events * interval
+            if due > elapsed:
+                time.sleep(due - elapsed)
+        key = event["user_id"].encode()
+        roll = rng.random()
+        if roll < noise.malformed_fraction:
+            value = malform(events_codec, event, rng.choice(MALFORMED_KINDS), rng)
+            stats.malformed += 1
+            is_fraud = None
+        else:
+            if roll < noise.malformed_fraction + noise.late_fraction:
+                event = {**event, "event_time": event["event_time"] - noise.late_by_ms}
+                stats.late += 1
+            elif roll < noise.malformed_fraction + noise.late_fraction + noise.out_of_order_fraction:
+                event = {**event, "event_time": event["event_time"] - rng.randint(1, noise.out_of_order_max_ms)}
+                stats.out_of_order += 1
+            value = events_codec.encode(event)
+        _send(producer, settings.topic_events, key, value)
+        stats.events += 1
+        if labels and is_fraud is not None:
+            label_time = int(time.time() * 1000) + label_delay_ms
+            pending_labels.append((label_time, key, labels_codec.encode({
+                "event_id": event["event_id"], "user_id": event["user_id"],
+                "is_fraud": bool(is_fraud), "label_time": label_time})))
+        stats.labels += _send_due_labels(producer, settings.topic_labels, pending_labels,
+                                         int(time.time() * 1000))
+        if time.monotonic() - last_report >= 5.0:
+            last_report = time.monotonic()
+            _report(stats, started)
+    # Labels not yet due are sent now rather than lost when the producer stops.
+    stats.labels += _send_due_labels(producer, settings.topic_labels, pending_labels, None)
+    remaining = producer.flush(30)
+    if remaining:
+        raise RuntimeError(f"{remaining} records were not delivered to Kafka")
+    stats.seconds = time.monotonic() - started
+    _report(stats, started)
+    return stats
+
+
+def _send(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key)
+            producer.poll(0)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def _send_due_labels(producer: Producer, topic: str, pending: deque[tuple[int, bytes, bytes]],
+                     now_ms: int | None) -> int:
+    sent = 0
+    while pending and (now_ms is None or pending[0][0] <= now_ms):
+        _, key, value = pending.popleft()
+        _send(producer, topic, key, value)
+        sent += 1
+    return sent

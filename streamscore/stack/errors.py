@@ -1,0 +1,2 @@
+class StackError(Exception):
+    """A stack operation failed for a reason the user can act on; the message says which."""

@@ -1,0 +1,58 @@
+"""``stack up | down | status``: the three servers together, in dependency order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from streamscore.config import Settings
+from streamscore.stack import flink, kafka, maven, redis_server
+from streamscore.stack.layout import StackLayout
+from streamscore.stack.process import alive, read_pid, stop_pid
+
+log = logging.getLogger(__name__)
+
+# Stopped in this order: the job's cluster first, so nothing writes to Kafka or Redis after them.
+COMPONENTS = (flink.TASKMANAGER, flink.JOBMANAGER, redis_server.NAME, kafka.NAME)
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    running: bool
+
+
+def layout_of(s: Settings) -> StackLayout:
+    return StackLayout(s.state_dir.resolve())
+
+
+def up(s: Settings) -> None:
+    layout = layout_of(s)
+    layout.create()
+    maven.require_java(17)
+    maven.fetch("kafka", layout.kafka_libs, "kafka_2.13")
+    maven.fetch("flink-connector", layout.flink_jars, "flink-sql-connector-kafka")
+    kafka.start(s, layout)
+    kafka.create_topics(s)
+    redis_server.start(s, layout)
+    flink.start(s, layout)
+
+
+def down(s: Settings) -> None:
+    layout = layout_of(s)
+    for name in COMPONENTS:
+        pid_file = layout.pid_file(name)
+        pid = read_pid(pid_file)
+        if pid:
+            stop_pid(pid, name)
+        pid_file.unlink(missing_ok=True)
+
+
+def status(s: Settings) -> list[ComponentStatus]:
+    layout = layout_of(s)
+    result = []
+    for name in reversed(COMPONENTS):
+        pid = read_pid(layout.pid_file(name))
+        result.append(ComponentStatus(name, pid, alive(pid)))
+    return result

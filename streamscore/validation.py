@@ -1,0 +1,48 @@
+"""Checks a decoded event before it may be scored.
+
+Each rule yields a stable reason code (``invalid:<field>``) that lands in the dead-letter record,
+so a user can count and filter rejects by cause without parsing free text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+# Event times must fall in a sane range: 2000-01-01 .. 2100-01-01 (epoch millis).
+MIN_EVENT_TIME_MS = 946_684_800_000
+MAX_EVENT_TIME_MS = 4_102_444_800_000
+MAX_AMOUNT = 1_000_000_000.0
+_REQUIRED_TEXT = ("event_id", "user_id", "merchant_id", "merchant_category")
+
+
+class Rejection(Exception):
+    """Why a record cannot be scored: ``reason`` is the code, ``detail`` the explanation."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def validate_event(event: dict[str, Any]) -> None:
+    """Raise ``Rejection`` for the first rule the event breaks; return quietly if it is valid."""
+    for field in _REQUIRED_TEXT:
+        value = event[field]
+        if not value or not value.strip():
+            raise Rejection(f"invalid:{field}", f"{field} is empty")
+        if len(value) > 256:
+            raise Rejection(f"invalid:{field}", f"{field} is longer than 256 characters")
+    ts = event["event_time"]
+    if not MIN_EVENT_TIME_MS <= ts < MAX_EVENT_TIME_MS:
+        raise Rejection("invalid:event_time", f"event_time {ts} is outside 2000..2100")
+    amount = event["amount"]
+    if not (math.isfinite(amount) and 0.0 < amount <= MAX_AMOUNT):
+        raise Rejection("invalid:amount", f"amount {amount!r} is not in (0, {MAX_AMOUNT:.0f}]")
+    if not _CURRENCY.match(event["currency"]):
+        raise Rejection("invalid:currency", f"currency {event['currency']!r} is not ISO 4217")
+    if not _COUNTRY.match(event["country"]):
+        raise Rejection("invalid:country", f"country {event['country']!r} is not ISO 3166 alpha-2")
