@@ -13,12 +13,11 @@ Semantics, per user, in processing order:
 - ``secs_since_previous`` is the event time minus the newest event time seen before, clamped at 0
   (out-of-order events give 0), or -1 when the user has no history. Ratios are -1 with no history.
 
-The state is a small list of plain containers so it pickles fast into one RocksDB value.
+The state is a small list of plain containers, so it pickles fast into one RocksDB value.
 """
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 from streamscore.features.definitions import FEATURE_SET, FeatureSet
@@ -64,14 +63,6 @@ class FeatureEngine:
 
     def new_state(self) -> UserState:
         return [-1, [{} for _ in self._numeric], [{} for _ in self._distinct]]
-
-    @staticmethod
-    def pack(state: UserState) -> bytes:
-        return pickle.dumps(state, protocol=5)
-
-    @staticmethod
-    def unpack(payload: bytes | None) -> UserState | None:
-        return pickle.loads(payload) if payload else None
 
     def update(self, state: UserState, event: dict[str, Any]) -> list[float]:
         """Return the feature vector of ``event`` (as of just before it) and fold it into state."""

@@ -44,15 +44,6 @@ DEAD_LETTERS = OutputTag("dead-letters", KAFKA_RECORD)
 LATE_EVENTS = OutputTag("late-events", KAFKA_RECORD)
 
 
-def _epoch_millis(value: Any) -> int:
-    """Kafka's record timestamp arrives as a datetime (TIMESTAMP_LTZ) or already as millis."""
-    if value is None:
-        return int(time.time() * 1000)
-    if isinstance(value, int):
-        return value
-    return int(value.timestamp() * 1000)
-
-
 class DecodeAndValidate(ProcessFunction):
     def __init__(self, settings: Settings, schemas: dict[str, dict[str, Any]]) -> None:
         self._settings = settings
@@ -64,7 +55,8 @@ class DecodeAndValidate(ProcessFunction):
         self._metrics = process_metrics(self._settings.metrics_host, self._settings.metrics_port)
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[override]
-        payload, topic, partition, offset, kafka_ts = value[0], value[1], value[2], value[3], value[4]
+        payload, topic, partition, offset, ingest_time = (
+            value[0], value[1], value[2], value[3], value[4])
         try:
             if not payload:
                 raise Rejection("decode_error", "empty record value")
@@ -80,7 +72,8 @@ class DecodeAndValidate(ProcessFunction):
             yield DEAD_LETTERS, Row(key, records.dead_letter(
                 self._dead, rejection.reason, rejection.detail, topic, partition, offset, payload))
             return
-        envelope = Row(payload, _epoch_millis(kafka_ts), topic, partition, offset)
+        envelope = Row(payload, ingest_time if ingest_time is not None else int(time.time() * 1000),
+                       topic, partition, offset)
         yield (Row(event["user_id"], envelope), event["event_time"])
 
 
@@ -99,7 +92,10 @@ class ScoreEvents(KeyedProcessFunction):
         # PyFlink 2.3 cannot hand a TTL config to the JVM (it needs a gateway the worker lacks).
         # The timer is also the exact rule: once the watermark is past a user's newest event by
         # the longest window plus the slack, none of the user's buckets can count any more.
-        self._state = runtime_context.get_state(ValueStateDescriptor("user-aggregates", BYTES))
+        # PICKLED_BYTE_ARRAY: the user's state list is pickled once per write (thread mode's
+        # PRIMITIVE_ARRAY state converter would copy byte by byte, and fails on absent values).
+        self._state = runtime_context.get_state(
+            ValueStateDescriptor("user-aggregates", Types.PICKLED_BYTE_ARRAY()))
         self._retention_ms = FEATURE_SET.max_window_ms + FEATURE_SET.retention_slack_ms
         self._engine = FeatureEngine(FEATURE_SET)
         self._names = self._engine.names
@@ -138,12 +134,12 @@ class ScoreEvents(KeyedProcessFunction):
             metrics.late_events.labels("scored").inc()
 
         event = self._events.decode(payload)
-        state = self._engine.unpack(self._state.value())
+        state = self._state.value()
         if state is None:
             state = self._engine.new_state()
             ctx.timer_service().register_event_time_timer(event_time + self._retention_ms)
         vector = self._engine.update(state, event)
-        self._state.update(self._engine.pack(state))
+        self._state.update(state)
 
         score, model_version, fell_back = self._scorer.score(vector)
         decision = self._thresholds.decide(score)
@@ -165,7 +161,7 @@ class ScoreEvents(KeyedProcessFunction):
         yield Row(event["user_id"].encode(), record)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[override]
-        state = self._engine.unpack(self._state.value())
+        state = self._state.value()
         if state is None:
             return
         expires = state[0] + self._retention_ms

@@ -121,8 +121,15 @@ def _event_time_keyed(decoded: DataStream, s: Settings) -> KeyedStream:
 def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | None) -> None:
     schemas: dict[str, dict[str, Any]] = {name: raw_schema(name) for name in RECORD_TYPES}
     t_env = StreamTableEnvironment.create(env)
+    # UTC, so the string round trip below is exact (no DST gaps or repeats).
+    t_env.get_config().set("table.local-time-zone", "UTC")
     t_env.execute_sql(source_ddl(s))
-    raw = t_env.to_data_stream(t_env.from_path("raw_events"))
+    # Thread mode hands TIMESTAMP_LTZ to Python as an opaque Java object, and SQL forbids
+    # casting it to a number, so the Kafka timestamp becomes epoch millis here.
+    raw = t_env.to_data_stream(t_env.sql_query(
+        "SELECT payload, src_topic, src_partition, src_offset, "
+        "UNIX_TIMESTAMP(CAST(kafka_time AS STRING)) * 1000 + EXTRACT(MILLISECOND FROM kafka_time) "
+        "AS ingest_time FROM raw_events"))
 
     decoded = raw.process(DecodeAndValidate(s, schemas), output_type=TIMESTAMPED_ENVELOPE)
     decoded.name("decode-validate").uid("decode-validate")
