@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     # Flink cluster
     flink_rest_host: str = "127.0.0.1"
     flink_rest_port: int = 8081
+    flink_rpc_port: int = 6123
     flink_taskmanager_slots: int = Field(2, ge=1)
     flink_jobmanager_memory: str = "1024m"
     flink_taskmanager_memory: str = "2048m"

@@ -7,9 +7,10 @@ Semantics, per user, in processing order:
 - The features of event e use the events processed before e (never e itself) whose bucket lies in
   e's window: the ``length/bucket`` buckets ending with e's own bucket. Events with a later event
   time in a later bucket are excluded, so out-of-order input gets point-in-time features.
-- A bucket is dropped once the user's newest event time is more than
-  ``bucket end + window length + retention_slack_ms`` past it; events arriving later than the
-  slack may therefore see incomplete windows (the job's late rule keeps them out).
+- A bucket expires once the user's newest event time (before e) is at least
+  ``bucket end + window length + retention_slack_ms``; expired buckets never count. Events that
+  arrive later than the slack may therefore see incomplete windows (the late rule keeps most of
+  them out).
 - ``secs_since_previous`` is the event time minus the newest event time seen before, clamped at 0
   (out-of-order events give 0), or -1 when the user has no history. Ratios are -1 with no history.
 
@@ -78,11 +79,12 @@ class FeatureEngine:
             vector.append(NO_HISTORY if newest < 0 else max(0, t - newest) / 1000.0)
 
         aggregates: list[float] = []
-        for (field_name, bucket_ms, n, _length, aggs, _w), buckets in zip(
+        slack = self._slack
+        for (field_name, bucket_ms, n, length, aggs, _w), buckets in zip(
             self._numeric, state[1]
         ):
             k_event = t // bucket_ms
-            k_first = k_event - n
+            k_first = max(k_event - n, (newest - length - slack) // bucket_ms - 1)
             count = 0
             total = 0.0
             top = 0.0
@@ -112,11 +114,11 @@ class FeatureEngine:
                     cell[2] = value
         vector += aggregates
 
-        for (field_name, bucket_ms, n, _length, flag_new), buckets in zip(
+        for (field_name, bucket_ms, n, length, flag_new), buckets in zip(
             self._distinct, state[2]
         ):
             k_event = t // bucket_ms
-            k_first = k_event - n
+            k_first = max(k_event - n, (newest - length - slack) // bucket_ms - 1)
             seen: set[str] = set()
             for k, values in buckets.items():
                 if k_first < k <= k_event:
@@ -143,11 +145,12 @@ class FeatureEngine:
         return vector
 
     def _expire(self, state: UserState, newest: int) -> None:
+        """Drop expired buckets to bound the state. Reads filter expired buckets too, so the
+        features never depend on when this ran."""
         slack = self._slack
         for (_f, bucket_ms, _n, length, *_rest), buckets in zip(
             (*self._numeric, *self._distinct), (*state[1], *state[2])
         ):
-            horizon = newest - length - slack
-            stale = [k for k in buckets if (k + 1) * bucket_ms <= horizon]
-            for k in stale:
+            first_alive = (newest - length - slack) // bucket_ms
+            for k in [k for k in buckets if k < first_alive]:
                 del buckets[k]

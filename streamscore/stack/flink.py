@@ -46,7 +46,7 @@ def cluster_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
     return {
         "env.java.opts.all": shipped_java_opts(),
         "jobmanager.rpc.address": "127.0.0.1",
-        "jobmanager.rpc.port": 6123,
+        "jobmanager.rpc.port": s.flink_rpc_port,
         "jobmanager.bind-host": "127.0.0.1",
         "jobmanager.memory.process.size": s.flink_jobmanager_memory,
         "taskmanager.bind-host": "127.0.0.1",
@@ -148,7 +148,7 @@ def start(s: Settings, layout: StackLayout) -> tuple[int, int]:
     bin_dir = flink_home() / "bin"
     if not alive(jm):
         ensure_port_free(s.flink_rest_host, s.flink_rest_port, "the Flink REST API / web UI")
-        ensure_port_free("127.0.0.1", 6123, "the Flink JobManager RPC")
+        ensure_port_free("127.0.0.1", s.flink_rpc_port, "the Flink JobManager RPC")
         jm = start_detached([str(bin_dir / "jobmanager.sh"), "start-foreground"],
                             layout.log_file(JOBMANAGER), layout.pid_file(JOBMANAGER), env=env)
     if not alive(tm):
