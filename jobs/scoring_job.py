@@ -19,11 +19,19 @@ from streamscore.model.scorer import ModelBundle
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="FIELD=VALUE", help="override a setting (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a setting (repeatable)",
+    )
     args, _ = parser.parse_known_args()
     settings = Settings().with_overrides(parse_overrides(args.overrides))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         model = ModelBundle.load(settings.models_dir, settings.model_version)
         logging.info("scoring with model %s", model.version)

@@ -16,17 +16,25 @@ log = logging.getLogger("streamscore")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-              help="Override a setting (repeatable); env vars STREAMSCORE_<FIELD> work too.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Override a setting (repeatable); env vars STREAMSCORE_<FIELD> work too.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 @click.pass_context
 def main(ctx: click.Context, overrides: tuple[str, ...], log_level: str) -> None:
     """Real-time fraud scoring: Kafka → PyFlink (RocksDB windows) → Redis + LightGBM → Kafka."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
     try:
-        ctx.obj = {"settings": Settings().with_overrides(parse_overrides(overrides)),
-                   "overrides": list(overrides)}
+        ctx.obj = {
+            "settings": Settings().with_overrides(parse_overrides(overrides)),
+            "overrides": list(overrides),
+        }
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -140,25 +148,61 @@ def cancel(ctx: click.Context, job_id: str | None) -> None:
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--users", default=2000, show_default=True)
 @click.option("--seed", default=42, show_default=True)
-@click.option("--fraud-probability", default=0.004, show_default=True,
-              help="Chance per event that a card gets compromised (starts a burst).")
-@click.option("--out-of-order", "ooo_fraction", default=0.0, show_default=True,
-              help="Fraction of events sent up to --out-of-order-ms behind their time.")
+@click.option(
+    "--fraud-probability",
+    default=0.004,
+    show_default=True,
+    help="Chance per event that a card gets compromised (starts a burst).",
+)
+@click.option(
+    "--out-of-order",
+    "ooo_fraction",
+    default=0.0,
+    show_default=True,
+    help="Fraction of events sent up to --out-of-order-ms behind their time.",
+)
 @click.option("--out-of-order-ms", default=3000, show_default=True)
-@click.option("--late", "late_fraction", default=0.0, show_default=True,
-              help="Fraction of events whose time is --late-ms in the past.")
+@click.option(
+    "--late",
+    "late_fraction",
+    default=0.0,
+    show_default=True,
+    help="Fraction of events whose time is --late-ms in the past.",
+)
 @click.option("--late-ms", default=600_000, show_default=True)
-@click.option("--malformed", "malformed_fraction", default=0.0, show_default=True,
-              help="Fraction of records that are garbage or invalid.")
+@click.option(
+    "--malformed",
+    "malformed_fraction",
+    default=0.0,
+    show_default=True,
+    help="Fraction of records that are garbage or invalid.",
+)
 @click.option("--labels/--no-labels", default=True, show_default=True)
 @click.option("--label-delay-ms", default=30_000, show_default=True)
-@click.option("--from-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Send your own JSONL events instead of synthetic ones.")
+@click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Send your own JSONL events instead of synthetic ones.",
+)
 @click.pass_context
-def produce(ctx: click.Context, rate: float, count: int | None, duration: float | None,
-            users: int, seed: int, fraud_probability: float, ooo_fraction: float,
-            out_of_order_ms: int, late_fraction: float, late_ms: int, malformed_fraction: float,
-            labels: bool, label_delay_ms: int, from_file: Path | None) -> None:
+def produce(
+    ctx: click.Context,
+    rate: float,
+    count: int | None,
+    duration: float | None,
+    users: int,
+    seed: int,
+    fraud_probability: float,
+    ooo_fraction: float,
+    out_of_order_ms: int,
+    late_fraction: float,
+    late_ms: int,
+    malformed_fraction: float,
+    labels: bool,
+    label_delay_ms: int,
+    from_file: Path | None,
+) -> None:
     """Send synthetic card transactions (or --from-file events) to the events topic."""
     from streamscore.generator import GeneratorConfig
     from streamscore.produce import NoiseConfig
@@ -166,12 +210,26 @@ def produce(ctx: click.Context, rate: float, count: int | None, duration: float 
 
     if count is None and duration is None and from_file is None:
         raise click.UsageError("give --count or --duration (or --from-file)")
-    generator = GeneratorConfig(users=users, seed=seed, events_per_second=max(rate, 1.0),
-                                fraud_burst_probability=fraud_probability)
-    noise = NoiseConfig(ooo_fraction, out_of_order_ms, late_fraction, late_ms,
-                        malformed_fraction, seed)
-    run(_settings(ctx), count=count, duration_s=duration, rate=rate, generator=generator,
-        noise=noise, labels=labels, label_delay_ms=label_delay_ms, from_file=from_file)
+    generator = GeneratorConfig(
+        users=users,
+        seed=seed,
+        events_per_second=max(rate, 1.0),
+        fraud_burst_probability=fraud_probability,
+    )
+    noise = NoiseConfig(
+        ooo_fraction, out_of_order_ms, late_fraction, late_ms, malformed_fraction, seed
+    )
+    run(
+        _settings(ctx),
+        count=count,
+        duration_s=duration,
+        rate=rate,
+        generator=generator,
+        noise=noise,
+        labels=labels,
+        label_delay_ms=label_delay_ms,
+        from_file=from_file,
+    )
 
 
 @main.command()
@@ -181,18 +239,29 @@ def produce(ctx: click.Context, rate: float, count: int | None, duration: float 
 @click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
 @click.option("--json", "as_json_lines", is_flag=True, help="JSON lines instead of a table.")
 @click.pass_context
-def consume(ctx: click.Context, topic: str | None, from_beginning: bool,
-            max_messages: int | None, timeout: float | None, as_json_lines: bool) -> None:
+def consume(
+    ctx: click.Context,
+    topic: str | None,
+    from_beginning: bool,
+    max_messages: int | None,
+    timeout: float | None,
+    as_json_lines: bool,
+) -> None:
     """Tail and decode a topic (predictions, dead-letters, labels or events)."""
     from streamscore import consume as consumer
 
     s = _settings(ctx)
     try:
-        for message in consumer.consume(s, topic or s.topic_predictions,
-                                        from_beginning=from_beginning, max_messages=max_messages,
-                                        idle_timeout_s=timeout):
-            click.echo(json.dumps(consumer.as_json(message)) if as_json_lines
-                       else consumer.pretty(message))
+        for message in consumer.consume(
+            s,
+            topic or s.topic_predictions,
+            from_beginning=from_beginning,
+            max_messages=max_messages,
+            idle_timeout_s=timeout,
+        ):
+            click.echo(
+                json.dumps(consumer.as_json(message)) if as_json_lines else consumer.pretty(message)
+            )
     except KeyboardInterrupt:
         pass
 
@@ -202,12 +271,17 @@ def consume(ctx: click.Context, topic: str | None, from_beginning: bool,
 @click.option("--events", default=200_000, show_default=True, help="Synthetic history size.")
 @click.option("--users", default=2000, show_default=True)
 @click.option("--seed", default=42, show_default=True)
-@click.option("--from-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Train on a JSONL event log with is_fraud labels instead.")
+@click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Train on a JSONL event log with is_fraud labels instead.",
+)
 @click.option("--if-missing", is_flag=True, help="Do nothing if a model already exists.")
 @click.pass_context
-def train(ctx: click.Context, events: int, users: int, seed: int, from_file: Path | None,
-          if_missing: bool) -> None:
+def train(
+    ctx: click.Context, events: int, users: int, seed: int, from_file: Path | None, if_missing: bool
+) -> None:
     """Build a point-in-time training set with the job's feature code and train LightGBM."""
     from streamscore.generator import GeneratorConfig
     from streamscore.model import train as trainer
@@ -217,13 +291,15 @@ def train(ctx: click.Context, events: int, users: int, seed: int, from_file: Pat
     if if_missing and list_versions(s.models_dir):
         click.echo(f"model {list_versions(s.models_dir)[-1]} exists; not training")
         return
-    config = trainer.TrainConfig(events=events, review_threshold=s.review_threshold,
-                                 decline_threshold=s.decline_threshold)
+    config = trainer.TrainConfig(
+        events=events, review_threshold=s.review_threshold, decline_threshold=s.decline_threshold
+    )
     if from_file:
         directory = trainer.train_from_file(s.models_dir, config, from_file)
     else:
         directory = trainer.train_from_generator(
-            s.models_dir, config, GeneratorConfig(users=users, seed=seed))
+            s.models_dir, config, GeneratorConfig(users=users, seed=seed)
+        )
     metrics = json.loads((directory / "metadata.json").read_text())["metrics"]
     click.echo(f"wrote {directory}: AUC {metrics['auc']:.4f}, log-loss {metrics['log_loss']:.4f}")
 
@@ -251,10 +327,16 @@ def demo(ctx: click.Context, rate: float, duration: float) -> None:
         ctx.invoke(train)
     job_id = submit_job(s, ctx.obj["overrides"])
     click.echo(f"job RUNNING — watch it at {s.flink_rest_url}/#/job/running/{job_id}/overview")
-    run(s, count=None, duration_s=duration, rate=rate,
+    run(
+        s,
+        count=None,
+        duration_s=duration,
+        rate=rate,
         generator=GeneratorConfig(events_per_second=rate),
-        noise=NoiseConfig(out_of_order_fraction=0.02, late_fraction=0.002,
-                          malformed_fraction=0.002))
+        noise=NoiseConfig(
+            out_of_order_fraction=0.02, late_fraction=0.002, malformed_fraction=0.002
+        ),
+    )
     time.sleep(s.checkpoint_interval_ms / 1000 + 2)
     click.echo("\nlatest predictions:")
     tail = list(consumer.consume(s, s.topic_predictions, from_beginning=True, idle_timeout_s=3))
@@ -264,8 +346,11 @@ def demo(ctx: click.Context, rate: float, duration: float) -> None:
     if tail and tail[-1].record:
         user = tail[-1].record["user_id"]
         password = s.redis_password.get_secret_value() if s.redis_password else None
-        stored = read_features(connect(s.redis_host, s.redis_port, s.redis_db, password),
-                               s.redis_key_prefix, user)
+        stored = read_features(
+            connect(s.redis_host, s.redis_port, s.redis_db, password), s.redis_key_prefix, user
+        )
         click.echo(f"\nRedis {s.redis_key_prefix}{user}: {json.dumps(stored)[:400]}...")
-    click.echo(f"\nFlink web UI: {s.flink_rest_url}   tail: streamscore consume\n"
-               "stop everything: streamscore stack down")
+    click.echo(
+        f"\nFlink web UI: {s.flink_rest_url}   tail: streamscore consume\n"
+        "stop everything: streamscore stack down"
+    )

@@ -27,31 +27,47 @@ class Message:
 
 
 def record_type_of(settings: Settings, topic: str) -> str:
-    types = {settings.topic_predictions: "prediction", settings.topic_dead_letters: "dead_letter",
-             settings.topic_labels: "label", settings.topic_events: "event"}
+    types = {
+        settings.topic_predictions: "prediction",
+        settings.topic_dead_letters: "dead_letter",
+        settings.topic_labels: "label",
+        settings.topic_events: "event",
+    }
     if topic not in types:
         raise ValueError(f"unknown topic {topic!r}; expected one of {sorted(types)}")
     return types[topic]
 
 
-def consume(settings: Settings, topic: str, *, from_beginning: bool = False,
-            max_messages: int | None = None, idle_timeout_s: float | None = None,
-            read_committed: bool = True) -> Iterator[Message]:
+def consume(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool = False,
+    max_messages: int | None = None,
+    idle_timeout_s: float | None = None,
+    read_committed: bool = True,
+) -> Iterator[Message]:
     """Yield decoded messages; stop after ``max_messages`` or ``idle_timeout_s`` without any."""
     codec = Codec(record_type_of(settings, topic))
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"streamscore-cli-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "isolation.level": "read_committed" if read_committed else "read_uncommitted",
-        "auto.offset.reset": "earliest" if from_beginning else "latest",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"streamscore-cli-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         if metadata.error is not None:
             raise RuntimeError(f"topic {topic}: {metadata.error}")
-        partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) if from_beginning
-                      else TopicPartition(topic, p) for p in metadata.partitions]
+        partitions = [
+            TopicPartition(topic, p, OFFSET_BEGINNING)
+            if from_beginning
+            else TopicPartition(topic, p)
+            for p in metadata.partitions
+        ]
         if from_beginning:
             consumer.assign(partitions)
         else:
@@ -75,8 +91,15 @@ def consume(settings: Settings, topic: str, *, from_beginning: bool = False,
             except Exception:
                 record = None
             seen += 1
-            yield Message(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1],
-                          msg.key(), record, value)
+            yield Message(
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                msg.timestamp()[1],
+                msg.key(),
+                record,
+                value,
+            )
     finally:
         consumer.close()
 
@@ -87,10 +110,15 @@ def as_json(message: Message) -> dict[str, Any]:
         for name, value in record.items():
             if isinstance(value, bytes):
                 record[name] = base64.b64encode(value).decode()
-    return {"topic": message.topic, "partition": message.partition, "offset": message.offset,
-            "timestamp": message.timestamp_ms, "key": message.key.decode(errors="replace")
-            if message.key else None, "record": record,
-            **({} if record is not None else {"raw_base64": base64.b64encode(message.raw).decode()})}
+    return {
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "timestamp": message.timestamp_ms,
+        "key": message.key.decode(errors="replace") if message.key else None,
+        "record": record,
+        **({} if record is not None else {"raw_base64": base64.b64encode(message.raw).decode()}),
+    }
 
 
 def pretty(message: Message) -> str:
@@ -99,13 +127,19 @@ def pretty(message: Message) -> str:
         return f"{message.partition}/{message.offset}: <undecodable {len(message.raw)} bytes>"
     if "decision" in r:
         flags = f" degraded={','.join(r['degraded'])}" if r["degraded"] else ""
-        return (f"{r['event_id']:<16} {r['user_id']:<9} score={r['score']:.4f} "
-                f"{r['decision']:<8} model={r['model_version']} "
-                f"latency={r['scored_time'] - r['ingest_time']}ms{flags}")
+        return (
+            f"{r['event_id']:<16} {r['user_id']:<9} score={r['score']:.4f} "
+            f"{r['decision']:<8} model={r['model_version']} "
+            f"latency={r['scored_time'] - r['ingest_time']}ms{flags}"
+        )
     if "reason" in r:
-        return (f"{r['reason']:<22} {r['source_topic']}/{r['source_partition']}@{r['source_offset']}"
-                f" ({len(r['original'])} bytes): {r['detail']}")
+        return (
+            f"{r['reason']:<22} {r['source_topic']}/{r['source_partition']}@{r['source_offset']}"
+            f" ({len(r['original'])} bytes): {r['detail']}"
+        )
     if "is_fraud" in r:
         return f"{r['event_id']:<16} {r['user_id']:<9} is_fraud={r['is_fraud']}"
-    return (f"{r['event_id']:<16} {r['user_id']:<9} {r['amount']:>10.2f} {r['currency']} "
-            f"{r['merchant_category']:<13} {r['country']} {r['channel']}")
+    return (
+        f"{r['event_id']:<16} {r['user_id']:<9} {r['amount']:>10.2f} {r['currency']} "
+        f"{r['merchant_category']:<13} {r['country']} {r['channel']}"
+    )

@@ -45,10 +45,17 @@ return 1
 PendingWrite = tuple[int, str, bytes]
 
 
-def connect(host: str, port: int, db: int = 0, password: str | None = None,
-            timeout_s: float = 2.0) -> redis.Redis:
-    return redis.Redis(host=host, port=port, db=db, password=password,
-                       socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+def connect(
+    host: str, port: int, db: int = 0, password: str | None = None, timeout_s: float = 2.0
+) -> redis.Redis:
+    return redis.Redis(
+        host=host,
+        port=port,
+        db=db,
+        password=password,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+    )
 
 
 def read_features(client: redis.Redis, key_prefix: str, user_id: str) -> dict[str, Any] | None:
@@ -69,9 +76,17 @@ def read_features(client: redis.Redis, key_prefix: str, user_id: str) -> dict[st
 class FeatureStoreWriter:
     """Buffers the newest feature vector per user and flushes batches from a daemon thread."""
 
-    def __init__(self, client: redis.Redis, key_prefix: str, feature_set_version: str,
-                 ttl_s: int, metrics: Metrics, flush_max_records: int = 2000,
-                 flush_interval_ms: int = 20, max_pending: int = 200_000) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        key_prefix: str,
+        feature_set_version: str,
+        ttl_s: int,
+        metrics: Metrics,
+        flush_max_records: int = 2000,
+        flush_interval_ms: int = 20,
+        max_pending: int = 200_000,
+    ) -> None:
         self._client = client
         self._prefix = key_prefix
         self._version = feature_set_version.encode()
@@ -88,8 +103,14 @@ class FeatureStoreWriter:
         self._thread = threading.Thread(target=self._run, name="feature-store-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, user_id: str, event_time: int, event_id: str,
-               names: tuple[str, ...], vector: list[float]) -> None:
+    def submit(
+        self,
+        user_id: str,
+        event_time: int,
+        event_id: str,
+        names: tuple[str, ...],
+        vector: list[float],
+    ) -> None:
         """Queue a write; never blocks. Oldest writes are dropped if Redis cannot keep up."""
         if len(self._pending) >= self._max_pending:
             self._pending.popleft()
@@ -124,9 +145,18 @@ class FeatureStoreWriter:
             now = str(int(time.time() * 1000)).encode()
             pipe = self._client.pipeline(transaction=False)
             for user_id, (event_time, event_id, features) in batch.items():
-                pipe.execute_command("EVALSHA", self._sha, 1, self._prefix + user_id,
-                                     event_time, event_id, self._version, features, now,
-                                     self._ttl_ms)
+                pipe.execute_command(
+                    "EVALSHA",
+                    self._sha,
+                    1,
+                    self._prefix + user_id,
+                    event_time,
+                    event_id,
+                    self._version,
+                    features,
+                    now,
+                    self._ttl_ms,
+                )
             results = pipe.execute(raise_on_error=False)
         except (redis.RedisError, OSError) as exc:
             self._mark_unhealthy(exc, len(batch))

@@ -18,8 +18,17 @@ from dataclasses import dataclass
 from streamscore.features.definitions import MERCHANT_CATEGORIES
 
 COUNTRIES = ("DE", "FR", "GB", "NL", "ES", "IT", "US", "PL", "SE", "BR", "NG", "RU", "CN", "VN")
-CURRENCY_OF = {"GB": "GBP", "US": "USD", "PL": "PLN", "SE": "SEK", "BR": "BRL", "NG": "NGN",
-               "RU": "RUB", "CN": "CNY", "VN": "VND"}
+CURRENCY_OF = {
+    "GB": "GBP",
+    "US": "USD",
+    "PL": "PLN",
+    "SE": "SEK",
+    "BR": "BRL",
+    "NG": "NGN",
+    "RU": "RUB",
+    "CN": "CNY",
+    "VN": "VND",
+}
 RISKY_CATEGORIES = ("electronics", "gift_cards", "crypto", "travel")
 HOME_COUNTRIES = COUNTRIES[:8]
 
@@ -70,8 +79,18 @@ class TransactionGenerator:
             device=f"d{rng.getrandbits(40):010x}",
         )
 
-    def _event(self, user: _User, ts: int, *, country: str, category: str, merchant: str,
-               amount: float, channel: str, device: str) -> dict[str, object]:
+    def _event(
+        self,
+        user: _User,
+        ts: int,
+        *,
+        country: str,
+        category: str,
+        merchant: str,
+        amount: float,
+        channel: str,
+        device: str,
+    ) -> dict[str, object]:
         self._count += 1
         return {
             "event_id": f"e{self.config.seed:x}-{self._count:010d}",
@@ -96,19 +115,30 @@ class TransactionGenerator:
             country, category = rng.choice(COUNTRIES), rng.choice(("travel", "restaurant"))
         elif roll < 0.03:  # a rare big purchase
             category, amount = "electronics", amount * rng.uniform(3, 8)
-        return self._event(user, ts, country=country, category=category,
-                           merchant=rng.choice(user.merchants), amount=amount, channel=channel,
-                           device=user.device)
+        return self._event(
+            user,
+            ts,
+            country=country,
+            category=category,
+            merchant=rng.choice(user.merchants),
+            amount=amount,
+            channel=channel,
+            device=user.device,
+        )
 
     def _fraud(self, user: _User, ts: int) -> dict[str, object]:
         rng = self._rng
         foreign = [c for c in COUNTRIES if c != user.home]
-        return self._event(user, ts, country=rng.choice(foreign[-7:] if rng.random() < 0.8 else foreign),
-                           category=rng.choice(RISKY_CATEGORIES),
-                           merchant=f"m{rng.randrange(5000, 9999):05d}",
-                           amount=user.typical_amount * rng.uniform(2.5, 12.0),
-                           channel="ONLINE" if rng.random() < 0.9 else "ATM",
-                           device=f"d{rng.getrandbits(40):010x}")
+        return self._event(
+            user,
+            ts,
+            country=rng.choice(foreign[-7:] if rng.random() < 0.8 else foreign),
+            category=rng.choice(RISKY_CATEGORIES),
+            merchant=f"m{rng.randrange(5000, 9999):05d}",
+            amount=user.typical_amount * rng.uniform(2.5, 12.0),
+            channel="ONLINE" if rng.random() < 0.9 else "ATM",
+            device=f"d{rng.getrandbits(40):010x}",
+        )
 
     def __iter__(self) -> Iterator[Transaction]:
         return self

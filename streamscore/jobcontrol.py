@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 JOB_SCRIPT = PROJECT_ROOT / "jobs" / "scoring_job.py"
 
 
-def find_job(s: Settings, states: tuple[str, ...] = ("RUNNING", "CREATED", "INITIALIZING",
-                                                     "RESTARTING")) -> dict[str, Any] | None:
+def find_job(
+    s: Settings, states: tuple[str, ...] = ("RUNNING", "CREATED", "INITIALIZING", "RESTARTING")
+) -> dict[str, Any] | None:
     for job in flink.rest(s, "/jobs/overview")["jobs"]:
         if job["name"] == s.job_name and job["state"] in states:
             return job
@@ -32,14 +33,24 @@ def submit(s: Settings, overrides: list[str], wait_s: float = 180) -> str:
         return str(existing["jid"])
     layout = layout_of(s)
     jar = maven.connector_jar(layout.flink_jars)
-    args = ["run", "-d", "-m", f"{s.flink_rest_host}:{s.flink_rest_port}", "--jarfile", str(jar),
-            "-py", str(JOB_SCRIPT)]
+    args = [
+        "run",
+        "-d",
+        "-m",
+        f"{s.flink_rest_host}:{s.flink_rest_port}",
+        "--jarfile",
+        str(jar),
+        "-py",
+        str(JOB_SCRIPT),
+    ]
     for item in overrides:
         args += ["--set", item]
     result = flink.flink_cli(layout, *args)
     match = re.search(r"JobID ([0-9a-f]{32})", result.stdout + result.stderr)
     if result.returncode != 0 or match is None:
-        raise StackError(f"job submission failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise StackError(
+            f"job submission failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     job_id = match.group(1)
     wait_running(s, job_id, wait_s)
     return job_id
@@ -54,7 +65,9 @@ def wait_running(s: Settings, job_id: str, wait_s: float) -> None:
         if state in ("FAILED", "CANCELED", "FINISHED", "RESTARTING"):
             raise StackError(f"job {job_id} is {state}: {first_exception(s, job_id)}")
         if state == "RUNNING" and all(v["status"] == "RUNNING" for v in job["vertices"]):
-            log.info("job %s RUNNING: %s/#/job/running/%s/overview", job_id, s.flink_rest_url, job_id)
+            log.info(
+                "job %s RUNNING: %s/#/job/running/%s/overview", job_id, s.flink_rest_url, job_id
+            )
             return
         time.sleep(1)
     raise StackError(f"job {job_id} not RUNNING after {wait_s:.0f}s (state {state})")
@@ -75,8 +88,9 @@ def cancel(s: Settings, job_id: str | None = None) -> str | None:
         return None
     import urllib.request
 
-    request = urllib.request.Request(f"{s.flink_rest_url}/jobs/{job['jid']}?mode=cancel",
-                                     method="PATCH")
+    request = urllib.request.Request(
+        f"{s.flink_rest_url}/jobs/{job['jid']}?mode=cancel", method="PATCH"
+    )
     urllib.request.urlopen(request, timeout=10).read()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -22,30 +22,54 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.events = Counter("streamscore_events", "Input records by outcome", ["outcome"],
-                              registry=r)
-        self.dead_letters = Counter("streamscore_dead_letters", "Dead letters by reason",
-                                    ["reason"], registry=r)
-        self.late_events = Counter("streamscore_late_events",
-                                   "Events behind the watermark, by how they were handled",
-                                   ["handling"], registry=r)
-        self.predictions = Counter("streamscore_predictions", "Predictions by decision",
-                                   ["decision", "model_version"], registry=r)
-        self.degraded = Counter("streamscore_degraded_predictions",
-                                "Predictions made while a component was unavailable",
-                                ["component"], registry=r)
-        self.feature_store_writes = Counter("streamscore_feature_store_writes",
-                                            "Feature store writes by result", ["result"],
-                                            registry=r)
-        self.latency = Histogram("streamscore_ingest_to_score_seconds",
-                                 "Kafka record timestamp to score computed", registry=r,
-                                 buckets=LATENCY_BUCKETS)
-        self.scores = Histogram("streamscore_score", "Distribution of model scores", registry=r,
-                                buckets=SCORE_BUCKETS)
-        self.expired_users = Counter("streamscore_expired_users",
-                                     "Users whose state expired after inactivity", registry=r)
-        self.model_info = Gauge("streamscore_model_info", "The model version in use (value 1)",
-                                ["model_version", "feature_set_version"], registry=r)
+        self.events = Counter(
+            "streamscore_events", "Input records by outcome", ["outcome"], registry=r
+        )
+        self.dead_letters = Counter(
+            "streamscore_dead_letters", "Dead letters by reason", ["reason"], registry=r
+        )
+        self.late_events = Counter(
+            "streamscore_late_events",
+            "Events behind the watermark, by how they were handled",
+            ["handling"],
+            registry=r,
+        )
+        self.predictions = Counter(
+            "streamscore_predictions",
+            "Predictions by decision",
+            ["decision", "model_version"],
+            registry=r,
+        )
+        self.degraded = Counter(
+            "streamscore_degraded_predictions",
+            "Predictions made while a component was unavailable",
+            ["component"],
+            registry=r,
+        )
+        self.feature_store_writes = Counter(
+            "streamscore_feature_store_writes",
+            "Feature store writes by result",
+            ["result"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "streamscore_ingest_to_score_seconds",
+            "Kafka record timestamp to score computed",
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.scores = Histogram(
+            "streamscore_score", "Distribution of model scores", registry=r, buckets=SCORE_BUCKETS
+        )
+        self.expired_users = Counter(
+            "streamscore_expired_users", "Users whose state expired after inactivity", registry=r
+        )
+        self.model_info = Gauge(
+            "streamscore_model_info",
+            "The model version in use (value 1)",
+            ["model_version", "feature_set_version"],
+            registry=r,
+        )
 
 
 _process_metrics: Metrics | None = None
@@ -61,8 +85,7 @@ def process_metrics(host: str = "127.0.0.1", port: int | None = None, tries: int
             if port:
                 for candidate in range(port, port + tries):
                     try:
-                        start_http_server(candidate, addr=host,
-                                          registry=_process_metrics.registry)
+                        start_http_server(candidate, addr=host, registry=_process_metrics.registry)
                         log.info("metrics on http://%s:%d/metrics", host, candidate)
                         break
                     except OSError:

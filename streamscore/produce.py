@@ -78,28 +78,50 @@ def events_from_file(path: Path) -> Iterator[tuple[dict[str, Any], bool | None]]
             label = record.pop("is_fraud", None)
             ts = record["event_time"]
             if isinstance(ts, str):
-                record["event_time"] = int(datetime.fromisoformat(ts.replace("Z", "+00:00"))
-                                           .timestamp() * 1000)
+                record["event_time"] = int(
+                    datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000
+                )
             record.setdefault("device_id", None)
             yield record, label
 
 
 def _report(stats: ProduceStats, started: float) -> None:
     elapsed = max(time.monotonic() - started, 1e-9)
-    log.info("sent %d events (%.0f/s), %d labels, %d malformed, %d late, %d out of order",
-             stats.events, stats.events / elapsed, stats.labels, stats.malformed, stats.late,
-             stats.out_of_order)
+    log.info(
+        "sent %d events (%.0f/s), %d labels, %d malformed, %d late, %d out of order",
+        stats.events,
+        stats.events / elapsed,
+        stats.labels,
+        stats.malformed,
+        stats.late,
+        stats.out_of_order,
+    )
 
 
-def produce(settings: Settings, *, count: int | None, duration_s: float | None, rate: float,
-            generator: GeneratorConfig | None = None, noise: NoiseConfig = NoiseConfig(),
-            labels: bool = True, label_delay_ms: int = 30_000, from_file: Path | None = None,
-            realtime: bool = True) -> ProduceStats:
+def produce(
+    settings: Settings,
+    *,
+    count: int | None,
+    duration_s: float | None,
+    rate: float,
+    generator: GeneratorConfig | None = None,
+    noise: NoiseConfig = NoiseConfig(),
+    labels: bool = True,
+    label_delay_ms: int = 30_000,
+    from_file: Path | None = None,
+    realtime: bool = True,
+) -> ProduceStats:
     """Send events until ``count`` or ``duration_s`` is reached (whichever first)."""
     events_codec, labels_codec = Codec("event"), Codec("label")
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5,
-                         "enable.idempotence": True, "acks": "all",
-                         "queue.buffering.max.messages": 1_000_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+            "acks": "all",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
     rng = random.Random(noise.seed)
     now_ms = int(time.time() * 1000)
     if from_file is not None:
@@ -139,19 +161,36 @@ def produce(settings: Settings, *, count: int | None, duration_s: float | None, 
             if roll < noise.malformed_fraction + noise.late_fraction:
                 event = {**event, "event_time": event["event_time"] - noise.late_by_ms}
                 stats.late += 1
-            elif roll < noise.malformed_fraction + noise.late_fraction + noise.out_of_order_fraction:
-                event = {**event, "event_time": event["event_time"] - rng.randint(1, noise.out_of_order_max_ms)}
+            elif (
+                roll < noise.malformed_fraction + noise.late_fraction + noise.out_of_order_fraction
+            ):
+                event = {
+                    **event,
+                    "event_time": event["event_time"] - rng.randint(1, noise.out_of_order_max_ms),
+                }
                 stats.out_of_order += 1
             value = events_codec.encode(event)
         _send(producer, settings.topic_events, key, value)
         stats.events += 1
         if labels and is_fraud is not None:
             label_time = int(time.time() * 1000) + label_delay_ms
-            pending_labels.append((label_time, key, labels_codec.encode({
-                "event_id": event["event_id"], "user_id": event["user_id"],
-                "is_fraud": bool(is_fraud), "label_time": label_time})))
-        stats.labels += _send_due_labels(producer, settings.topic_labels, pending_labels,
-                                         int(time.time() * 1000))
+            pending_labels.append(
+                (
+                    label_time,
+                    key,
+                    labels_codec.encode(
+                        {
+                            "event_id": event["event_id"],
+                            "user_id": event["user_id"],
+                            "is_fraud": bool(is_fraud),
+                            "label_time": label_time,
+                        }
+                    ),
+                )
+            )
+        stats.labels += _send_due_labels(
+            producer, settings.topic_labels, pending_labels, int(time.time() * 1000)
+        )
         if time.monotonic() - last_report >= 5.0:
             last_report = time.monotonic()
             _report(stats, started)
@@ -175,8 +214,9 @@ def _send(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
             producer.poll(0.05)
 
 
-def _send_due_labels(producer: Producer, topic: str, pending: deque[tuple[int, bytes, bytes]],
-                     now_ms: int | None) -> int:
+def _send_due_labels(
+    producer: Producer, topic: str, pending: deque[tuple[int, bytes, bytes]], now_ms: int | None
+) -> int:
     sent = 0
     while pending and (now_ms is None or pending[0][0] <= now_ms):
         _, key, value = pending.popleft()

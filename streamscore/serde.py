@@ -66,7 +66,8 @@ class Codec:
     def __init__(self, name: str, schema: dict[str, Any] | None = None) -> None:
         self.name = name
         self._schema = (
-            parsed_schema(name) if schema is None
+            parsed_schema(name)
+            if schema is None
             else fastavro.parse_schema(_strip_logical_types(copy.deepcopy(schema)))
         )
         self._reader = fastavro.schemaless_reader

@@ -40,7 +40,7 @@ class NumericAggregate:
 
 @dataclass(frozen=True)
 class DistinctCount:
-    """Number of distinct values of a text field over windows, and whether the current value is new."""
+    """Distinct values of a text field over windows (and optionally: is the current one new)."""
 
     field: str
     windows: tuple[str, ...]
@@ -125,8 +125,16 @@ class FeatureSet:
 
 
 MERCHANT_CATEGORIES = (
-    "grocery", "restaurant", "fuel", "travel", "electronics", "fashion",
-    "entertainment", "health", "gift_cards", "crypto",
+    "grocery",
+    "restaurant",
+    "fuel",
+    "travel",
+    "electronics",
+    "fashion",
+    "entertainment",
+    "health",
+    "gift_cards",
+    "crypto",
 )
 CHANNELS = ("POS", "ONLINE", "ATM")
 

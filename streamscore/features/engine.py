@@ -80,9 +80,7 @@ class FeatureEngine:
 
         aggregates: list[float] = []
         slack = self._slack
-        for (field_name, bucket_ms, n, length, aggs, _w), buckets in zip(
-            self._numeric, state[1]
-        ):
+        for (field_name, bucket_ms, n, length, aggs, _w), buckets in zip(self._numeric, state[1]):
             k_event = t // bucket_ms
             k_first = max(k_event - n, (newest - length - slack) // bucket_ms - 1)
             count = 0
@@ -114,9 +112,7 @@ class FeatureEngine:
                     cell[2] = value
         vector += aggregates
 
-        for (field_name, bucket_ms, n, length, flag_new), buckets in zip(
-            self._distinct, state[2]
-        ):
+        for (field_name, bucket_ms, n, length, flag_new), buckets in zip(self._distinct, state[2]):
             k_event = t // bucket_ms
             k_first = max(k_event - n, (newest - length - slack) // bucket_ms - 1)
             seen: set[str] = set()

@@ -56,7 +56,12 @@ class DecodeAndValidate(ProcessFunction):
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[override]
         payload, topic, partition, offset, ingest_time = (
-            value[0], value[1], value[2], value[3], value[4])
+            value[0],
+            value[1],
+            value[2],
+            value[3],
+            value[4],
+        )
         try:
             if not payload:
                 raise Rejection("decode_error", "empty record value")
@@ -69,17 +74,36 @@ class DecodeAndValidate(ProcessFunction):
             self._metrics.events.labels("dead_letter").inc()
             self._metrics.dead_letters.labels(rejection.reason).inc()
             key = f"{topic}/{partition}".encode()
-            yield DEAD_LETTERS, Row(key, records.dead_letter(
-                self._dead, rejection.reason, rejection.detail, topic, partition, offset, payload))
+            yield (
+                DEAD_LETTERS,
+                Row(
+                    key,
+                    records.dead_letter(
+                        self._dead,
+                        rejection.reason,
+                        rejection.detail,
+                        topic,
+                        partition,
+                        offset,
+                        payload,
+                    ),
+                ),
+            )
             return
-        envelope = Row(payload, ingest_time if ingest_time is not None else int(time.time() * 1000),
-                       topic, partition, offset)
+        envelope = Row(
+            payload,
+            ingest_time if ingest_time is not None else int(time.time() * 1000),
+            topic,
+            partition,
+            offset,
+        )
         yield (Row(event["user_id"], envelope), event["event_time"])
 
 
 class ScoreEvents(KeyedProcessFunction):
-    def __init__(self, settings: Settings, schemas: dict[str, dict[str, Any]],
-                 model: ModelBundle | None) -> None:
+    def __init__(
+        self, settings: Settings, schemas: dict[str, dict[str, Any]], model: ModelBundle | None
+    ) -> None:
         self._settings = settings
         self._schemas = schemas
         self._model = model
@@ -95,7 +119,8 @@ class ScoreEvents(KeyedProcessFunction):
         # PICKLED_BYTE_ARRAY: the user's state list is pickled once per write (thread mode's
         # PRIMITIVE_ARRAY state converter would copy byte by byte, and fails on absent values).
         self._state = runtime_context.get_state(
-            ValueStateDescriptor("user-aggregates", Types.PICKLED_BYTE_ARRAY()))
+            ValueStateDescriptor("user-aggregates", Types.PICKLED_BYTE_ARRAY())
+        )
         self._retention_ms = FEATURE_SET.max_window_ms + FEATURE_SET.retention_slack_ms
         self._engine = FeatureEngine(FEATURE_SET)
         self._names = self._engine.names
@@ -108,16 +133,27 @@ class ScoreEvents(KeyedProcessFunction):
         self._metrics.model_info.labels(self._scorer.model_version, FEATURE_SET.version).set(1)
         password = s.redis_password.get_secret_value() if s.redis_password else None
         self._store = FeatureStoreWriter(
-            connect(s.redis_host, s.redis_port, s.redis_db, password), s.redis_key_prefix,
-            FEATURE_SET.version, s.feature_ttl_s, self._metrics, s.redis_flush_max_records,
-            s.redis_flush_interval_ms)
+            connect(s.redis_host, s.redis_port, s.redis_db, password),
+            s.redis_key_prefix,
+            FEATURE_SET.version,
+            s.feature_ttl_s,
+            self._metrics,
+            s.redis_flush_max_records,
+            s.redis_flush_interval_ms,
+        )
         self._lateness = s.allowed_lateness_ms
 
     def close(self) -> None:
         self._store.close()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[override]
-        payload, ingest_time, topic, partition, offset = value[0], value[1], value[2], value[3], value[4]
+        payload, ingest_time, topic, partition, offset = (
+            value[0],
+            value[1],
+            value[2],
+            value[3],
+            value[4],
+        )
         event_time = ctx.timestamp()
         watermark = ctx.timer_service().current_watermark()
         metrics = self._metrics
@@ -126,10 +162,23 @@ class ScoreEvents(KeyedProcessFunction):
                 metrics.late_events.labels("dead_letter").inc()
                 metrics.events.labels("dead_letter").inc()
                 metrics.dead_letters.labels("late").inc()
-                yield LATE_EVENTS, Row(f"{topic}/{partition}".encode(), records.dead_letter(
-                    self._dead, "late",
-                    f"event_time {event_time} is more than allowed_lateness_ms={self._lateness} "
-                    f"behind the watermark {watermark}", topic, partition, offset, payload))
+                yield (
+                    LATE_EVENTS,
+                    Row(
+                        f"{topic}/{partition}".encode(),
+                        records.dead_letter(
+                            self._dead,
+                            "late",
+                            f"event_time {event_time} is more than "
+                            f"allowed_lateness_ms={self._lateness} "
+                            f"behind the watermark {watermark}",
+                            topic,
+                            partition,
+                            offset,
+                            payload,
+                        ),
+                    ),
+                )
                 return
             metrics.late_events.labels("scored").inc()
 
@@ -152,8 +201,16 @@ class ScoreEvents(KeyedProcessFunction):
             metrics.degraded.labels("redis").inc()
         self._store.submit(event["user_id"], event_time, event["event_id"], self._names, vector)
 
-        record = records.prediction(self._predictions, event, score, decision, model_version,
-                                    FEATURE_SET.version, degraded, ingest_time)
+        record = records.prediction(
+            self._predictions,
+            event,
+            score,
+            decision,
+            model_version,
+            FEATURE_SET.version,
+            degraded,
+            ingest_time,
+        )
         metrics.events.labels("scored").inc()
         metrics.predictions.labels(decision, model_version).inc()
         metrics.scores.observe(score)

@@ -41,8 +41,11 @@ from streamscore.serde import RECORD_TYPES, raw_schema
 
 log = logging.getLogger(__name__)
 
-_STARTUP_MODES = {"earliest": "earliest-offset", "latest": "latest-offset",
-                  "group-offsets": "group-offsets"}
+_STARTUP_MODES = {
+    "earliest": "earliest-offset",
+    "latest": "latest-offset",
+    "group-offsets": "group-offsets",
+}
 
 
 def source_ddl(s: Settings) -> str:
@@ -97,10 +100,9 @@ def _event_time_keyed(decoded: DataStream, s: Settings) -> KeyedStream:
     """Timestamps/watermarks from the decode output's second field, then key by its key field."""
     gateway = get_gateway()
     jvm = gateway.jvm
-    strategy = (
-        WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(s.max_out_of_orderness_ms))
-        .with_idleness(Duration.of_millis(s.source_idleness_ms))
-    )
+    strategy = WatermarkStrategy.for_bounded_out_of_orderness(
+        Duration.of_millis(s.max_out_of_orderness_ms)
+    ).with_idleness(Duration.of_millis(s.source_idleness_ms))
     j_timestamped = decoded._j_data_stream.assignTimestampsAndWatermarks(
         strategy._j_watermark_strategy.withTimestampAssigner(
             jvm.org.apache.flink.streaming.api.functions.python.eventtime.CustomTimestampAssigner()
@@ -126,22 +128,29 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     t_env.execute_sql(source_ddl(s))
     # Thread mode hands TIMESTAMP_LTZ to Python as an opaque Java object, and SQL forbids
     # casting it to a number, so the Kafka timestamp becomes epoch millis here.
-    raw = t_env.to_data_stream(t_env.sql_query(
-        "SELECT payload, src_topic, src_partition, src_offset, "
-        "UNIX_TIMESTAMP(CAST(kafka_time AS STRING)) * 1000 + EXTRACT(MILLISECOND FROM kafka_time) "
-        "AS ingest_time FROM raw_events"))
+    raw = t_env.to_data_stream(
+        t_env.sql_query(
+            "SELECT payload, src_topic, src_partition, src_offset, "
+            "UNIX_TIMESTAMP(CAST(kafka_time AS STRING)) * 1000 "
+            "+ EXTRACT(MILLISECOND FROM kafka_time) "
+            "AS ingest_time FROM raw_events"
+        )
+    )
 
     decoded = raw.process(DecodeAndValidate(s, schemas), output_type=TIMESTAMPED_ENVELOPE)
     decoded.name("decode-validate").uid("decode-validate")
     scored = _event_time_keyed(decoded, s).process(
-        ScoreEvents(s, schemas, model), output_type=KAFKA_RECORD)
+        ScoreEvents(s, schemas, model), output_type=KAFKA_RECORD
+    )
     scored.name("features-score").uid("features-score")
 
-    scored.sink_to(kafka_sink(s, s.topic_predictions, "predictions")).name(
-        "predictions-sink").uid("predictions-sink")
+    scored.sink_to(kafka_sink(s, s.topic_predictions, "predictions")).name("predictions-sink").uid(
+        "predictions-sink"
+    )
     dead = decoded.get_side_output(DEAD_LETTERS).union(scored.get_side_output(LATE_EVENTS))
-    dead.sink_to(kafka_sink(s, s.topic_dead_letters, "dead-letters")).name(
-        "dead-letters-sink").uid("dead-letters-sink")
+    dead.sink_to(kafka_sink(s, s.topic_dead_letters, "dead-letters")).name("dead-letters-sink").uid(
+        "dead-letters-sink"
+    )
 
 
 def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
@@ -155,6 +164,8 @@ def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
     conf.set_string("python.execution-mode", s.python_execution_mode)
     conf.set_string("state.backend.type", "rocksdb")
     conf.set_string("execution.checkpointing.incremental", "true")
-    conf.set_string("execution.checkpointing.min-pause", str(min(500, s.checkpoint_interval_ms // 2)))
+    conf.set_string(
+        "execution.checkpointing.min-pause", str(min(500, s.checkpoint_interval_ms // 2))
+    )
     conf.set_string("pipeline.name", s.job_name)
     env.configure(conf)

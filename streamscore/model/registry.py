@@ -38,8 +38,10 @@ def list_versions(models_dir: Path) -> list[str]:
     if not models_dir.is_dir():
         return []
     return sorted(
-        p.name for p in models_dir.iterdir()
-        if p.name.startswith(VERSION_PREFIX) and (p / MODEL_FILE).is_file()
+        p.name
+        for p in models_dir.iterdir()
+        if p.name.startswith(VERSION_PREFIX)
+        and (p / MODEL_FILE).is_file()
         and (p / METADATA_FILE).is_file()
     )
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from streamscore.features.definitions import FEATURE_SET, FeatureSet
 from streamscore.model.registry import resolve
@@ -55,10 +56,18 @@ class FastBooster:
         self._lib = _LIB
         self._safe_call = _safe_call
         self._fast = ctypes.c_void_p()
-        _safe_call(_LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
-            self._booster._handle, ctypes.c_int(_C_API_PREDICT_NORMAL), ctypes.c_int(0),
-            ctypes.c_int(-1), ctypes.c_int(_C_API_DTYPE_FLOAT64), ctypes.c_int32(n_features),
-            ctypes.c_char_p(b"num_threads=1"), ctypes.byref(self._fast)))
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                self._booster._handle,
+                ctypes.c_int(_C_API_PREDICT_NORMAL),
+                ctypes.c_int(0),
+                ctypes.c_int(-1),
+                ctypes.c_int(_C_API_DTYPE_FLOAT64),
+                ctypes.c_int32(n_features),
+                ctypes.c_char_p(b"num_threads=1"),
+                ctypes.byref(self._fast),
+            )
+        )
         self._row_type = ctypes.c_double * n_features
         self._out = ctypes.c_double(0.0)
         self._out_len = ctypes.c_int64(0)
@@ -108,8 +117,9 @@ class ModelBundle:
     @staticmethod
     def load(models_dir: Path, version: str = "latest") -> ModelBundle:
         artifact = resolve(models_dir, version)
-        return ModelBundle(artifact.version, artifact.model_path.read_text(encoding="utf-8"),
-                           artifact.metadata)
+        return ModelBundle(
+            artifact.version, artifact.model_path.read_text(encoding="utf-8"), artifact.metadata
+        )
 
 
 class Scorer:

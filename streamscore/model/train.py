@@ -61,7 +61,9 @@ def log_loss(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
-def precision_recall_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+def precision_recall_at(
+    labels: np.ndarray, scores: np.ndarray, threshold: float
+) -> dict[str, float]:
     flagged = scores >= threshold
     tp = int((flagged & (labels == 1)).sum())
     return {
@@ -77,8 +79,7 @@ def split_by_time(data: TrainingSet, holdout_fraction: float) -> tuple[np.ndarra
     return data.event_times < cutoff, data.event_times >= cutoff
 
 
-def train(data: TrainingSet, config: TrainConfig, models_dir: Path,
-          source: dict[str, Any]) -> Path:
+def train(data: TrainingSet, config: TrainConfig, models_dir: Path, source: dict[str, Any]) -> Path:
     import lightgbm
 
     train_mask, test_mask = split_by_time(data, config.holdout_fraction)
@@ -96,9 +97,13 @@ def train(data: TrainingSet, config: TrainConfig, models_dir: Path,
         "verbose": -1,
     }
     categorical = list(FEATURE_SET.categorical_features)
-    train_set = lightgbm.Dataset(data.features[train_mask], data.labels[train_mask],
-                                 feature_name=list(data.feature_names),
-                                 categorical_feature=categorical, free_raw_data=False)
+    train_set = lightgbm.Dataset(
+        data.features[train_mask],
+        data.labels[train_mask],
+        feature_name=list(data.feature_names),
+        categorical_feature=categorical,
+        free_raw_data=False,
+    )
     booster = lightgbm.train(params, train_set, num_boost_round=config.num_boost_round)
     test_x, test_y = data.features[test_mask], data.labels[test_mask]
     scores = booster.predict(test_x)
@@ -141,13 +146,19 @@ def train(data: TrainingSet, config: TrainConfig, models_dir: Path,
         },
     }
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-    log.info("model %s: AUC %.4f, log-loss %.4f on %d holdout rows", version, metrics["auc"],
-             metrics["log_loss"], metrics["holdout_rows"])
+    log.info(
+        "model %s: AUC %.4f, log-loss %.4f on %d holdout rows",
+        version,
+        metrics["auc"],
+        metrics["log_loss"],
+        metrics["holdout_rows"],
+    )
     return directory
 
 
-def train_from_generator(models_dir: Path, config: TrainConfig,
-                         generator_config: GeneratorConfig) -> Path:
+def train_from_generator(
+    models_dir: Path, config: TrainConfig, generator_config: GeneratorConfig
+) -> Path:
     generator = TransactionGenerator(generator_config)
     labelled = ((t.event, t.is_fraud) for t in (next(generator) for _ in range(config.events)))
     data = build_training_set(labelled)

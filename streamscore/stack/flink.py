@@ -77,8 +77,9 @@ def cluster_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
         "python.executable": python,
         "python.client.executable": python,
         "python.execution-mode": s.python_execution_mode,
-        "metrics.reporter.prom.factory.class":
-            "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        "metrics.reporter.prom.factory.class": (
+            "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+        ),
         "metrics.reporter.prom.port": s.flink_prometheus_port,
         "metrics.reporter.prom.host": "127.0.0.1",
     }
@@ -88,12 +89,20 @@ def write_config(s: Settings, layout: StackLayout) -> None:
     conf = layout.flink_conf
     conf.mkdir(parents=True, exist_ok=True)
     shipped = flink_home() / "conf"
-    for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties",
-                 "log4j-session.properties", "logback.xml", "logback-console.xml"):
+    for name in (
+        "log4j.properties",
+        "log4j-console.properties",
+        "log4j-cli.properties",
+        "log4j-session.properties",
+        "logback.xml",
+        "logback-console.xml",
+    ):
         if (shipped / name).exists():
             shutil.copy(shipped / name, conf / name)
-    lines = [f"{k}: {json.dumps(v) if isinstance(v, str) else v}"
-             for k, v in cluster_config(s, layout).items()]
+    lines = [
+        f"{k}: {json.dumps(v) if isinstance(v, str) else v}"
+        for k, v in cluster_config(s, layout).items()
+    ]
     (conf / "config.yaml").write_text("\n".join(lines) + "\n")
     (conf / "masters").write_text(f"127.0.0.1:{s.flink_rest_port}\n")
     (conf / "workers").write_text("127.0.0.1\n")
@@ -149,23 +158,44 @@ def start(s: Settings, layout: StackLayout) -> tuple[int, int]:
     if not alive(jm):
         ensure_port_free(s.flink_rest_host, s.flink_rest_port, "the Flink REST API / web UI")
         ensure_port_free("127.0.0.1", s.flink_rpc_port, "the Flink JobManager RPC")
-        jm = start_detached([str(bin_dir / "jobmanager.sh"), "start-foreground"],
-                            layout.log_file(JOBMANAGER), layout.pid_file(JOBMANAGER), env=env)
+        jm = start_detached(
+            [str(bin_dir / "jobmanager.sh"), "start-foreground"],
+            layout.log_file(JOBMANAGER),
+            layout.pid_file(JOBMANAGER),
+            env=env,
+        )
     if not alive(tm):
-        tm = start_detached([str(bin_dir / "taskmanager.sh"), "start-foreground"],
-                            layout.log_file(TASKMANAGER), layout.pid_file(TASKMANAGER), env=env)
+        tm = start_detached(
+            [str(bin_dir / "taskmanager.sh"), "start-foreground"],
+            layout.log_file(TASKMANAGER),
+            layout.pid_file(TASKMANAGER),
+            env=env,
+        )
     wait_until(lambda: overview_ok(s), "Flink", 120, layout.log_file(JOBMANAGER), jm)
-    log.info("Flink up: web UI %s (JobManager pid %s, TaskManager pid %s)", s.flink_rest_url, jm, tm)
+    log.info(
+        "Flink up: web UI %s (JobManager pid %s, TaskManager pid %s)", s.flink_rest_url, jm, tm
+    )
     return jm, tm  # type: ignore[return-value]
 
 
-def flink_cli(layout: StackLayout, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+def flink_cli(
+    layout: StackLayout, *args: str, timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
     if not layout.flink_conf.joinpath("config.yaml").exists():
         raise StackError("no Flink config yet: run `streamscore stack up` first")
-    return subprocess.run([str(flink_home() / "bin" / "flink"), *args], env=flink_env(layout),
-                          capture_output=True, text=True, timeout=timeout_s, check=False)
+    return subprocess.run(
+        [str(flink_home() / "bin" / "flink"), *args],
+        env=flink_env(layout),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 def running_jobs(s: Settings) -> list[dict[str, Any]]:
-    return [j for j in rest(s, "/jobs/overview")["jobs"] if j["state"] in ("RUNNING", "CREATED",
-                                                                          "INITIALIZING", "RESTARTING")]
+    return [
+        j
+        for j in rest(s, "/jobs/overview")["jobs"]
+        if j["state"] in ("RUNNING", "CREATED", "INITIALIZING", "RESTARTING")
+    ]

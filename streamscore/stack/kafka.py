@@ -19,38 +19,48 @@ NAME = "kafka"
 
 def server_properties(s: Settings, data_dir: Path) -> str:
     host = s.kafka_host
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"listeners=PLAINTEXT://{host}:{s.kafka_port},CONTROLLER://{host}:{s.kafka_controller_port}",
-        f"advertised.listeners=PLAINTEXT://{host}:{s.kafka_port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        f"controller.quorum.bootstrap.servers={host}:{s.kafka_controller_port}",
-        "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={data_dir}",
-        "num.partitions=1",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=4",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "transaction.state.log.num.partitions=4",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=false",
-        # Flink's exactly-once sink keeps transactions open up to this long.
-        "transaction.max.timeout.ms=900000",
-        "log.retention.hours=168",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"listeners=PLAINTEXT://{host}:{s.kafka_port},CONTROLLER://{host}:{s.kafka_controller_port}",
+            f"advertised.listeners=PLAINTEXT://{host}:{s.kafka_port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"controller.quorum.bootstrap.servers={host}:{s.kafka_controller_port}",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data_dir}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "transaction.state.log.num.partitions=4",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            # Flink's exactly-once sink keeps transactions open up to this long.
+            "transaction.max.timeout.ms=900000",
+            "log.retention.hours=168",
+            "",
+        ]
+    )
 
 
 def _java_cmd(layout: StackLayout, heap: str, main: str, *args: str) -> list[str]:
     java = shutil.which("java") or "java"
-    return [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={layout.root / 'kafka' / 'log4j2.yaml'}",
-            "-cp", f"{layout.kafka_libs}/*", main, *args]
+    return [
+        java,
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={layout.root / 'kafka' / 'log4j2.yaml'}",
+        "-cp",
+        f"{layout.kafka_libs}/*",
+        main,
+        *args,
+    ]
 
 
 LOG4J2 = """Configuration:
@@ -78,13 +88,32 @@ def _format_storage(s: Settings, layout: StackLayout) -> None:
     if (layout.kafka_data / "meta.properties").exists():
         return
     layout.kafka_data.mkdir(parents=True, exist_ok=True)
-    cluster_id = subprocess.run(
-        _java_cmd(layout, "256m", "kafka.tools.StorageTool", "random-uuid"),
-        capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    cluster_id = (
+        subprocess.run(
+            _java_cmd(layout, "256m", "kafka.tools.StorageTool", "random-uuid"),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     result = subprocess.run(
-        _java_cmd(layout, "256m", "kafka.tools.StorageTool", "format", "--standalone",
-                  "-t", cluster_id, "-c", str(layout.kafka_config)),
-        capture_output=True, text=True, check=False)
+        _java_cmd(
+            layout,
+            "256m",
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id,
+            "-c",
+            str(layout.kafka_config),
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise StackError(f"formatting Kafka storage failed:\n{result.stdout}\n{result.stderr}")
 
@@ -103,8 +132,11 @@ def create_topics(s: Settings) -> list[str]:
 
     admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
-    wanted = [NewTopic(t, num_partitions=n, replication_factor=1)
-              for t, n in s.topic_partitions().items() if t not in existing]
+    wanted = [
+        NewTopic(t, num_partitions=n, replication_factor=1)
+        for t, n in s.topic_partitions().items()
+        if t not in existing
+    ]
     if not wanted:
         return []
     for topic, future in admin.create_topics(wanted, request_timeout=15).items():
@@ -124,8 +156,11 @@ def start(s: Settings, layout: StackLayout) -> int:
     layout.kafka_config.write_text(server_properties(s, layout.kafka_data))
     (layout.root / "kafka" / "log4j2.yaml").write_text(LOG4J2)
     _format_storage(s, layout)
-    pid = start_detached(_java_cmd(layout, s.kafka_heap, "kafka.Kafka", str(layout.kafka_config)),
-                         layout.log_file(NAME), layout.pid_file(NAME))
+    pid = start_detached(
+        _java_cmd(layout, s.kafka_heap, "kafka.Kafka", str(layout.kafka_config)),
+        layout.log_file(NAME),
+        layout.pid_file(NAME),
+    )
     wait_until(lambda: metadata_ok(s), "Kafka", 90, layout.log_file(NAME), pid)
     log.info("Kafka up on %s (pid %d)", s.kafka_bootstrap, pid)
     return pid

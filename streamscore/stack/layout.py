@@ -61,6 +61,15 @@ class StackLayout:
         return self.logs / f"{name}.log"
 
     def create(self) -> None:
-        for d in (self.kafka_libs, self.flink_jars, self.kafka_data, self.redis_dir,
-                  self.flink_conf, self.checkpoints, self.savepoints, self.logs, self.pids):
+        for d in (
+            self.kafka_libs,
+            self.flink_jars,
+            self.kafka_data,
+            self.redis_dir,
+            self.flink_conf,
+            self.checkpoints,
+            self.savepoints,
+            self.logs,
+            self.pids,
+        ):
             d.mkdir(parents=True, exist_ok=True)

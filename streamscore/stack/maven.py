@@ -1,4 +1,4 @@
-"""Fetches the stack's jars from Maven Central with ``mvn`` (versions pinned in infra/maven/pom.xml)."""
+"""Fetches the stack's jars from Maven Central with ``mvn`` (versions: infra/maven/pom.xml)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ POM = PROJECT_ROOT / "infra" / "maven" / "pom.xml"
 def java_major_version() -> int:
     java = shutil.which("java")
     if java is None:
-        raise StackError("Java is not installed: install a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless)")
+        raise StackError(
+            "Java is not installed: install a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless)"
+        )
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if not match:
@@ -35,7 +37,7 @@ def require_java(minimum: int = 17) -> None:
 
 
 def fetch(profile: str, destination: Path, marker: str) -> None:
-    """Copy a pom profile's runtime jars into ``destination`` unless a jar named ``marker*`` is there."""
+    """Copy a pom profile's runtime jars into ``destination``, unless ``marker*.jar`` is there."""
     if any(destination.glob(f"{marker}*.jar")):
         return
     mvn = shutil.which("mvn")
@@ -44,15 +46,33 @@ def fetch(profile: str, destination: Path, marker: str) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     log.info("fetching %s jars from Maven Central into %s", profile, destination)
     result = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(POM), "-P", profile, "dependency:copy-dependencies",
-         f"-DoutputDirectory={destination}", "-Dmdep.includeScope=runtime"],
-        capture_output=True, text=True, check=False)
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "-P",
+            profile,
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={destination}",
+            "-Dmdep.includeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0 or not any(destination.glob(f"{marker}*.jar")):
-        raise StackError(f"Maven fetch of the {profile} jars failed:\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+        raise StackError(
+            f"Maven fetch of the {profile} jars failed:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-2000:]}"
+        )
 
 
 def connector_jar(destination: Path) -> Path:
     jars = sorted(destination.glob("flink-sql-connector-kafka-*.jar"))
     if not jars:
-        raise StackError(f"no Flink Kafka connector jar in {destination}; run `streamscore stack up`")
+        raise StackError(
+            f"no Flink Kafka connector jar in {destination}; run `streamscore stack up`"
+        )
     return jars[-1]

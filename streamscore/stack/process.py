@@ -24,8 +24,10 @@ def port_open(host: str, port: int, timeout_s: float = 0.3) -> bool:
 
 def ensure_port_free(host: str, port: int, what: str) -> None:
     if port_open(host, port):
-        raise StackError(f"port {host}:{port} for {what} is taken by another process; "
-                         "stop it or choose another port (see `streamscore config`)")
+        raise StackError(
+            f"port {host}:{port} for {what} is taken by another process; "
+            "stop it or choose another port (see `streamscore config`)"
+        )
 
 
 def read_pid(pid_file: Path) -> int | None:
@@ -52,13 +54,25 @@ def alive(pid: int | None) -> bool:
         return True
 
 
-def start_detached(cmd: list[str], log_file: Path, pid_file: Path,
-                   env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+def start_detached(
+    cmd: list[str],
+    log_file: Path,
+    pid_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
     """Start ``cmd`` in its own session (so its pid is the server's), logging to ``log_file``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env, cwd=cwd)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
+        )
     pid_file.write_text(str(proc.pid))
     return proc.pid
 
@@ -87,8 +101,13 @@ def stop_pid(pid: int, what: str, timeout_s: float = 30.0) -> None:
         raise StackError(f"could not stop {what} (pid {pid})")
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout_s: float, log_file: Path | None = None,
-               pid: int | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    what: str,
+    timeout_s: float,
+    log_file: Path | None = None,
+    pid: int | None = None,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -102,5 +121,7 @@ def wait_until(check: Callable[[], bool], what: str, timeout_s: float, log_file:
     tail = ""
     if log_file and log_file.exists():
         tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-25:])
-    state = "exited" if pid is not None and not alive(pid) else f"not healthy after {timeout_s:.0f}s"
+    state = (
+        "exited" if pid is not None and not alive(pid) else f"not healthy after {timeout_s:.0f}s"
+    )
     raise StackError(f"{what} {state}; last log lines from {log_file}:\n{tail}")

@@ -29,9 +29,23 @@ def start(s: Settings, layout: StackLayout) -> int:
         raise StackError("redis-server is not installed: apt-get install redis-server")
     ensure_port_free(s.redis_host, s.redis_port, "Redis")
     layout.redis_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [binary, "--port", str(s.redis_port), "--bind", s.redis_host, "--daemonize", "no",
-           "--dir", str(layout.redis_dir), "--save", "", "--appendonly", "no",
-           "--protected-mode", "yes"]
+    cmd = [
+        binary,
+        "--port",
+        str(s.redis_port),
+        "--bind",
+        s.redis_host,
+        "--daemonize",
+        "no",
+        "--dir",
+        str(layout.redis_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
     if s.redis_password:
         cmd += ["--requirepass", s.redis_password.get_secret_value()]
     pid = start_detached(cmd, layout.log_file(NAME), layout.pid_file(NAME))

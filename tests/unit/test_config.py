@@ -19,12 +19,15 @@ def test_cli_overrides_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.kafka_bootstrap == "127.0.0.1:19092"
 
 
-@pytest.mark.parametrize("overrides", [
-    {"review_threshold": "0.9", "decline_threshold": "0.5"},
-    {"allowed_lateness_ms": "600000"},
-    {"transaction_timeout_ms": "3600000"},
-    {"no_such_setting": "1"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"review_threshold": "0.9", "decline_threshold": "0.5"},
+        {"allowed_lateness_ms": "600000"},
+        {"transaction_timeout_ms": "3600000"},
+        {"no_such_setting": "1"},
+    ],
+)
 def test_inconsistent_settings_are_refused(overrides: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         Settings().with_overrides(overrides)

@@ -25,8 +25,11 @@ def oracle(fs: FeatureSet, prior: list[dict], event: dict) -> dict[str, float]:
     t = event["event_time"]
     newest = max((p["event_time"] for p in prior), default=-1)
     out: dict[str, float] = {"amount": event["amount"]}
-    out["merchant_category"] = float(MERCHANT_CATEGORIES.index(event["merchant_category"])) \
-        if event["merchant_category"] in MERCHANT_CATEGORIES else -1.0
+    out["merchant_category"] = (
+        float(MERCHANT_CATEGORIES.index(event["merchant_category"]))
+        if event["merchant_category"] in MERCHANT_CATEGORIES
+        else -1.0
+    )
     out["channel"] = float(CHANNELS.index(event["channel"]))
     out["hour_of_day"] = float((t // 3_600_000) % 24)
     out["secs_since_previous"] = -1.0 if newest < 0 else max(0, t - newest) / 1000.0
@@ -40,9 +43,12 @@ def oracle(fs: FeatureSet, prior: list[dict], event: dict) -> dict[str, float]:
     for spec in fs.numeric:
         for name in spec.windows:
             values = [p[spec.field] for p in prior if in_window(p, fs.window_by_name[name])]
-            stats = {"count": float(len(values)), "sum": float(sum(values)),
-                     "mean": sum(values) / len(values) if values else 0.0,
-                     "max": max(values) if values else 0.0}
+            stats = {
+                "count": float(len(values)),
+                "sum": float(sum(values)),
+                "mean": sum(values) / len(values) if values else 0.0,
+                "max": max(values) if values else 0.0,
+            }
             for agg in spec.aggregations:
                 out[f"{spec.field}_{agg}_{name}"] = stats[agg]
     for spec in fs.distinct:
@@ -53,17 +59,23 @@ def oracle(fs: FeatureSet, prior: list[dict], event: dict) -> dict[str, float]:
                 out[f"{spec.field}_is_new_{name}"] = 0.0 if event[spec.field] in seen else 1.0
     for ratio in fs.ratios:
         mean = out[f"{ratio.field}_mean_{ratio.window}"]
-        out[f"{ratio.field}_to_mean_{ratio.window}"] = event[ratio.field] / mean if mean > 0 else -1.0
+        out[f"{ratio.field}_to_mean_{ratio.window}"] = (
+            event[ratio.field] / mean if mean > 0 else -1.0
+        )
     return out
 
 
 def make_event(rng: random.Random, user: str, ts: int) -> dict:
     return {
-        "event_id": f"e{rng.getrandbits(48):x}", "user_id": user, "event_time": ts,
-        "amount": round(rng.uniform(1, 500), 2), "currency": "EUR",
-        "merchant_id": f"m{rng.randrange(12)}", "merchant_category": rng.choice(
-            (*MERCHANT_CATEGORIES, "unknown_category")),
-        "country": rng.choice(("DE", "FR", "GB", "US")), "channel": rng.choice(CHANNELS),
+        "event_id": f"e{rng.getrandbits(48):x}",
+        "user_id": user,
+        "event_time": ts,
+        "amount": round(rng.uniform(1, 500), 2),
+        "currency": "EUR",
+        "merchant_id": f"m{rng.randrange(12)}",
+        "merchant_category": rng.choice((*MERCHANT_CATEGORIES, "unknown_category")),
+        "country": rng.choice(("DE", "FR", "GB", "US")),
+        "channel": rng.choice(CHANNELS),
         "device_id": None,
     }
 
@@ -114,9 +126,16 @@ def test_engine_matches_brute_force_oracle(seed: int) -> None:
 
 def test_window_edges_are_exact() -> None:
     """An event exactly one bucket-aligned window after another no longer sees it."""
-    fs = FeatureSet(version="t", windows=(Window("1m", 60_000, 10_000),),
-                    numeric=(NumericAggregate("amount", ("count",), ("1m",)),), distinct=(),
-                    categorical=(), ratios=(), time_since_previous=False, hour_of_day=False)
+    fs = FeatureSet(
+        version="t",
+        windows=(Window("1m", 60_000, 10_000),),
+        numeric=(NumericAggregate("amount", ("count",), ("1m",)),),
+        distinct=(),
+        categorical=(),
+        ratios=(),
+        time_since_previous=False,
+        hour_of_day=False,
+    )
     engine = FeatureEngine(fs)
     state = engine.new_state()
     base = {"amount": 1.0}
@@ -158,6 +177,11 @@ def test_feature_names_are_unique_and_ordered() -> None:
 
 def test_feature_set_rejects_unknown_window() -> None:
     with pytest.raises(ValueError, match="unknown window"):
-        FeatureSet(version="x", windows=(Window("1m", 60_000, 10_000),),
-                   numeric=(NumericAggregate("amount", ("count",), ("2h",)),), distinct=(),
-                   categorical=(), ratios=())
+        FeatureSet(
+            version="x",
+            windows=(Window("1m", 60_000, 10_000),),
+            numeric=(NumericAggregate("amount", ("count",), ("2h",)),),
+            distinct=(),
+            categorical=(),
+            ratios=(),
+        )

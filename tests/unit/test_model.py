@@ -19,8 +19,9 @@ from streamscore.model.train import TrainConfig, roc_auc, train_from_generator
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models = tmp_path_factory.mktemp("models")
-    train_from_generator(models, TrainConfig(events=30_000, num_boost_round=40),
-                         GeneratorConfig(users=300, seed=3))
+    train_from_generator(
+        models, TrainConfig(events=30_000, num_boost_round=40), GeneratorConfig(users=300, seed=3)
+    )
     return models
 
 
@@ -31,7 +32,9 @@ def test_model_directory_has_versioned_metadata(model_dir: Path) -> None:
     assert meta["version"] == versions[0]
     assert meta["feature_names"] == list(FEATURE_SET.feature_names)
     assert meta["feature_set_version"] == FEATURE_SET.version
-    assert meta["training_data"]["event_time_min"] < meta["training_data"]["holdout_from_event_time"]
+    assert (
+        meta["training_data"]["event_time_min"] < meta["training_data"]["holdout_from_event_time"]
+    )
     assert {"lightgbm", "numpy", "python"} <= set(meta["libraries"])
     assert meta["metrics"]["auc"] > 0.9
     assert 0 <= meta["metrics"]["decline"]["precision"] <= 1
@@ -47,8 +50,11 @@ def test_registry_resolves_latest_and_refuses_unknown(model_dir: Path, tmp_path:
 
 def test_fast_single_row_scores_equal_batch_predict(model_dir: Path) -> None:
     scorer = Scorer(ModelBundle.load(model_dir))
-    pairs = list(replay_features(t.event for t in TransactionGenerator(
-        GeneratorConfig(users=100, seed=11)).take(2000)))
+    pairs = list(
+        replay_features(
+            t.event for t in TransactionGenerator(GeneratorConfig(users=100, seed=11)).take(2000)
+        )
+    )
     rows = [vector for _, vector in pairs]
     fast = [scorer.score(v) for v in rows]
     assert all(version == scorer.model_version != FALLBACK_VERSION for _, version, _ in fast)
@@ -58,8 +64,9 @@ def test_fast_single_row_scores_equal_batch_predict(model_dir: Path) -> None:
 
 def test_model_for_another_feature_set_falls_back(model_dir: Path) -> None:
     bundle = ModelBundle.load(model_dir)
-    stale = ModelBundle(bundle.version, bundle.model_text,
-                        {**bundle.metadata, "feature_set_version": "fs-v0"})
+    stale = ModelBundle(
+        bundle.version, bundle.model_text, {**bundle.metadata, "feature_set_version": "fs-v0"}
+    )
     score, version, fell_back = Scorer(stale).score([0.0] * len(FEATURE_SET.feature_names))
     assert (version, fell_back) == (FALLBACK_VERSION, True)
     assert 0.0 <= score <= 1.0
@@ -68,7 +75,12 @@ def test_model_for_another_feature_set_falls_back(model_dir: Path) -> None:
 def test_thresholds_decide() -> None:
     t = Thresholds(review=0.5, decline=0.85)
     assert [t.decide(x) for x in (0.1, 0.5, 0.84, 0.85, 1.0)] == [
-        "APPROVE", "REVIEW", "REVIEW", "DECLINE", "DECLINE"]
+        "APPROVE",
+        "REVIEW",
+        "REVIEW",
+        "DECLINE",
+        "DECLINE",
+    ]
 
 
 def test_training_rows_are_point_in_time() -> None:

@@ -8,20 +8,37 @@ from streamscore.serde import Codec, decode, encode, raw_schema
 from streamscore.validation import Rejection, validate_event
 
 PREDICTION = {
-    "event_id": "e1", "user_id": "u1", "event_time": 1_767_225_600_123, "score": 0.25,
-    "decision": "REVIEW", "model_version": "fraud-lgbm-1", "feature_set_version": "fs-v1",
-    "degraded": ["redis"], "ingest_time": 1_767_225_600_200, "scored_time": 1_767_225_600_210,
+    "event_id": "e1",
+    "user_id": "u1",
+    "event_time": 1_767_225_600_123,
+    "score": 0.25,
+    "decision": "REVIEW",
+    "model_version": "fraud-lgbm-1",
+    "feature_set_version": "fs-v1",
+    "degraded": ["redis"],
+    "ingest_time": 1_767_225_600_200,
+    "scored_time": 1_767_225_600_210,
 }
 DEAD_LETTER = {
-    "reason": "late", "detail": "x", "source_topic": "events", "source_partition": 3,
-    "source_offset": 42, "original": b"\x00\x01", "dead_letter_time": 1_767_225_600_000,
+    "reason": "late",
+    "detail": "x",
+    "source_topic": "events",
+    "source_partition": 3,
+    "source_offset": 42,
+    "original": b"\x00\x01",
+    "dead_letter_time": 1_767_225_600_000,
 }
 LABEL = {"event_id": "e1", "user_id": "u1", "is_fraud": True, "label_time": 1_767_225_600_000}
 
 
-@pytest.mark.parametrize("name,record", [
-    ("prediction", PREDICTION), ("dead_letter", DEAD_LETTER), ("label", LABEL),
-])
+@pytest.mark.parametrize(
+    "name,record",
+    [
+        ("prediction", PREDICTION),
+        ("dead_letter", DEAD_LETTER),
+        ("label", LABEL),
+    ],
+)
 def test_round_trip(name: str, record: dict) -> None:
     assert decode(name, encode(name, record)) == record
     codec = Codec(name, raw_schema(name))
@@ -42,10 +59,14 @@ def test_trailing_bytes_are_rejected() -> None:
         codec.decode(codec.encode(LABEL) + b"\x00")
 
 
-@pytest.mark.parametrize("kind,reason", [
-    ("negative_amount", "invalid:amount"), ("bad_currency", "invalid:currency"),
-    ("empty_user", "invalid:user_id"),
-])
+@pytest.mark.parametrize(
+    "kind,reason",
+    [
+        ("negative_amount", "invalid:amount"),
+        ("bad_currency", "invalid:currency"),
+        ("empty_user", "invalid:user_id"),
+    ],
+)
 def test_malformed_records_are_rejected_with_their_reason(kind: str, reason: str) -> None:
     codec = Codec("event")
     event = TransactionGenerator().take(1)[0].event
@@ -69,5 +90,10 @@ def test_undecodable_records_fail_to_decode(kind: str) -> None:
 
 
 def test_every_malformed_kind_is_known() -> None:
-    assert set(MALFORMED_KINDS) == {"garbage", "truncated", "negative_amount", "bad_currency",
-                                    "empty_user"}
+    assert set(MALFORMED_KINDS) == {
+        "garbage",
+        "truncated",
+        "negative_amount",
+        "bad_currency",
+        "empty_user",
+    }

@@ -12,19 +12,22 @@ def test_valid_event_passes() -> None:
     validate_event(dict(VALID))
 
 
-@pytest.mark.parametrize("field,value,reason", [
-    ("amount", 0.0, "invalid:amount"),
-    ("amount", math.nan, "invalid:amount"),
-    ("amount", math.inf, "invalid:amount"),
-    ("amount", 2e9, "invalid:amount"),
-    ("currency", "eur", "invalid:currency"),
-    ("country", "DEU", "invalid:country"),
-    ("event_time", 0, "invalid:event_time"),
-    ("event_time", 5_000_000_000_000, "invalid:event_time"),
-    ("event_id", "  ", "invalid:event_id"),
-    ("merchant_id", "", "invalid:merchant_id"),
-    ("user_id", "x" * 300, "invalid:user_id"),
-])
+@pytest.mark.parametrize(
+    "field,value,reason",
+    [
+        ("amount", 0.0, "invalid:amount"),
+        ("amount", math.nan, "invalid:amount"),
+        ("amount", math.inf, "invalid:amount"),
+        ("amount", 2e9, "invalid:amount"),
+        ("currency", "eur", "invalid:currency"),
+        ("country", "DEU", "invalid:country"),
+        ("event_time", 0, "invalid:event_time"),
+        ("event_time", 5_000_000_000_000, "invalid:event_time"),
+        ("event_id", "  ", "invalid:event_id"),
+        ("merchant_id", "", "invalid:merchant_id"),
+        ("user_id", "x" * 300, "invalid:user_id"),
+    ],
+)
 def test_each_rule_has_its_reason(field: str, value: object, reason: str) -> None:
     with pytest.raises(Rejection) as info:
         validate_event({**VALID, field: value})

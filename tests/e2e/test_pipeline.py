@@ -1,0 +1,213 @@
+"""End to end on the real stack: Kafka → PyFlink (RocksDB) → Redis + LightGBM → Kafka.
+
+One exactly-once run checks every stage: each valid on-time event gets exactly one prediction
+(read_committed: none missing, no duplicates), each bad record becomes a dead letter with the
+right reason and its original bytes, late events follow the stated rule, Redis holds the same
+features as the offline computation of the same events, and checkpoints complete.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import urllib.request
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from streamscore.config import Settings
+from streamscore.feature_store import connect, read_features
+from streamscore.features.engine import FeatureEngine
+from streamscore.generator import GeneratorConfig, TransactionGenerator
+from streamscore.jobcontrol import cancel, checkpoints, submit
+from streamscore.model.registry import resolve
+from streamscore.model.scorer import Thresholds
+from streamscore.produce import malform
+from streamscore.serde import Codec
+from tests.e2e.conftest import as_overrides
+from tests.e2e.kafka_helpers import collect, send
+
+pytestmark = pytest.mark.e2e
+
+EXPECTED_REASON = {
+    "garbage": "decode_error",
+    "truncated": "decode_error",
+    "negative_amount": "invalid:amount",
+    "bad_currency": "invalid:currency",
+    "empty_user": "invalid:user_id",
+}
+
+
+def _events(seed: int, count: int, users: int) -> list[dict[str, Any]]:
+    """Valid events whose times end about now, so the watermark moves in real time."""
+    now = int(time.time() * 1000)
+    generator = TransactionGenerator(
+        GeneratorConfig(users=users, seed=seed, events_per_second=100, start_ms=now)
+    )
+    events = [t.event for t in generator.take(count)]
+    shift = now - events[-1]["event_time"]
+    rng = random.Random(seed)
+    for event in events:
+        event["event_time"] += shift
+        if rng.random() < 0.05:  # out of order, within the bounded out-of-orderness
+            event["event_time"] -= rng.randint(1, 3_000)
+    return events
+
+
+def _expected_store(events: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str, float]]]:
+    """Per user: the event with the newest event time, and its features, computed offline."""
+    engine = FeatureEngine()
+    states: dict[str, list] = {}
+    newest: dict[str, tuple[int, str, dict[str, float]]] = {}
+    for event in events:
+        state = states.setdefault(event["user_id"], engine.new_state())
+        features = dict(zip(engine.names, engine.update(state, event)))
+        current = newest.get(event["user_id"])
+        if current is None or event["event_time"] >= current[0]:
+            newest[event["user_id"]] = (event["event_time"], event["event_id"], features)
+    return {user: (event_id, f) for user, (_, event_id, f) in newest.items()}
+
+
+def test_exactly_once_scoring_end_to_end(stack: Settings, job_settings: dict[str, str]) -> None:
+    settings = Settings().with_overrides(job_settings)
+    job_id = submit(settings, as_overrides(job_settings))
+    try:
+        _run_scenario(settings, job_id)
+    finally:
+        cancel(settings, job_id)
+
+
+def _run_scenario(settings: Settings, job_id: str) -> None:
+    events_codec = Codec("event")
+    valid = _events(seed=101, count=1500, users=60)
+    rng = random.Random(7)
+    malformed: dict[bytes, str] = {}
+    for i, kind in enumerate(sorted(EXPECTED_REASON) * 4):
+        malformed[malform(events_codec, valid[i], kind, random.Random(i))] = kind
+    records = [(e["user_id"].encode(), events_codec.encode(e)) for e in valid]
+    for payload in malformed:
+        records.insert(rng.randrange(len(records)), (b"bad", payload))
+    send(settings, records)
+
+    valid_ids = {e["event_id"] for e in valid}
+    predictions = collect(
+        settings,
+        settings.topic_predictions,
+        "prediction",
+        lambda r: r["event_id"] in valid_ids,
+        len(valid_ids),
+        timeout_s=180,
+    )
+    ids = Counter(p["event_id"] for p in predictions)
+    assert set(ids) == valid_ids, f"missing {len(valid_ids - set(ids))} predictions"
+    assert max(ids.values()) == 1, "duplicate predictions"
+
+    model = resolve(settings.models_dir)
+    thresholds = Thresholds(settings.review_threshold, settings.decline_threshold)
+    for p in predictions:
+        assert p["model_version"] == model.version
+        assert p["feature_set_version"] == "fs-v1"
+        assert p["degraded"] == []
+        assert p["decision"] == thresholds.decide(p["score"])
+        assert p["ingest_time"] <= p["scored_time"]
+
+    # Dead letters: the reason and the exact original bytes of every malformed record.
+    dead = collect(
+        settings,
+        settings.topic_dead_letters,
+        "dead_letter",
+        lambda r: r["original"] in malformed,
+        len(malformed),
+        timeout_s=60,
+    )
+    assert len(dead) == len(malformed)
+    for letter in dead:
+        assert letter["reason"] == EXPECTED_REASON[malformed[letter["original"]]]
+        assert letter["source_topic"] == settings.topic_events and letter["source_offset"] >= 0
+
+    # Late events, produced once the watermark is at about now - out-of-orderness: one beyond
+    # the allowed lateness (dead letter "late"), one within it (scored, counted as late).
+    time.sleep(1.5)
+    now = int(time.time() * 1000)
+    too_late = {**valid[0], "event_id": "late-dropped", "event_time": now - 10 * 60_000}
+    late_ok = {
+        **valid[1],
+        "event_id": "late-scored",
+        "event_time": now - settings.max_out_of_orderness_ms - 30_000,
+    }
+    send(settings, [(e["user_id"].encode(), events_codec.encode(e)) for e in (too_late, late_ok)])
+    late_letters = collect(
+        settings,
+        settings.topic_dead_letters,
+        "dead_letter",
+        lambda r: r["reason"] == "late",
+        1,
+        timeout_s=60,
+    )
+    assert [events_codec.decode(x["original"])["event_id"] for x in late_letters] == [
+        "late-dropped"
+    ]
+    scored_late = collect(
+        settings,
+        settings.topic_predictions,
+        "prediction",
+        lambda r: r["event_id"] == "late-scored",
+        1,
+        timeout_s=60,
+    )
+    assert len(scored_late) == 1
+
+    # Redis holds, per user, the features of the newest event, equal to the offline computation.
+    expected = _expected_store(valid + [late_ok])
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    client = connect(settings.redis_host, settings.redis_port, settings.redis_db, password)
+    for user, (event_id, features) in expected.items():
+        stored = read_features(client, settings.redis_key_prefix, user)
+        assert stored is not None, user
+        assert stored["event_id"] == event_id
+        assert stored["feature_set"] == "fs-v1"
+        assert stored["features"] == pytest.approx(features, rel=1e-9)
+        assert 0 < client.ttl(f"{settings.redis_key_prefix}{user}") <= settings.feature_ttl_s
+
+    history = checkpoints(settings, job_id)
+    failures = [
+        (c["id"], c.get("failure_message")) for c in history["history"] if c["status"] == "FAILED"
+    ]
+    assert history["counts"]["completed"] >= 1
+    assert not failures, failures
+
+    metrics = (
+        urllib.request.urlopen(
+            f"http://{settings.metrics_host}:{settings.metrics_port}/metrics", timeout=5
+        )
+        .read()
+        .decode()
+    )
+    assert 'streamscore_late_events_total{handling="dead_letter"}' in metrics
+    assert 'streamscore_dead_letters_total{reason="decode_error"}' in metrics
+
+
+def test_at_least_once_mode_delivers_every_prediction(
+    stack: Settings, job_settings: dict[str, str]
+) -> None:
+    overrides = {**job_settings, "delivery_guarantee": "at-least-once"}
+    settings = Settings().with_overrides(overrides)
+    job_id = submit(settings, as_overrides(overrides))
+    try:
+        codec = Codec("event")
+        valid = _events(seed=202, count=400, users=30)
+        send(settings, [(e["user_id"].encode(), codec.encode(e)) for e in valid])
+        ids = {e["event_id"] for e in valid}
+        predictions = collect(
+            settings,
+            settings.topic_predictions,
+            "prediction",
+            lambda r: r["event_id"] in ids,
+            len(ids),
+            timeout_s=120,
+            read_committed=False,
+        )
+        assert {p["event_id"] for p in predictions} == ids
+    finally:
+        cancel(settings, job_id)
