@@ -41,8 +41,8 @@ redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return 1
 """
 
-# user id -> (event time, event id, features JSON)
-PendingWrite = tuple[int, str, bytes]
+# user id -> (event time, event id, feature vector in the feature set's order)
+PendingWrite = tuple[int, str, list[float]]
 
 
 def connect(
@@ -81,6 +81,7 @@ class FeatureStoreWriter:
         client: redis.Redis,
         key_prefix: str,
         feature_set_version: str,
+        feature_names: tuple[str, ...],
         ttl_s: int,
         metrics: Metrics,
         flush_max_records: int = 2000,
@@ -90,6 +91,7 @@ class FeatureStoreWriter:
         self._client = client
         self._prefix = key_prefix
         self._version = feature_set_version.encode()
+        self._names = feature_names
         self._ttl_ms = str(ttl_s * 1000).encode()
         self._metrics = metrics
         self._flush_max = flush_max_records
@@ -103,21 +105,15 @@ class FeatureStoreWriter:
         self._thread = threading.Thread(target=self._run, name="feature-store-writer", daemon=True)
         self._thread.start()
 
-    def submit(
-        self,
-        user_id: str,
-        event_time: int,
-        event_id: str,
-        names: tuple[str, ...],
-        vector: list[float],
-    ) -> None:
-        """Queue a write; never blocks. Oldest writes are dropped if Redis cannot keep up."""
+    def submit(self, user_id: str, event_time: int, event_id: str, vector: list[float]) -> None:
+        """Queue a write; never blocks. Oldest writes are dropped if Redis cannot keep up.
+
+        Only the vector is queued: the JSON is built at flush time, once per user per batch on
+        the writer thread, instead of once per event on the scoring path."""
         if len(self._pending) >= self._max_pending:
             self._pending.popleft()
             self._metrics.feature_store_writes.labels("dropped").inc()
-        self._pending.append(
-            (user_id, (event_time, event_id, orjson.dumps(dict(zip(names, vector)))))
-        )
+        self._pending.append((user_id, (event_time, event_id, vector)))
         if len(self._pending) >= self._flush_max:
             self._wake.set()
 
@@ -144,7 +140,9 @@ class FeatureStoreWriter:
                 self._sha = self._client.script_load(CONDITIONAL_WRITE)
             now = str(int(time.time() * 1000)).encode()
             pipe = self._client.pipeline(transaction=False)
-            for user_id, (event_time, event_id, features) in batch.items():
+            names = self._names
+            for user_id, (event_time, event_id, vector) in batch.items():
+                features = orjson.dumps(dict(zip(names, vector)))
                 pipe.execute_command(
                     "EVALSHA",
                     self._sha,

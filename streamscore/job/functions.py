@@ -131,11 +131,17 @@ class ScoreEvents(KeyedProcessFunction):
         self._dead = Codec("dead_letter", self._schemas["dead_letter"])
         self._metrics = process_metrics(s.metrics_host, s.metrics_port)
         self._metrics.model_info.labels(self._scorer.model_version, FEATURE_SET.version).set(1)
+        # Labelled children resolved once: .labels() per event costs more than the increment.
+        self._scored = self._metrics.events.labels("scored")
+        self._predictions_by_label: dict[tuple[str, str], Any] = {}
+        self._score_histogram = self._metrics.scores
+        self._latency = self._metrics.latency
         password = s.redis_password.get_secret_value() if s.redis_password else None
         self._store = FeatureStoreWriter(
             connect(s.redis_host, s.redis_port, s.redis_db, password),
             s.redis_key_prefix,
             FEATURE_SET.version,
+            self._names,
             s.feature_ttl_s,
             self._metrics,
             s.redis_flush_max_records,
@@ -199,7 +205,7 @@ class ScoreEvents(KeyedProcessFunction):
         if not self._store.healthy:
             degraded.append("redis")
             metrics.degraded.labels("redis").inc()
-        self._store.submit(event["user_id"], event_time, event["event_id"], self._names, vector)
+        self._store.submit(event["user_id"], event_time, event["event_id"], vector)
 
         record = records.prediction(
             self._predictions,
@@ -211,10 +217,15 @@ class ScoreEvents(KeyedProcessFunction):
             degraded,
             ingest_time,
         )
-        metrics.events.labels("scored").inc()
-        metrics.predictions.labels(decision, model_version).inc()
-        metrics.scores.observe(score)
-        metrics.latency.observe(max(0.0, time.time() - ingest_time / 1000.0))
+        self._scored.inc()
+        predictions = self._predictions_by_label.get((decision, model_version))
+        if predictions is None:
+            predictions = self._predictions_by_label[(decision, model_version)] = (
+                metrics.predictions.labels(decision, model_version)
+            )
+        predictions.inc()
+        self._score_histogram.observe(score)
+        self._latency.observe(max(0.0, time.time() - ingest_time / 1000.0))
         yield Row(event["user_id"].encode(), record)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[override]

@@ -81,7 +81,6 @@ def cluster_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
             "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
         ),
         "metrics.reporter.prom.port": s.flink_prometheus_port,
-        "metrics.reporter.prom.host": "127.0.0.1",
     }
 
 
