@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     checkpoint_interval_ms: int = Field(5000, ge=100)
     transaction_timeout_ms: int = Field(600_000, ge=1000, le=900_000)
     max_out_of_orderness_ms: int = Field(5_000, ge=0)
+    # Events stamped further ahead of the wall clock are dead letters (invalid:event_time).
+    max_event_ahead_ms: int = Field(300_000, ge=0)
     allowed_lateness_ms: int = Field(60_000, ge=0)
     source_idleness_ms: int = Field(10_000, ge=1)
     python_execution_mode: str = "thread"

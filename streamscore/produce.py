@@ -128,8 +128,12 @@ def produce(
         source: Iterator[tuple[dict[str, Any], bool | None]] = events_from_file(from_file)
     else:
         config = generator or GeneratorConfig(events_per_second=max(rate, 1.0))
+        start_ms = now_ms
+        if rate <= 0 and count is not None:
+            # A backlog: its event times end about now instead of running ahead of the clock.
+            start_ms = now_ms - int(count / config.events_per_second * 1000)
         if realtime:
-            config = GeneratorConfig(**{**config.__dict__, "start_ms": now_ms})
+            config = GeneratorConfig(**{**config.__dict__, "start_ms": start_ms})
         source = ((t.event, t.is_fraud) for t in TransactionGenerator(config))
     pending_labels: deque[tuple[int, bytes, bytes]] = deque()
     stats = ProduceStats()

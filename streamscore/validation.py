@@ -28,8 +28,14 @@ class Rejection(Exception):
         self.detail = detail
 
 
-def validate_event(event: dict[str, Any]) -> None:
-    """Raise ``Rejection`` for the first rule the event breaks; return quietly if it is valid."""
+def validate_event(
+    event: dict[str, Any], now_ms: int | None = None, max_ahead_ms: int | None = None
+) -> None:
+    """Raise ``Rejection`` for the first rule the event breaks; return quietly if it is valid.
+
+    With ``now_ms`` and ``max_ahead_ms``, an event time further ahead of the clock is refused:
+    one such event would drag the watermark into the future and make every later event late.
+    """
     for field in _REQUIRED_TEXT:
         value = event[field]
         if not value or not value.strip():
@@ -39,6 +45,11 @@ def validate_event(event: dict[str, Any]) -> None:
     ts = event["event_time"]
     if not MIN_EVENT_TIME_MS <= ts < MAX_EVENT_TIME_MS:
         raise Rejection("invalid:event_time", f"event_time {ts} is outside 2000..2100")
+    if now_ms is not None and max_ahead_ms is not None and ts > now_ms + max_ahead_ms:
+        raise Rejection(
+            "invalid:event_time",
+            f"event_time {ts} is {ts - now_ms} ms ahead of the clock (max {max_ahead_ms})",
+        )
     amount = event["amount"]
     if not (math.isfinite(amount) and 0.0 < amount <= MAX_AMOUNT):
         raise Rejection("invalid:amount", f"amount {amount!r} is not in (0, {MAX_AMOUNT:.0f}]")

@@ -53,6 +53,7 @@ class DecodeAndValidate(ProcessFunction):
         self._events = Codec("event", self._schemas["event"])
         self._dead = Codec("dead_letter", self._schemas["dead_letter"])
         self._metrics = process_metrics(self._settings.metrics_host, self._settings.metrics_port)
+        self._max_ahead_ms = self._settings.max_event_ahead_ms
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[override]
         payload, topic, partition, offset, ingest_time = (
@@ -69,7 +70,7 @@ class DecodeAndValidate(ProcessFunction):
                 event = self._events.decode(payload)
             except Exception as exc:  # fastavro raises many kinds on garbage
                 raise Rejection("decode_error", f"{type(exc).__name__}: {exc}") from None
-            validate_event(event)
+            validate_event(event, int(time.time() * 1000), self._max_ahead_ms)
         except Rejection as rejection:
             self._metrics.events.labels("dead_letter").inc()
             self._metrics.dead_letters.labels(rejection.reason).inc()

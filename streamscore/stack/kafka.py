@@ -126,6 +126,14 @@ def metadata_ok(s: Settings) -> bool:
     return len(admin.list_topics(timeout=2).brokers) > 0
 
 
+def topic_config(s: Settings, topic: str) -> dict[str, str]:
+    """Outputs carry the broker's append time: their producer timestamps are the events' times,
+    which can be far from now (replays, backfills) and must never get a record rejected."""
+    if topic in (s.topic_predictions, s.topic_dead_letters):
+        return {"message.timestamp.type": "LogAppendTime"}
+    return {}
+
+
 def create_topics(s: Settings) -> list[str]:
     """Create the configured topics that are missing; returns the names created."""
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -133,7 +141,7 @@ def create_topics(s: Settings) -> list[str]:
     admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [
-        NewTopic(t, num_partitions=n, replication_factor=1)
+        NewTopic(t, num_partitions=n, replication_factor=1, config=topic_config(s, t))
         for t, n in s.topic_partitions().items()
         if t not in existing
     ]

@@ -36,6 +36,7 @@ EXPECTED_REASON = {
     "negative_amount": "invalid:amount",
     "bad_currency": "invalid:currency",
     "empty_user": "invalid:user_id",
+    "future": "invalid:event_time",
 }
 
 
@@ -83,8 +84,12 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     valid = _events(seed=101, count=1500, users=60)
     rng = random.Random(7)
     malformed: dict[bytes, str] = {}
-    for i, kind in enumerate(sorted(EXPECTED_REASON) * 4):
+    for i, kind in enumerate(sorted(set(EXPECTED_REASON) - {"future"}) * 4):
         malformed[malform(events_codec, valid[i], kind, random.Random(i))] = kind
+    # Stamped an hour ahead of the clock: refused, or it would drag the watermark forward.
+    future = {**valid[0], "event_id": "from-the-future"}
+    future["event_time"] = valid[-1]["event_time"] + 3_600_000
+    malformed[events_codec.encode(future)] = "future"
     records = [(e["user_id"].encode(), events_codec.encode(e)) for e in valid]
     for payload in malformed:
         records.insert(rng.randrange(len(records)), (b"bad", payload))
@@ -169,6 +174,15 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
         assert stored["feature_set"] == "fs-v1"
         assert stored["features"] == pytest.approx(features, rel=1e-9)
         assert 0 < client.ttl(f"{settings.redis_key_prefix}{user}") <= settings.feature_ttl_s
+
+    # Outputs carry the broker's append time, never a rejected event timestamp.
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    for topic in (settings.topic_predictions, settings.topic_dead_letters):
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        config = admin.describe_configs([resource])[resource].result()
+        assert config["message.timestamp.type"].value == "LogAppendTime"
 
     history = checkpoints(settings, job_id)
     failures = [

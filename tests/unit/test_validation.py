@@ -33,3 +33,12 @@ def test_each_rule_has_its_reason(field: str, value: object, reason: str) -> Non
         validate_event({**VALID, field: value})
     assert info.value.reason == reason
     assert info.value.detail
+
+
+def test_event_time_far_ahead_of_the_clock_is_refused() -> None:
+    now = VALID["event_time"]
+    validate_event({**VALID, "event_time": now + 60_000}, now_ms=now, max_ahead_ms=300_000)
+    with pytest.raises(Rejection) as info:
+        validate_event({**VALID, "event_time": now + 400_000}, now_ms=now, max_ahead_ms=300_000)
+    assert info.value.reason == "invalid:event_time"
+    assert "ahead of the clock" in info.value.detail
