@@ -885,7 +885,7 @@ def stale_code(s: Settings) -> str | None:
     from streamscore.stack.process import read_pid
     from streamscore.stack.stack import layout_of
 
-    pid = read_pid(layout_of(s).pid_file(flink.TASKMANAGER))
+    pid = read_pid(layout_of(s).pid_file(flink.taskmanager_names(s)[0]))
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         boot = re.search(r"^btime (\d+)", Path("/proc/stat").read_text(), re.M)

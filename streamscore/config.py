@@ -57,9 +57,12 @@ class Settings(BaseSettings):
     flink_rest_host: str = "127.0.0.1"
     flink_rest_port: int = 8081
     flink_rpc_port: int = 6123
-    flink_taskmanager_slots: int = Field(2, ge=1)
+    # Several single-slot TaskManagers, not one with several slots: each has its own Python
+    # interpreter (thread mode), so decoding and scoring run on different cores.
+    flink_taskmanagers: int = Field(2, ge=1)
+    flink_taskmanager_slots: int = Field(1, ge=1)
     flink_jobmanager_memory: str = "1024m"
-    flink_taskmanager_memory: str = "2048m"
+    flink_taskmanager_memory: str = "1536m"
     flink_prometheus_port: str = "9249-9259"
 
     # The scoring job

@@ -28,6 +28,9 @@ from streamscore.features.definitions import FEATURE_SET, FeatureSet
 UserState = list[Any]
 
 NO_HISTORY = -1.0
+# Expired buckets are dropped when the newest event time enters a new minute. Reads skip expired
+# buckets anyway, so this only bounds the state; it does not change any feature.
+EXPIRY_STEP_MS = 60_000
 
 
 class FeatureEngine:
@@ -47,7 +50,7 @@ class FeatureEngine:
             for spec in feature_set.distinct
             for w in spec.windows
         ]
-        self._expiry_step = min(w.bucket_ms for w in feature_set.windows)
+        self._expiry_step = EXPIRY_STEP_MS
         self._categorical = [
             (c.field, {v: float(i) for i, v in enumerate(c.vocabulary)})
             for c in feature_set.categorical
@@ -135,7 +138,6 @@ class FeatureEngine:
 
         if t > newest:
             state[0] = t
-            # Buckets can only expire when the newest time enters a new smallest bucket.
             if newest < 0 or t // self._expiry_step != newest // self._expiry_step:
                 self._expire(state, t)
         return vector

@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # (key bytes, value bytes): what the Kafka sinks write.
 KAFKA_RECORD = Types.ROW([BYTES, BYTES])
-# What travels from decode to scoring: the original bytes plus where they came from.
-EVENT_ENVELOPE = Types.ROW([BYTES, Types.LONG(), Types.STRING(), Types.INT(), Types.LONG()])
+# What travels from decode to scoring, pickled: (decoded event, original bytes, ingest time,
+# topic, partition, offset). Pickling the decoded event (≈ 1 µs out, 2 µs in) spares the
+# scoring stage, the busiest one, a second Avro decode (≈ 5-9 µs).
+EVENT_ENVELOPE = Types.PICKLED_BYTE_ARRAY()
 KEYED_ENVELOPE = Types.ROW([Types.STRING(), EVENT_ENVELOPE])
 # The decode output: (keyed envelope, event time) for the JVM timestamp assigner.
 TIMESTAMPED_ENVELOPE = Types.TUPLE([KEYED_ENVELOPE, Types.LONG()])
@@ -91,13 +93,9 @@ class DecodeAndValidate(ProcessFunction):
                 ),
             )
             return
-        envelope = Row(
-            payload,
-            ingest_time if ingest_time is not None else int(time.time() * 1000),
-            topic,
-            partition,
-            offset,
-        )
+        if ingest_time is None:
+            ingest_time = int(time.time() * 1000)
+        envelope = (event, payload, ingest_time, topic, partition, offset)
         yield (Row(event["user_id"], envelope), event["event_time"])
 
 
@@ -127,11 +125,10 @@ class ScoreEvents(KeyedProcessFunction):
         self._names = self._engine.names
         self._scorer = Scorer(self._model, FEATURE_SET)
         self._thresholds = Thresholds(s.review_threshold, s.decline_threshold)
-        self._events = Codec("event", self._schemas["event"])
         self._predictions = Codec("prediction", self._schemas["prediction"])
         self._dead = Codec("dead_letter", self._schemas["dead_letter"])
         self._metrics = process_metrics(s.metrics_host, s.metrics_port)
-        self._metrics.model_info.labels(self._scorer.model_version, FEATURE_SET.version).set(1)
+        self._metrics.model_info.labels(self._scorer.model_version, FEATURE_SET.version).value = 1
         # Labelled children resolved once: .labels() per event costs more than the increment.
         self._scored = self._metrics.events.labels("scored")
         self._predictions_by_label: dict[tuple[str, str], Any] = {}
@@ -154,12 +151,13 @@ class ScoreEvents(KeyedProcessFunction):
         self._store.close()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[override]
-        payload, ingest_time, topic, partition, offset = (
+        event, payload, ingest_time, topic, partition, offset = (
             value[0],
             value[1],
             value[2],
             value[3],
             value[4],
+            value[5],
         )
         event_time = ctx.timestamp()
         watermark = ctx.timer_service().current_watermark()
@@ -189,7 +187,6 @@ class ScoreEvents(KeyedProcessFunction):
                 return
             metrics.late_events.labels("scored").inc()
 
-        event = self._events.decode(payload)
         state = self._state.value()
         if state is None:
             state = self._engine.new_state()

@@ -41,6 +41,11 @@ from streamscore.serde import RECORD_TYPES, raw_schema
 
 log = logging.getLogger(__name__)
 
+# Scoring and the sinks get their own slots (so, on single-slot TaskManagers, their own JVM and
+# Python interpreter) apart from the source and decoding: the two Python stages then run in
+# parallel instead of taking turns on one interpreter's GIL.
+SCORING_SLOTS = "scoring"
+
 _STARTUP_MODES = {
     "earliest": "earliest-offset",
     "latest": "latest-offset",
@@ -142,15 +147,15 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     scored = _event_time_keyed(decoded, s).process(
         ScoreEvents(s, schemas, model), output_type=KAFKA_RECORD
     )
-    scored.name("features-score").uid("features-score")
+    scored.name("features-score").uid("features-score").slot_sharing_group(SCORING_SLOTS)
 
-    scored.sink_to(kafka_sink(s, s.topic_predictions, "predictions")).name("predictions-sink").uid(
-        "predictions-sink"
-    )
+    predictions = scored.sink_to(kafka_sink(s, s.topic_predictions, "predictions"))
+    predictions.name("predictions-sink").uid("predictions-sink")
+    predictions.slot_sharing_group(SCORING_SLOTS)
     dead = decoded.get_side_output(DEAD_LETTERS).union(scored.get_side_output(LATE_EVENTS))
-    dead.sink_to(kafka_sink(s, s.topic_dead_letters, "dead-letters")).name("dead-letters-sink").uid(
-        "dead-letters-sink"
-    )
+    dead_letters = dead.sink_to(kafka_sink(s, s.topic_dead_letters, "dead-letters"))
+    dead_letters.name("dead-letters-sink").uid("dead-letters-sink")
+    dead_letters.slot_sharing_group(SCORING_SLOTS)
 
 
 def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
@@ -168,4 +173,6 @@ def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
         "execution.checkpointing.min-pause", str(min(500, s.checkpoint_interval_ms // 2))
     )
     conf.set_string("pipeline.name", s.job_name)
+    # Chained JVM operators pass records on without copying them; none of ours mutates one.
+    conf.set_string("pipeline.object-reuse", "true")
     env.configure(conf)

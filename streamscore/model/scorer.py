@@ -68,15 +68,28 @@ class FastBooster:
                 ctypes.byref(self._fast),
             )
         )
-        self._row_type = ctypes.c_double * n_features
+        # One reused input row and declared argument types: ctypes otherwise builds an array
+        # and inspects every argument on each call (6.1 → 4.6 µs per prediction, measured).
+        # So a FastBooster belongs to one thread (each Flink subtask builds its own).
+        self._row = (ctypes.c_double * n_features)()
         self._out = ctypes.c_double(0.0)
         self._out_len = ctypes.c_int64(0)
-        self._predict = _LIB.LGBM_BoosterPredictForMatSingleRowFast
+        # Indexing the library gives a private function object: declaring its types here
+        # leaves LightGBM's own (cached attribute) binding untouched.
+        self._predict = _LIB["LGBM_BoosterPredictForMatSingleRowFast"]
+        self._predict.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_int64),
+            ctypes.POINTER(ctypes.c_double),
+        ]
+        self._predict.restype = ctypes.c_int
         self._out_ref = ctypes.byref(self._out)
         self._out_len_ref = ctypes.byref(self._out_len)
 
     def predict_one(self, vector: Sequence[float]) -> float:
-        row = self._row_type(*vector)
+        row = self._row
+        row[:] = vector
         if self._predict(self._fast, row, self._out_len_ref, self._out_ref) != 0:
             raise RuntimeError(self._lib.LGBM_GetLastError().decode())
         return self._out.value

@@ -23,7 +23,11 @@ from streamscore.stack.layout import StackLayout
 from streamscore.stack.process import alive, ensure_port_free, read_pid, start_detached, wait_until
 
 log = logging.getLogger(__name__)
-JOBMANAGER, TASKMANAGER = "flink-jobmanager", "flink-taskmanager"
+JOBMANAGER = "flink-jobmanager"
+
+
+def taskmanager_names(s: Settings) -> list[str]:
+    return [f"flink-taskmanager-{i}" for i in range(s.flink_taskmanagers)]
 
 
 def flink_home() -> Path:
@@ -144,13 +148,20 @@ def rest(s: Settings, path: str, timeout_s: float = 3.0) -> Any:
 
 def overview_ok(s: Settings) -> bool:
     overview = rest(s, "/overview")
-    return overview.get("taskmanagers", 0) >= 1 and overview.get("slots-total", 0) >= 1
+    return (
+        overview.get("taskmanagers", 0) >= s.flink_taskmanagers
+        and overview.get("slots-total", 0) >= s.flink_taskmanagers * s.flink_taskmanager_slots
+    )
 
 
-def start(s: Settings, layout: StackLayout) -> tuple[int, int]:
-    jm, tm = read_pid(layout.pid_file(JOBMANAGER)), read_pid(layout.pid_file(TASKMANAGER))
-    if alive(jm) and alive(tm):
-        return jm, tm  # type: ignore[return-value]
+def start(s: Settings, layout: StackLayout) -> None:
+    """A JobManager and ``flink_taskmanagers`` TaskManagers. Each TaskManager is a JVM with its
+    own embedded Python interpreter: in thread mode that is what lets Python operators in
+    different slot sharing groups run on different cores (one interpreter means one GIL)."""
+    jm = read_pid(layout.pid_file(JOBMANAGER))
+    tms = {name: read_pid(layout.pid_file(name)) for name in taskmanager_names(s)}
+    if alive(jm) and all(alive(pid) for pid in tms.values()):
+        return
     write_config(s, layout)
     env = flink_env(layout)
     bin_dir = flink_home() / "bin"
@@ -163,18 +174,21 @@ def start(s: Settings, layout: StackLayout) -> tuple[int, int]:
             layout.pid_file(JOBMANAGER),
             env=env,
         )
-    if not alive(tm):
-        tm = start_detached(
-            [str(bin_dir / "taskmanager.sh"), "start-foreground"],
-            layout.log_file(TASKMANAGER),
-            layout.pid_file(TASKMANAGER),
-            env=env,
-        )
+    for name, pid in tms.items():
+        if not alive(pid):
+            tms[name] = start_detached(
+                [str(bin_dir / "taskmanager.sh"), "start-foreground"],
+                layout.log_file(name),
+                layout.pid_file(name),
+                env={**env, "FLINK_IDENT_STRING": name},
+            )
     wait_until(lambda: overview_ok(s), "Flink", 120, layout.log_file(JOBMANAGER), jm)
     log.info(
-        "Flink up: web UI %s (JobManager pid %s, TaskManager pid %s)", s.flink_rest_url, jm, tm
+        "Flink up: web UI %s (JobManager pid %s, TaskManager pids %s)",
+        s.flink_rest_url,
+        jm,
+        ", ".join(str(p) for p in tms.values()),
     )
-    return jm, tm  # type: ignore[return-value]
 
 
 def flink_cli(

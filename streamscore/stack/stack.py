@@ -12,8 +12,12 @@ from streamscore.stack.process import alive, read_pid, stop_pid
 
 log = logging.getLogger(__name__)
 
-# Stopped in this order: the job's cluster first, so nothing writes to Kafka or Redis after them.
-COMPONENTS = (flink.TASKMANAGER, flink.JOBMANAGER, redis_server.NAME, kafka.NAME)
+
+def components(layout: StackLayout) -> list[str]:
+    """Stop order: the job's cluster first, so nothing writes to Kafka or Redis after them.
+    TaskManagers are found by pid file, so a changed ``flink_taskmanagers`` stops them all."""
+    taskmanagers = sorted(p.stem for p in layout.pids.glob("flink-taskmanager*.pid"))
+    return [*taskmanagers, flink.JOBMANAGER, redis_server.NAME, kafka.NAME]
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ def up(s: Settings) -> None:
 
 def down(s: Settings) -> None:
     layout = layout_of(s)
-    for name in COMPONENTS:
+    for name in components(layout):
         pid_file = layout.pid_file(name)
         pid = read_pid(pid_file)
         if pid:
@@ -52,7 +56,7 @@ def down(s: Settings) -> None:
 def status(s: Settings) -> list[ComponentStatus]:
     layout = layout_of(s)
     result = []
-    for name in reversed(COMPONENTS):
+    for name in reversed(components(layout)):
         pid = read_pid(layout.pid_file(name))
         result.append(ComponentStatus(name, pid, alive(pid)))
     return result
