@@ -191,12 +191,14 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     assert history["counts"]["completed"] >= 1
     assert not failures, failures
 
-    metrics = (
-        urllib.request.urlopen(
-            f"http://{settings.metrics_host}:{settings.metrics_port}/metrics", timeout=5
-        )
+    # Each TaskManager serves its own /metrics, on consecutive ports from metrics_port.
+    metrics = "".join(
+        urllib.request.urlopen(f"http://{settings.metrics_host}:{port}/metrics", timeout=5)
         .read()
         .decode()
+        for port in range(
+            settings.metrics_port, settings.metrics_port + settings.flink_taskmanagers
+        )
     )
     assert 'streamscore_late_events_total{handling="dead_letter"}' in metrics
     assert 'streamscore_dead_letters_total{reason="decode_error"}' in metrics
