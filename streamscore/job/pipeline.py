@@ -148,14 +148,15 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
         ScoreEvents(s, schemas, model), output_type=KAFKA_RECORD
     )
     scored.name("features-score").uid("features-score").slot_sharing_group(SCORING_SLOTS)
+    scored.set_parallelism(s.scoring_parallelism)
 
     predictions = scored.sink_to(kafka_sink(s, s.topic_predictions, "predictions"))
     predictions.name("predictions-sink").uid("predictions-sink")
-    predictions.slot_sharing_group(SCORING_SLOTS)
+    predictions.slot_sharing_group(SCORING_SLOTS).set_parallelism(s.scoring_parallelism)
     dead = decoded.get_side_output(DEAD_LETTERS).union(scored.get_side_output(LATE_EVENTS))
     dead_letters = dead.sink_to(kafka_sink(s, s.topic_dead_letters, "dead-letters"))
     dead_letters.name("dead-letters-sink").uid("dead-letters-sink")
-    dead_letters.slot_sharing_group(SCORING_SLOTS)
+    dead_letters.slot_sharing_group(SCORING_SLOTS).set_parallelism(s.scoring_parallelism)
 
 
 def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
