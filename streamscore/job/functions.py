@@ -24,6 +24,7 @@ from streamscore.config import Settings
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
 from streamscore.job import records
+from streamscore.job.watermarks import PartitionProgress
 from streamscore.metrics import process_metrics
 from streamscore.model.scorer import ModelBundle, Scorer, Thresholds
 from streamscore.serde import Codec
@@ -39,7 +40,7 @@ KAFKA_RECORD = Types.ROW([BYTES, BYTES])
 # scoring stage, the busiest one, a second Avro decode (≈ 5-9 µs).
 EVENT_ENVELOPE = Types.PICKLED_BYTE_ARRAY()
 KEYED_ENVELOPE = Types.ROW([Types.STRING(), EVENT_ENVELOPE])
-# The decode output: (keyed envelope, event time) for the JVM timestamp assigner.
+# The decode output: (keyed envelope, watermark driver) for the JVM timestamp assigner.
 TIMESTAMPED_ENVELOPE = Types.TUPLE([KEYED_ENVELOPE, Types.LONG()])
 
 DEAD_LETTERS = OutputTag("dead-letters", KAFKA_RECORD)
@@ -56,6 +57,7 @@ class DecodeAndValidate(ProcessFunction):
         self._dead = Codec("dead_letter", self._schemas["dead_letter"])
         self._metrics = process_metrics(self._settings.metrics_host, self._settings.metrics_port)
         self._max_ahead_ms = self._settings.max_event_ahead_ms
+        self._progress = PartitionProgress(self._settings.source_idleness_ms)
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[override]
         payload, topic, partition, offset, ingest_time = (
@@ -72,7 +74,8 @@ class DecodeAndValidate(ProcessFunction):
                 event = self._events.decode(payload)
             except Exception as exc:  # fastavro raises many kinds on garbage
                 raise Rejection("decode_error", f"{type(exc).__name__}: {exc}") from None
-            validate_event(event, int(time.time() * 1000), self._max_ahead_ms)
+            now_ms = int(time.time() * 1000)
+            validate_event(event, now_ms, self._max_ahead_ms)
         except Rejection as rejection:
             self._metrics.events.labels("dead_letter").inc()
             self._metrics.dead_letters.labels(rejection.reason).inc()
@@ -96,7 +99,12 @@ class DecodeAndValidate(ProcessFunction):
         if ingest_time is None:
             ingest_time = int(time.time() * 1000)
         envelope = (event, payload, ingest_time, topic, partition, offset)
-        yield (Row(event["user_id"], envelope), event["event_time"])
+        # The record's Flink timestamp drives the watermark only (see job/watermarks.py); the
+        # scoring step uses the event's own time.
+        yield (
+            Row(event["user_id"], envelope),
+            self._progress.observe(partition, event["event_time"], now_ms),
+        )
 
 
 class ScoreEvents(KeyedProcessFunction):
@@ -129,11 +137,7 @@ class ScoreEvents(KeyedProcessFunction):
         self._dead = Codec("dead_letter", self._schemas["dead_letter"])
         self._metrics = process_metrics(s.metrics_host, s.metrics_port)
         self._metrics.model_info.labels(self._scorer.model_version, FEATURE_SET.version).value = 1
-        # Labelled children resolved once: .labels() per event costs more than the increment.
         self._scored = self._metrics.events.labels("scored")
-        self._predictions_by_label: dict[tuple[str, str], Any] = {}
-        self._score_histogram = self._metrics.scores
-        self._latency = self._metrics.latency
         password = s.redis_password.get_secret_value() if s.redis_password else None
         self._store = FeatureStoreWriter(
             connect(s.redis_host, s.redis_port, s.redis_db, password),
@@ -159,7 +163,7 @@ class ScoreEvents(KeyedProcessFunction):
             value[4],
             value[5],
         )
-        event_time = ctx.timestamp()
+        event_time = event["event_time"]
         watermark = ctx.timer_service().current_watermark()
         metrics = self._metrics
         if event_time <= watermark:
@@ -216,14 +220,9 @@ class ScoreEvents(KeyedProcessFunction):
             ingest_time,
         )
         self._scored.inc()
-        predictions = self._predictions_by_label.get((decision, model_version))
-        if predictions is None:
-            predictions = self._predictions_by_label[(decision, model_version)] = (
-                metrics.predictions.labels(decision, model_version)
-            )
-        predictions.inc()
-        self._score_histogram.observe(score)
-        self._latency.observe(max(0.0, time.time() - ingest_time / 1000.0))
+        metrics.predictions.labels(decision, model_version).inc()
+        metrics.scores.observe(score)
+        metrics.latency.observe(max(0.0, time.time() - ingest_time / 1000.0))
         yield Row(event["user_id"].encode(), record)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[override]

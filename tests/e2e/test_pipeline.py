@@ -22,7 +22,7 @@ from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.jobcontrol import cancel, checkpoints, submit
 from streamscore.model.registry import resolve
-from streamscore.model.scorer import Thresholds
+from streamscore.model.scorer import FALLBACK_VERSION, Thresholds
 from streamscore.produce import malform
 from streamscore.serde import Codec
 from tests.e2e.conftest import as_overrides
@@ -225,5 +225,40 @@ def test_at_least_once_mode_delivers_every_prediction(
             read_committed=False,
         )
         assert {p["event_id"] for p in predictions} == ids
+    finally:
+        cancel(settings, job_id)
+
+
+def test_degrades_instead_of_stalling_without_model_and_redis(
+    stack: Settings, job_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No model to load and no Redis to write to: every event is still scored (by the fallback
+    rules) and each prediction says what was missing."""
+    overrides = {
+        **job_settings,
+        "models_dir": str(tmp_path_factory.mktemp("no-models")),
+        "redis_port": "1",  # nothing listens there
+        "delivery_guarantee": "at-least-once",
+    }
+    settings = Settings().with_overrides(overrides)
+    job_id = submit(settings, as_overrides(overrides))
+    try:
+        codec = Codec("event")
+        valid = _events(seed=303, count=300, users=20)
+        send(settings, [(e["user_id"].encode(), codec.encode(e)) for e in valid])
+        ids = {e["event_id"] for e in valid}
+        predictions = collect(
+            settings,
+            settings.topic_predictions,
+            "prediction",
+            lambda r: r["event_id"] in ids,
+            len(ids),
+            timeout_s=120,
+            read_committed=False,
+        )
+        assert {p["event_id"] for p in predictions} == ids
+        assert {p["model_version"] for p in predictions} == {FALLBACK_VERSION}
+        assert all("model" in p["degraded"] for p in predictions)
+        assert any("redis" in p["degraded"] for p in predictions)
     finally:
         cancel(settings, job_id)
