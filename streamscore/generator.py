@@ -63,7 +63,9 @@ class TransactionGenerator:
         self.config = config
         self._rng = random.Random(config.seed)
         self._users = [self._new_user(i) for i in range(config.users)]
-        self._now = config.start_ms
+        # A fractional clock in ms: event times are whole ms, but several events may share one,
+        # so the event-time rate is not capped at 1000/s.
+        self._now = float(config.start_ms)
         self._count = 0
         self._fraud_queue: list[tuple[int, int, int]] = []  # (event time, seq, user index)
         self._seq = 0
@@ -146,20 +148,20 @@ class TransactionGenerator:
     def __next__(self) -> Transaction:
         rng = self._rng
         cfg = self.config
-        next_normal = self._now + max(1, int(rng.expovariate(cfg.events_per_second) * 1000))
+        next_normal = self._now + rng.expovariate(cfg.events_per_second) * 1000.0
         if self._fraud_queue and self._fraud_queue[0][0] <= next_normal:
             ts, _, index = heapq.heappop(self._fraud_queue)
-            self._now = max(self._now, ts)
+            self._now = max(self._now, float(ts))
             return Transaction(self._fraud(self._users[index], ts), True)
         self._now = next_normal
         index = rng.randrange(cfg.users)
         if rng.random() < cfg.fraud_burst_probability:
-            ts = self._now
+            ts = int(self._now)
             for _ in range(rng.randint(2, 7)):
                 ts += rng.randint(3_000, 45_000)
                 self._seq += 1
                 heapq.heappush(self._fraud_queue, (ts, self._seq, index))
-        return Transaction(self._legit(self._users[index], self._now), False)
+        return Transaction(self._legit(self._users[index], int(self._now)), False)
 
     def take(self, n: int) -> list[Transaction]:
         return [next(self) for _ in range(n)]

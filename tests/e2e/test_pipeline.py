@@ -185,10 +185,15 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
         assert config["message.timestamp.type"].value == "LogAppendTime"
 
     history = checkpoints(settings, job_id)
+    completed = [c["id"] for c in history["history"] if c["status"] == "COMPLETED"]
+    assert completed, history["counts"]
+    # A checkpoint triggered while the tasks are still starting is declined; after the first
+    # completed one, none may fail.
     failures = [
-        (c["id"], c.get("failure_message")) for c in history["history"] if c["status"] == "FAILED"
+        (c["id"], c.get("failure_message"))
+        for c in history["history"]
+        if c["status"] == "FAILED" and c["id"] > min(completed)
     ]
-    assert history["counts"]["completed"] >= 1
     assert not failures, failures
 
     # Each TaskManager serves its own /metrics, on consecutive ports from metrics_port.
@@ -204,15 +209,15 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     assert 'streamscore_dead_letters_total{reason="decode_error"}' in metrics
 
 
-def test_at_least_once_mode_delivers_every_prediction(
-    stack: Settings, job_settings: dict[str, str]
-) -> None:
-    overrides = {**job_settings, "delivery_guarantee": "at-least-once"}
+def _predictions_from_a_job(
+    overrides: dict[str, str], seed: int, count: int, users: int
+) -> tuple[set[str], list[dict[str, Any]]]:
+    """Run a job with ``overrides``, send it valid events, return (their ids, its predictions)."""
     settings = Settings().with_overrides(overrides)
     job_id = submit(settings, as_overrides(overrides))
     try:
         codec = Codec("event")
-        valid = _events(seed=202, count=400, users=30)
+        valid = _events(seed=seed, count=count, users=users)
         send(settings, [(e["user_id"].encode(), codec.encode(e)) for e in valid])
         ids = {e["event_id"] for e in valid}
         predictions = collect(
@@ -222,11 +227,19 @@ def test_at_least_once_mode_delivers_every_prediction(
             lambda r: r["event_id"] in ids,
             len(ids),
             timeout_s=120,
-            read_committed=False,
+            read_committed=settings.delivery_guarantee == "exactly-once",
         )
-        assert {p["event_id"] for p in predictions} == ids
+        return ids, predictions
     finally:
         cancel(settings, job_id)
+
+
+def test_at_least_once_mode_delivers_every_prediction(
+    stack: Settings, job_settings: dict[str, str]
+) -> None:
+    overrides = {**job_settings, "delivery_guarantee": "at-least-once"}
+    ids, predictions = _predictions_from_a_job(overrides, seed=202, count=400, users=30)
+    assert {p["event_id"] for p in predictions} == ids
 
 
 def test_degrades_instead_of_stalling_without_model_and_redis(
@@ -240,25 +253,8 @@ def test_degrades_instead_of_stalling_without_model_and_redis(
         "redis_port": "1",  # nothing listens there
         "delivery_guarantee": "at-least-once",
     }
-    settings = Settings().with_overrides(overrides)
-    job_id = submit(settings, as_overrides(overrides))
-    try:
-        codec = Codec("event")
-        valid = _events(seed=303, count=300, users=20)
-        send(settings, [(e["user_id"].encode(), codec.encode(e)) for e in valid])
-        ids = {e["event_id"] for e in valid}
-        predictions = collect(
-            settings,
-            settings.topic_predictions,
-            "prediction",
-            lambda r: r["event_id"] in ids,
-            len(ids),
-            timeout_s=120,
-            read_committed=False,
-        )
-        assert {p["event_id"] for p in predictions} == ids
-        assert {p["model_version"] for p in predictions} == {FALLBACK_VERSION}
-        assert all("model" in p["degraded"] for p in predictions)
-        assert any("redis" in p["degraded"] for p in predictions)
-    finally:
-        cancel(settings, job_id)
+    ids, predictions = _predictions_from_a_job(overrides, seed=303, count=300, users=20)
+    assert {p["event_id"] for p in predictions} == ids
+    assert {p["model_version"] for p in predictions} == {FALLBACK_VERSION}
+    assert all("model" in p["degraded"] for p in predictions)
+    assert any("redis" in p["degraded"] for p in predictions)
