@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -343,9 +344,15 @@ def demo(ctx: click.Context, rate: float, duration: float) -> None:
     time.sleep(s.checkpoint_interval_ms / 1000 + 2)
     click.echo("\nlatest predictions:")
     tail = list(consumer.consume(s, s.topic_predictions, from_beginning=True, idle_timeout_s=3))
-    for message in tail[-10:]:
+    for message in tail[-5:]:
         click.echo("  " + consumer.pretty(message))
-    click.echo(f"({len(tail)} predictions on '{s.topic_predictions}')")
+    decisions = Counter(m.record["decision"] for m in tail if m.record)
+    flagged = [m for m in tail if m.record and m.record["decision"] != "APPROVE"]
+    click.echo(f"({len(tail)} predictions on '{s.topic_predictions}': {dict(decisions)})")
+    if flagged:
+        click.echo("\nflagged as fraud (the latest):")
+        for message in flagged[-5:]:
+            click.echo("  " + consumer.pretty(message))
     if tail and tail[-1].record:
         user = tail[-1].record["user_id"]
         password = s.redis_password.get_secret_value() if s.redis_password else None
