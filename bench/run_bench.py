@@ -51,6 +51,9 @@ from streamscore.produce import _send
 from streamscore.produce import produce as produce_events
 from streamscore.serde import Codec
 
+# What the output collector reports for every run, copied into each result.
+COLLECTOR_FIGURES = ("duplicates", "foreign", "undecodable", "errors", "degraded", "model_versions")
+
 log = logging.getLogger("bench")
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -651,17 +654,7 @@ class Bench:
             "backlog_produce_seconds": round(stats.seconds, 2),
             "received": int(recv.size),
             "complete": complete,
-            **{
-                k: data[k]
-                for k in (
-                    "duplicates",
-                    "foreign",
-                    "undecodable",
-                    "errors",
-                    "degraded",
-                    "model_versions",
-                )
-            },
+            **{k: data[k] for k in COLLECTOR_FIGURES},
         }
         if recv.size >= 2:
             span = float(recv.max() - recv.min())
@@ -734,17 +727,7 @@ class Bench:
             else bool(complete and output_rate >= 0.95 * rate),
             "send_seconds": round(load["send_seconds"], 3),
             "latency_ms": percentiles(latency_ms),
-            **{
-                k: data[k]
-                for k in (
-                    "duplicates",
-                    "foreign",
-                    "undecodable",
-                    "errors",
-                    "degraded",
-                    "model_versions",
-                )
-            },
+            **{k: data[k] for k in COLLECTOR_FIGURES},
         }
         result["system"] = system.check()
         lat = result["latency_ms"]
