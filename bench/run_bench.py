@@ -47,8 +47,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamscore.config import PROJECT_ROOT, DeliveryGuarantee, Settings, parse_overrides
 from streamscore.generator import GeneratorConfig, TransactionGenerator
-from streamscore.produce import _send
 from streamscore.produce import produce as produce_events
+from streamscore.produce import send_record
 from streamscore.serde import Codec
 
 # What the output collector reports for every run, copied into each result.
@@ -539,7 +539,7 @@ def send_paced(
         due = min(n, int((now - t0) * rate) + 1)
         while sent < due:
             key, value = records[sent]
-            _send(producer, topic, key, value)
+            send_record(producer, topic, key, value)
             sent += 1
         next_slice = t0 + (math.floor((now - t0) / SLICE_S) + 1) * SLICE_S
         pause = next_slice - time.monotonic()

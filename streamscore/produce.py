@@ -174,7 +174,7 @@ def produce(
                 }
                 stats.out_of_order += 1
             value = events_codec.encode(event)
-        _send(producer, settings.topic_events, key, value)
+        send_record(producer, settings.topic_events, key, value)
         stats.events += 1
         if labels and is_fraud is not None:
             label_time = int(time.time() * 1000) + label_delay_ms
@@ -208,7 +208,8 @@ def produce(
     return stats
 
 
-def _send(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+def send_record(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+    """Produce one record, waiting for room when the client's queue is full."""
     while True:
         try:
             producer.produce(topic, value=value, key=key)
@@ -224,6 +225,6 @@ def _send_due_labels(
     sent = 0
     while pending and (now_ms is None or pending[0][0] <= now_ms):
         _, key, value = pending.popleft()
-        _send(producer, topic, key, value)
+        send_record(producer, topic, key, value)
         sent += 1
     return sent
