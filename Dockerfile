@@ -1,7 +1,7 @@
 # One image for everything in the stack that is ours: the Flink JobManager and TaskManager, and
 # the `streamscore` CLI that trains the model and submits the job. It is built like the local
 # stack (streamscore/stack/): the PyFlink wheel is the Flink distribution, Java 17 comes from
-# Debian, the Kafka connector jar from Maven Central (pinned in infra/maven/pom.xml).
+# Debian, the Kafka connector jar from Maven Central (pinned in streamscore/stack/pom.xml).
 #
 #   docker build --platform linux/amd64 -t streamscore:0.1.0 .
 #
@@ -28,8 +28,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends maven \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY infra/maven/pom.xml infra/maven/pom.xml
-RUN mvn -B -q -f infra/maven/pom.xml -P flink-connector dependency:copy-dependencies \
+COPY streamscore/stack/pom.xml pom.xml
+RUN mvn -B -q -f pom.xml -P flink-connector dependency:copy-dependencies \
         -DoutputDirectory=/opt/streamscore/jars/flink -Dmdep.includeScope=runtime
 
 # --- the virtualenv: the pins of pyproject.toml, then the project --------------------------------
@@ -46,13 +46,13 @@ COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['online']))" \
         > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY streamscore ./streamscore
-COPY jobs ./jobs
-COPY schemas ./schemas
-COPY infra/maven/pom.xml ./infra/maven/pom.xml
-# Editable, as in development: the code finds jobs/, schemas/ and infra/ next to its own source
-# (config.PROJECT_ROOT), which a copy into site-packages would lose.
-RUN pip install --no-deps -e .
+# A wheel, installed like any user's: schemas, the job entry point and the pom are package data
+# read through importlib.resources, so nothing needs the source tree after this step.
+RUN pip wheel --no-deps -w /tmp/wheels . \
+ && pip install --no-deps /tmp/wheels/streamscore-*.whl \
+ && rm -rf /tmp/wheels build
 
 # --- the image ---------------------------------------------------------------------------------
 FROM base
@@ -69,7 +69,6 @@ ENV VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1
 ENV PATH=/opt/venv/bin:$FLINK_HOME/bin:$PATH
 COPY --from=venv /opt/venv /opt/venv
-COPY --from=venv /opt/streamscore/app /opt/streamscore/app
 COPY --from=jars /opt/streamscore/jars /opt/streamscore/jars
 # FLINK_HOME must be the installed pyflink package as flink_home() computes it, and the lib dir is
 # made by the local stack's own build_lib_dir() (the wheel's lib/ jars plus opt/flink-python, as

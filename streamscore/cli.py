@@ -11,19 +11,28 @@ from pathlib import Path
 
 import click
 
-from streamscore.config import Settings, parse_overrides
+from streamscore.config import SET_OPTION_HELP, Settings, settings_from
+from streamscore.errors import StreamscoreError
 
 log = logging.getLogger("streamscore")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="FIELD=VALUE",
-    help="Override a setting (repeatable); env vars STREAMSCORE_<FIELD> work too.",
-)
+class FriendlyErrors(click.Group):
+    """Every command's ``StreamscoreError`` becomes one line on stderr and exit code 1.
+
+    The top group's ``invoke`` runs the group callback and every subcommand (nested groups
+    included), so one place covers the whole CLI; anything else is a bug and keeps its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except StreamscoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=FriendlyErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help=SET_OPTION_HELP)
 @click.option("--log-level", default="INFO", show_default=True)
 @click.pass_context
 def main(ctx: click.Context, overrides: tuple[str, ...], log_level: str) -> None:
@@ -31,33 +40,11 @@ def main(ctx: click.Context, overrides: tuple[str, ...], log_level: str) -> None
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
     )
-    try:
-        ctx.obj = {
-            "settings": Settings().with_overrides(parse_overrides(overrides)),
-            "overrides": list(overrides),
-        }
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    ctx.obj = {"settings": settings_from(overrides), "overrides": list(overrides)}
 
 
 def _settings(ctx: click.Context) -> Settings:
     return ctx.obj["settings"]
-
-
-def _fail_on_stack_errors(func):  # type: ignore[no-untyped-def]
-    """Turn StackError into a one-line error and exit code 1 instead of a traceback."""
-    import functools
-
-    from streamscore.stack.errors import StackError
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
-            return func(*args, **kwargs)
-        except StackError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 @main.command("config")
@@ -75,7 +62,6 @@ def stack() -> None:
 
 @stack.command("up")
 @click.pass_context
-@_fail_on_stack_errors
 def stack_up(ctx: click.Context) -> None:
     """Start whatever is not running yet and wait until all of it is healthy."""
     from streamscore.stack import stack as stack_module
@@ -87,7 +73,6 @@ def stack_up(ctx: click.Context) -> None:
 
 @stack.command("down")
 @click.pass_context
-@_fail_on_stack_errors
 def stack_down(ctx: click.Context) -> None:
     """Stop every process the stack started, by pid."""
     from streamscore.stack import stack as stack_module
@@ -120,7 +105,6 @@ def _print_status(s: Settings) -> bool:
 # --- job ---------------------------------------------------------------------------------------
 @main.command()
 @click.pass_context
-@_fail_on_stack_errors
 def submit(ctx: click.Context) -> None:
     """Submit the scoring job to the cluster (with `flink run -py`) and wait until it runs."""
     from streamscore.jobcontrol import submit as submit_job
@@ -133,7 +117,6 @@ def submit(ctx: click.Context) -> None:
 @main.command()
 @click.option("--job-id", default=None, help="Defaults to the running job named job_name.")
 @click.pass_context
-@_fail_on_stack_errors
 def cancel(ctx: click.Context, job_id: str | None) -> None:
     """Cancel the scoring job."""
     from streamscore.jobcontrol import cancel as cancel_job
@@ -313,7 +296,6 @@ def train(
 @click.option("--rate", default=200.0, show_default=True)
 @click.option("--duration", default=60.0, show_default=True, help="Seconds of events to send.")
 @click.pass_context
-@_fail_on_stack_errors
 def demo(ctx: click.Context, rate: float, duration: float) -> None:
     """Everything end to end: stack up, model, job RUNNING, events in, predictions out."""
     from streamscore import consume as consumer
@@ -355,10 +337,7 @@ def demo(ctx: click.Context, rate: float, duration: float) -> None:
             click.echo("  " + consumer.pretty(message))
     if tail and tail[-1].record:
         user = tail[-1].record["user_id"]
-        password = s.redis_password.get_secret_value() if s.redis_password else None
-        stored = read_features(
-            connect(s.redis_host, s.redis_port, s.redis_db, password), s.redis_key_prefix, user
-        )
+        stored = read_features(connect(s), s.redis_key_prefix, user)
         click.echo(f"\nRedis {s.redis_key_prefix}{user}: {json.dumps(stored)[:400]}...")
     click.echo(
         f"\nFlink web UI: {s.flink_rest_url}   tail: streamscore consume\n"

@@ -4,18 +4,26 @@ Every component (stack, job, trainer, CLI, benchmark) reads its settings from ``
 value is defined once. Each field can be overridden by an environment variable named
 ``STREAMSCORE_<FIELD>`` (e.g. ``STREAMSCORE_CHECKPOINT_INTERVAL_MS=2000``) and by the CLI's
 ``--set field=value`` option, which wins over the environment.
+
+Paths (``state_dir``, ``models_dir``) are relative to the directory a command runs in, like
+MLflow's ``mlruns``: ``streamscore stack up`` in a project folder keeps that folder's stack in
+``./.stack``. They are made absolute when the settings are built, so a job shipped to Flink and
+a child process see the same folders.
 """
 
 from __future__ import annotations
 
+import argparse
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from streamscore.errors import ConfigError
+
+SET_OPTION_HELP = "Override a setting (repeatable); env vars STREAMSCORE_<FIELD> work too."
 
 
 class DeliveryGuarantee(StrEnum):
@@ -27,7 +35,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMSCORE_", frozen=True, extra="forbid")
 
     # Where the local stack keeps every data dir, log, pid file and checkpoint (git-ignored).
-    state_dir: Path = PROJECT_ROOT / ".stack"
+    state_dir: Path = Path(".stack")
 
     # Kafka
     kafka_host: str = "127.0.0.1"
@@ -86,10 +94,15 @@ class Settings(BaseSettings):
     metrics_port: int = 9260
 
     # Model and decisions
-    models_dir: Path = PROJECT_ROOT / "models"
+    models_dir: Path = Path("models")
     model_version: str = "latest"
     review_threshold: float = Field(0.5, ge=0.0, le=1.0)
     decline_threshold: float = Field(0.85, ge=0.0, le=1.0)
+
+    @field_validator("state_dir", "models_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -141,6 +154,34 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"--set expects field=value, got {pair!r}")
+            raise ConfigError(f"--set expects field=value, got {pair!r}")
         result[name.strip().replace("-", "_")] = value
     return result
+
+
+def settings_from(pairs: tuple[str, ...] | list[str] = ()) -> Settings:
+    """The effective settings: defaults, then ``STREAMSCORE_*`` variables, then ``--set`` pairs.
+
+    Every entry point (the CLI, the job script, the benchmark) builds its settings here, so the
+    rules and the error message are the same everywhere."""
+    try:
+        return Settings().with_overrides(parse_overrides(pairs))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--set FIELD=VALUE`` option for the argparse entry points (job script, benchmark);
+    the click CLI declares the same option with the same help and parses it with
+    ``settings_from``."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help=SET_OPTION_HELP,
+    )

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import base64
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from streamscore.config import Settings
+from streamscore.errors import UnknownTopic
+from streamscore.kafka_io import read_messages
 from streamscore.serde import Codec
 
 
@@ -34,7 +32,7 @@ def record_type_of(settings: Settings, topic: str) -> str:
         settings.topic_events: "event",
     }
     if topic not in types:
-        raise ValueError(f"unknown topic {topic!r}; expected one of {sorted(types)}")
+        raise UnknownTopic(f"unknown topic {topic!r}; expected one of {sorted(types)}")
     return types[topic]
 
 
@@ -49,59 +47,22 @@ def consume(
 ) -> Iterator[Message]:
     """Yield decoded messages; stop after ``max_messages`` or ``idle_timeout_s`` without any."""
     codec = Codec(record_type_of(settings, topic))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"streamscore-cli-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
-            "auto.offset.reset": "earliest" if from_beginning else "latest",
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        if metadata.error is not None:
-            raise RuntimeError(f"topic {topic}: {metadata.error}")
-        partitions = [
-            TopicPartition(topic, p, OFFSET_BEGINNING)
-            if from_beginning
-            else TopicPartition(topic, p)
-            for p in metadata.partitions
-        ]
-        if from_beginning:
-            consumer.assign(partitions)
-        else:
-            consumer.subscribe([topic])
-        seen = 0
-        last = time.monotonic()
-        while max_messages is None or seen < max_messages:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
-                    return
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise RuntimeError(str(msg.error()))
-            last = time.monotonic()
-            value = msg.value() or b""
-            try:
-                record = codec.decode(value)
-            except Exception:
-                record = None
-            seen += 1
-            yield Message(
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
-                msg.timestamp()[1],
-                msg.key(),
-                record,
-                value,
-            )
-    finally:
-        consumer.close()
+    for msg in read_messages(
+        settings,
+        topic,
+        from_beginning=from_beginning,
+        read_committed=read_committed,
+        max_messages=max_messages,
+        idle_timeout_s=idle_timeout_s,
+    ):
+        value = msg.value() or b""
+        try:
+            record = codec.decode(value)
+        except Exception:
+            record = None
+        yield Message(
+            msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1], msg.key(), record, value
+        )
 
 
 def as_json(message: Message) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import redis
 
+from streamscore.config import Settings
 from streamscore.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -45,14 +46,14 @@ return 1
 PendingWrite = tuple[int, str, list[float]]
 
 
-def connect(
-    host: str, port: int, db: int = 0, password: str | None = None, timeout_s: float = 2.0
-) -> redis.Redis:
+def connect(settings: Settings, timeout_s: float = 2.0) -> redis.Redis:
+    """The one way to a Redis client: address, database and password from the settings."""
+    password = settings.redis_password
     return redis.Redis(
-        host=host,
-        port=port,
-        db=db,
-        password=password,
+        host=settings.redis_host,
+        port=settings.redis_port,
+        db=settings.redis_db,
+        password=password.get_secret_value() if password is not None else None,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
     )

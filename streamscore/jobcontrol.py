@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
+import urllib.request
 from typing import Any
 
-from streamscore.config import PROJECT_ROOT, Settings
+from streamscore.config import Settings
+from streamscore.errors import StackError
+from streamscore.model.loading import load_for_job
+from streamscore.resources import job_entry_script
 from streamscore.stack import flink, maven
-from streamscore.stack.errors import StackError
 from streamscore.stack.stack import layout_of
 
 log = logging.getLogger(__name__)
-JOB_SCRIPT = PROJECT_ROOT / "jobs" / "scoring_job.py"
 
 
 def find_job(
@@ -26,7 +29,13 @@ def find_job(
 
 
 def submit(s: Settings, overrides: list[str], wait_s: float = 180) -> str:
-    """Submit the job detached (unless it already runs) and wait until all its tasks run."""
+    """Submit the job detached (unless it already runs) and wait until all its tasks run.
+
+    The model is resolved here first, so a version asked for by name that does not exist fails
+    at once, before anything reaches the cluster. The job script runs under this process's own
+    Python (``-pyclientexec``), so it imports the same installed ``streamscore`` as the caller;
+    ``models_dir`` and ``state_dir`` go along as absolute paths."""
+    load_for_job(s)
     existing = find_job(s)
     if existing is not None:
         log.info("job %s already %s (%s)", s.job_name, existing["state"], existing["jid"])
@@ -40,10 +49,12 @@ def submit(s: Settings, overrides: list[str], wait_s: float = 180) -> str:
         f"{s.flink_rest_host}:{s.flink_rest_port}",
         "--jarfile",
         str(jar),
+        "-pyclientexec",
+        sys.executable,
         "-py",
-        str(JOB_SCRIPT),
+        str(job_entry_script()),
     ]
-    for item in overrides:
+    for item in [f"models_dir={s.models_dir}", f"state_dir={s.state_dir}", *overrides]:
         args += ["--set", item]
     result = flink.flink_cli(layout, *args)
     match = re.search(r"JobID ([0-9a-f]{32})", result.stdout + result.stderr)
@@ -86,8 +97,6 @@ def cancel(s: Settings, job_id: str | None = None) -> str | None:
     job = {"jid": job_id} if job_id else find_job(s)
     if job is None:
         return None
-    import urllib.request
-
     request = urllib.request.Request(
         f"{s.flink_rest_url}/jobs/{job['jid']}?mode=cancel", method="PATCH"
     )

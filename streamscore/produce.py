@@ -8,21 +8,22 @@ late events, malformed records; labels follow each event after a delay, on the l
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
 
 from streamscore.config import Settings
+from streamscore.errors import KafkaUnavailable
+from streamscore.eventlog import LabelledEvent, read_jsonl
 from streamscore.generator import GeneratorConfig, TransactionGenerator
+from streamscore.kafka_io import new_producer, partitions_of, send_record
 from streamscore.serde import Codec
 
 log = logging.getLogger(__name__)
@@ -67,24 +68,6 @@ def malform(codec: Codec, event: dict[str, Any], kind: str, rng: random.Random) 
     return codec.encode(broken)
 
 
-def events_from_file(path: Path) -> Iterator[tuple[dict[str, Any], bool | None]]:
-    """A user's JSONL events: event fields as in schemas/event.avsc; ``event_time`` as epoch
-    millis or ISO-8601; an optional ``is_fraud`` field becomes a label."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            label = record.pop("is_fraud", None)
-            ts = record["event_time"]
-            if isinstance(ts, str):
-                record["event_time"] = int(
-                    datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000
-                )
-            record.setdefault("device_id", None)
-            yield record, label
-
-
 def _report(stats: ProduceStats, started: float) -> None:
     elapsed = max(time.monotonic() - started, 1e-9)
     log.info(
@@ -113,19 +96,14 @@ def produce(
 ) -> ProduceStats:
     """Send events until ``count`` or ``duration_s`` is reached (whichever first)."""
     events_codec, labels_codec = Codec("event"), Codec("label")
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "linger.ms": 5,
-            "enable.idempotence": True,
-            "acks": "all",
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
+    partitions_of(settings, settings.topic_events)
+    if labels:
+        partitions_of(settings, settings.topic_labels)
+    producer = new_producer(settings)
     rng = random.Random(noise.seed)
     now_ms = int(time.time() * 1000)
     if from_file is not None:
-        source: Iterator[tuple[dict[str, Any], bool | None]] = events_from_file(from_file)
+        source: Iterator[LabelledEvent] = read_jsonl(from_file)
     else:
         config = generator or GeneratorConfig(events_per_second=max(rate, 1.0))
         start_ms = now_ms
@@ -202,21 +180,10 @@ def produce(
     stats.labels += _send_due_labels(producer, settings.topic_labels, pending_labels, None)
     remaining = producer.flush(30)
     if remaining:
-        raise RuntimeError(f"{remaining} records were not delivered to Kafka")
+        raise KafkaUnavailable(f"{remaining} records were not delivered to Kafka")
     stats.seconds = time.monotonic() - started
     _report(stats, started)
     return stats
-
-
-def send_record(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
-    """Produce one record, waiting for room when the client's queue is full."""
-    while True:
-        try:
-            producer.produce(topic, value=value, key=key)
-            producer.poll(0)
-            return
-        except BufferError:
-            producer.poll(0.05)
 
 
 def _send_due_labels(

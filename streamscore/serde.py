@@ -1,75 +1,40 @@
 """Avro encoding of the four record types, as plain Avro binary (no framing, no schema id).
 
-Schemas are parsed once per process and reused across records. The event and label schemas are
-read with a twin whose ``timestamp-millis`` fields are plain ``long``: the bytes are identical,
-but fastavro then skips building a ``datetime`` per record, which is slow on the hot path.
+A ``Codec`` parses its schema once and is reused across records. Timestamps are read and written
+as plain ``long`` epoch millis: the codec strips the ``timestamp-millis`` logical types, which
+leaves the bytes identical but spares fastavro a ``datetime`` per record on the hot path.
 """
 
 from __future__ import annotations
 
 import copy
 import io
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import fastavro
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-RECORD_TYPES = ("event", "label", "prediction", "dead_letter")
+from streamscore.resources import schema
 
 
-def _strip_logical_types(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {k: _strip_logical_types(v) for k, v in schema.items() if k != "logicalType"}
-    if isinstance(schema, list):
-        return [_strip_logical_types(v) for v in schema]
-    return schema
-
-
-@cache
-def raw_schema(name: str) -> dict[str, Any]:
-    """The schema as written in ``schemas/<name>.avsc``."""
-    with open(SCHEMA_DIR / f"{name}.avsc", encoding="utf-8") as f:
-        return json.load(f)
-
-
-@cache
-def parsed_schema(name: str) -> Any:
-    """The wire schema with timestamps as plain longs (epoch millis), parsed once."""
-    return fastavro.parse_schema(_strip_logical_types(copy.deepcopy(raw_schema(name))))
-
-
-def encode(name: str, record: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, parsed_schema(name), record)
-    return buf.getvalue()
-
-
-def decode(name: str, payload: bytes) -> dict[str, Any]:
-    """Decode one record; raises on malformed bytes (the caller turns that into a dead letter)."""
-    buf = io.BytesIO(payload)
-    record = fastavro.schemaless_reader(buf, parsed_schema(name), None)
-    if buf.tell() != len(payload):
-        raise ValueError(f"{len(payload) - buf.tell()} trailing bytes after the record")
-    return record  # type: ignore[return-value]
+def _strip_logical_types(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_strip_logical_types(v) for v in node]
+    return node
 
 
 class Codec:
-    """Encoder/decoder bound to one record type, for hot loops that would otherwise look it up.
+    """Encoder/decoder bound to one record type.
 
-    ``schema`` lets a caller pass the schema text it captured elsewhere (the Flink job ships the
-    schemas inside its functions, so workers need no access to the repository's files).
+    ``schema_text`` lets a caller pass the schema it captured elsewhere: the Flink job ships the
+    schemas inside its functions, so its workers read no files.
     """
 
-    def __init__(self, name: str, schema: dict[str, Any] | None = None) -> None:
+    def __init__(self, name: str, schema_text: dict[str, Any] | None = None) -> None:
         self.name = name
-        self._schema = (
-            parsed_schema(name)
-            if schema is None
-            else fastavro.parse_schema(_strip_logical_types(copy.deepcopy(schema)))
-        )
+        text = schema(name) if schema_text is None else schema_text
+        self._schema = fastavro.parse_schema(_strip_logical_types(copy.deepcopy(text)))
         self._reader = fastavro.schemaless_reader
         self._writer = fastavro.schemaless_writer
 
@@ -79,6 +44,7 @@ class Codec:
         return buf.getvalue()
 
     def decode(self, payload: bytes) -> dict[str, Any]:
+        """Decode one record; raises on malformed bytes (the job turns that into a dead letter)."""
         buf = io.BytesIO(payload)
         record = self._reader(buf, self._schema, None)
         if buf.tell() != len(payload):

@@ -10,6 +10,8 @@ import math
 import re
 from typing import Any
 
+from streamscore.errors import Rejection
+
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # Event times must fall in a sane range: 2000-01-01 .. 2100-01-01 (epoch millis).
@@ -18,14 +20,7 @@ MAX_EVENT_TIME_MS = 4_102_444_800_000
 MAX_AMOUNT = 1_000_000_000.0
 _REQUIRED_TEXT = ("event_id", "user_id", "merchant_id", "merchant_category")
 
-
-class Rejection(Exception):
-    """Why a record cannot be scored: ``reason`` is the code, ``detail`` the explanation."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+__all__ = ["Rejection", "validate_event"]
 
 
 def validate_event(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-NUMERIC_AGGREGATIONS = ("count", "sum", "mean", "max")
+from streamscore.features.aggregations import AGGREGATIONS
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class FeatureSet:
     # The job's out-of-orderness plus allowed lateness must not exceed it (checked at start).
     retention_slack_ms: int = 120_000
     window_by_name: dict[str, Window] = field(init=False, repr=False, compare=False)
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window_by_name", {w.name: w for w in self.windows})
@@ -86,14 +87,13 @@ class FeatureSet:
                 if name not in self.window_by_name:
                     raise ValueError(f"{spec.field}: unknown window {name!r}")
             for agg in getattr(spec, "aggregations", ()):
-                if agg not in NUMERIC_AGGREGATIONS:
+                if agg not in AGGREGATIONS:
                     raise ValueError(f"{spec.field}: unknown aggregation {agg!r}")
-        for ratio in self.ratios:
-            if not any(
-                n.field == ratio.field and ratio.window in n.windows and "mean" in n.aggregations
-                for n in self.numeric
-            ):
-                raise ValueError(f"ratio {ratio.field}/{ratio.window} needs that windowed mean")
+        # Compiling checks the rest (a ratio needs its windowed mean) and gives the names.
+        from streamscore.features.compiled import compile_features
+
+        names = tuple(n for feature in compile_features(self) for n in feature.names)
+        object.__setattr__(self, "_names", names)
 
     @property
     def max_window_ms(self) -> int:
@@ -101,23 +101,9 @@ class FeatureSet:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """Names in the order of the feature vector: the model's column order."""
-        names: list[str] = list(self.current_numeric)
-        names += [c.field for c in self.categorical]
-        if self.hour_of_day:
-            names.append("hour_of_day")
-        if self.time_since_previous:
-            names.append("secs_since_previous")
-        for spec in self.numeric:
-            for window in spec.windows:
-                names += [f"{spec.field}_{agg}_{window}" for agg in spec.aggregations]
-        for spec in self.distinct:
-            for window in spec.windows:
-                names.append(f"{spec.field}_distinct_{window}")
-                if spec.flag_new_value:
-                    names.append(f"{spec.field}_is_new_{window}")
-        names += [f"{r.field}_to_mean_{r.window}" for r in self.ratios]
-        return tuple(names)
+        """Names in the order of the feature vector (the model's column order), as the
+        compiled features produce them (``features/compiled.py``)."""
+        return self._names
 
     @property
     def categorical_features(self) -> tuple[str, ...]:
@@ -145,7 +131,7 @@ FEATURE_SET = FeatureSet(
         Window("1h", 3_600_000, 300_000),
         Window("24h", 86_400_000, 3_600_000),
     ),
-    numeric=(NumericAggregate("amount", NUMERIC_AGGREGATIONS, ("1m", "1h", "24h")),),
+    numeric=(NumericAggregate("amount", ("count", "sum", "mean", "max"), ("1m", "1h", "24h")),),
     distinct=(
         DistinctCount("merchant_id", ("1h",)),
         DistinctCount("country", ("24h",), flag_new_value=True),

@@ -36,8 +36,8 @@ from streamscore.job.functions import (
     DecodeAndValidate,
     ScoreEvents,
 )
-from streamscore.model.scorer import ModelBundle
-from streamscore.serde import RECORD_TYPES, raw_schema
+from streamscore.model.loading import ModelBundle
+from streamscore.resources import RECORD_TYPES, schema
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _event_time_keyed(decoded: DataStream, s: Settings) -> KeyedStream:
 
 
 def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | None) -> None:
-    schemas: dict[str, dict[str, Any]] = {name: raw_schema(name) for name in RECORD_TYPES}
+    schemas: dict[str, dict[str, Any]] = {name: schema(name) for name in RECORD_TYPES}
     t_env = StreamTableEnvironment.create(env)
     # UTC, so the string round trip below is exact (no DST gaps or repeats).
     t_env.get_config().set("table.local-time-zone", "UTC")

@@ -7,10 +7,8 @@ point-in-time correct and identical to what serving sees.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,14 +67,3 @@ def build_training_set(
         np.asarray(times, dtype=np.int64),
         engine.names,
     )
-
-
-def read_jsonl_events(path: Path) -> Iterator[tuple[dict[str, Any], bool]]:
-    """Events from a JSONL log; each line is an event, with an optional ``is_fraud`` label."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                record = json.loads(line)
-                is_fraud = bool(record.pop("is_fraud", False))
-                record.setdefault("device_id", None)
-                yield record, is_fraud

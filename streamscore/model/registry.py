@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamscore.errors import ModelNotFound
+
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
 VERSION_PREFIX = "fraud-lgbm-"
-
-
-class ModelNotFound(Exception):
-    pass
 
 
 @dataclass(frozen=True)

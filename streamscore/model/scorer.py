@@ -14,11 +14,9 @@ import ctypes
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from streamscore.features.definitions import FEATURE_SET, FeatureSet
-from streamscore.model.registry import resolve
+from streamscore.model.loading import ModelBundle, check_compatible
 
 log = logging.getLogger(__name__)
 
@@ -118,23 +116,6 @@ def fallback_score(features: dict[str, float]) -> float:
     return min(score, 0.99)
 
 
-@dataclass(frozen=True)
-class ModelBundle:
-    """A model version's text and metadata, small enough to ship inside a Flink job graph, so
-    every worker scores with the version resolved at submit time, wherever it runs."""
-
-    version: str
-    model_text: str
-    metadata: dict[str, Any]
-
-    @staticmethod
-    def load(models_dir: Path, version: str = "latest") -> ModelBundle:
-        artifact = resolve(models_dir, version)
-        return ModelBundle(
-            artifact.version, artifact.model_path.read_text(encoding="utf-8"), artifact.metadata
-        )
-
-
 class Scorer:
     """Holds one model version; ``score`` returns (score, version used, fallback used)."""
 
@@ -146,13 +127,7 @@ class Scorer:
             log.warning("no model given; scoring with %s", FALLBACK_VERSION)
             return
         try:
-            if bundle.metadata.get("feature_set_version") != feature_set.version:
-                raise ValueError(
-                    f"model {bundle.version} was trained on feature set "
-                    f"{bundle.metadata.get('feature_set_version')}, job uses {feature_set.version}"
-                )
-            if tuple(bundle.metadata["feature_names"]) != self.feature_names:
-                raise ValueError(f"model {bundle.version}: feature names/order differ")
+            check_compatible(bundle, feature_set)
             self._booster = FastBooster(bundle.model_text, len(self.feature_names))
             self.bundle = bundle
             log.info("loaded model %s", bundle.version)

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from streamscore import __version__
+from streamscore.eventlog import read_jsonl
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.generator import GeneratorConfig, TransactionGenerator
-from streamscore.model.dataset import TrainingSet, build_training_set, read_jsonl_events
+from streamscore.model.dataset import TrainingSet, build_training_set
 from streamscore.model.registry import METADATA_FILE, MODEL_FILE, VERSION_PREFIX
 
 log = logging.getLogger(__name__)
@@ -166,5 +167,5 @@ def train_from_generator(
 
 
 def train_from_file(models_dir: Path, config: TrainConfig, path: Path) -> Path:
-    data = build_training_set(read_jsonl_events(path))
+    data = build_training_set((event, bool(label)) for event, label in read_jsonl(path))
     return train(data, config, models_dir, {"source": str(path)})

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from streamscore.config import Settings
-from streamscore.stack.errors import StackError
+from streamscore.errors import StackError
 from streamscore.stack.layout import StackLayout
-from streamscore.stack.process import alive, ensure_port_free, read_pid, start_detached, wait_until
+from streamscore.stack.process import alive, read_pid, start_detached, wait_until
 
 log = logging.getLogger(__name__)
 JOBMANAGER = "flink-jobmanager"
@@ -166,8 +166,6 @@ def start(s: Settings, layout: StackLayout) -> None:
     env = flink_env(layout)
     bin_dir = flink_home() / "bin"
     if not alive(jm):
-        ensure_port_free(s.flink_rest_host, s.flink_rest_port, "the Flink REST API / web UI")
-        ensure_port_free("127.0.0.1", s.flink_rpc_port, "the Flink JobManager RPC")
         jm = start_detached(
             [str(bin_dir / "jobmanager.sh"), "start-foreground"],
             layout.log_file(JOBMANAGER),

@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 from streamscore.config import Settings
+from streamscore.errors import StackError
 from streamscore.stack import maven
-from streamscore.stack.errors import StackError
 from streamscore.stack.layout import StackLayout
-from streamscore.stack.process import alive, ensure_port_free, read_pid, start_detached, wait_until
+from streamscore.stack.process import alive, read_pid, start_detached, wait_until
 
 log = logging.getLogger(__name__)
 NAME = "kafka"
@@ -126,11 +126,15 @@ def metadata_ok(s: Settings) -> bool:
     return len(admin.list_topics(timeout=2).brokers) > 0
 
 
+# Outputs carry the broker's append time: their producer timestamps are the events' times,
+# which can be far from now (replays, backfills) and must never get a record rejected.
+OUTPUT_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+
+
 def topic_config(s: Settings, topic: str) -> dict[str, str]:
-    """Outputs carry the broker's append time: their producer timestamps are the events' times,
-    which can be far from now (replays, backfills) and must never get a record rejected."""
+    """The config of a topic the stack creates (the outputs: ``OUTPUT_TOPIC_CONFIG``)."""
     if topic in (s.topic_predictions, s.topic_dead_letters):
-        return {"message.timestamp.type": "LogAppendTime"}
+        return dict(OUTPUT_TOPIC_CONFIG)
     return {}
 
 
@@ -158,8 +162,6 @@ def start(s: Settings, layout: StackLayout) -> int:
     if alive(pid):
         return pid  # type: ignore[return-value]
     maven.fetch("kafka", layout.kafka_libs, "kafka_2.13")
-    ensure_port_free(s.kafka_host, s.kafka_port, "Kafka")
-    ensure_port_free(s.kafka_host, s.kafka_controller_port, "the Kafka controller")
     layout.kafka_config.parent.mkdir(parents=True, exist_ok=True)
     layout.kafka_config.write_text(server_properties(s, layout.kafka_data))
     (layout.root / "kafka" / "log4j2.yaml").write_text(LOG4J2)

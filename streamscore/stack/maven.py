@@ -1,4 +1,4 @@
-"""Fetches the stack's jars from Maven Central with ``mvn`` (versions: infra/maven/pom.xml)."""
+"""Fetches the stack's jars from Maven Central with ``mvn``; versions are pinned in pom.xml."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from streamscore.config import PROJECT_ROOT
-from streamscore.stack.errors import StackError
+from streamscore.errors import StackError
+from streamscore.resources import maven_pom
 
 log = logging.getLogger(__name__)
-
-POM = PROJECT_ROOT / "infra" / "maven" / "pom.xml"
 
 
 def java_major_version() -> int:
@@ -51,7 +49,7 @@ def fetch(profile: str, destination: Path, marker: str) -> None:
             "-q",
             "-B",
             "-f",
-            str(POM),
+            str(maven_pom()),
             "-P",
             profile,
             "dependency:copy-dependencies",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from streamscore.stack.errors import StackError
+from streamscore.errors import StackError
 
 log = logging.getLogger(__name__)
 

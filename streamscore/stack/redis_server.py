@@ -6,18 +6,17 @@ import logging
 import shutil
 
 from streamscore.config import Settings
+from streamscore.errors import StackError
 from streamscore.feature_store import connect
-from streamscore.stack.errors import StackError
 from streamscore.stack.layout import StackLayout
-from streamscore.stack.process import alive, ensure_port_free, read_pid, start_detached, wait_until
+from streamscore.stack.process import alive, read_pid, start_detached, wait_until
 
 log = logging.getLogger(__name__)
 NAME = "redis"
 
 
 def ping(s: Settings) -> bool:
-    password = s.redis_password.get_secret_value() if s.redis_password else None
-    return bool(connect(s.redis_host, s.redis_port, s.redis_db, password, timeout_s=1).ping())
+    return bool(connect(s, timeout_s=1).ping())
 
 
 def start(s: Settings, layout: StackLayout) -> int:
@@ -27,7 +26,6 @@ def start(s: Settings, layout: StackLayout) -> int:
     binary = shutil.which("redis-server")
     if binary is None:
         raise StackError("redis-server is not installed: apt-get install redis-server")
-    ensure_port_free(s.redis_host, s.redis_port, "Redis")
     layout.redis_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         binary,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from streamscore.config import Settings
 from streamscore.stack import flink, kafka, maven, redis_server
 from streamscore.stack.layout import StackLayout
-from streamscore.stack.process import alive, read_pid, stop_pid
+from streamscore.stack.process import alive, ensure_port_free, read_pid, stop_pid
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,36 @@ def layout_of(s: Settings) -> StackLayout:
     return StackLayout(s.state_dir.resolve())
 
 
+def ports_to_claim(s: Settings, layout: StackLayout) -> list[tuple[str, int, str]]:
+    """(host, port, what) of every server that is not running yet and will be started."""
+
+    def stopped(name: str) -> bool:
+        return not alive(read_pid(layout.pid_file(name)))
+
+    ports = []
+    if stopped(kafka.NAME):
+        ports += [
+            (s.kafka_host, s.kafka_port, "Kafka"),
+            (s.kafka_host, s.kafka_controller_port, "the Kafka controller"),
+        ]
+    if stopped(redis_server.NAME):
+        ports.append((s.redis_host, s.redis_port, "Redis"))
+    if stopped(flink.JOBMANAGER):
+        ports += [
+            (s.flink_rest_host, s.flink_rest_port, "the Flink REST API / web UI"),
+            ("127.0.0.1", s.flink_rpc_port, "the Flink JobManager RPC"),
+        ]
+    return ports
+
+
 def up(s: Settings) -> None:
+    """Start what is not running, in dependency order, and wait until all of it is healthy.
+
+    Every port is checked before anything is fetched or started, so a taken port fails at once
+    with the port and the server named."""
     layout = layout_of(s)
+    for host, port, what in ports_to_claim(s, layout):
+        ensure_port_free(host, port, what)
     layout.create()
     maven.require_java(17)
     maven.fetch("kafka", layout.kafka_libs, "kafka_2.13")

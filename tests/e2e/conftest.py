@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from streamscore.config import PROJECT_ROOT, Settings
+from streamscore.config import Settings
 from streamscore.generator import GeneratorConfig
+from streamscore.jobcontrol import cancel, submit
 from streamscore.model.train import TrainConfig, train_from_generator
 from streamscore.stack import stack as stack_module
+from tests.e2e.helpers import as_overrides
 
+REPO = Path(__file__).resolve().parents[2]
 TEST_STACK = {
-    "state_dir": str(PROJECT_ROOT / ".stack-test"),
+    "state_dir": str(REPO / ".stack-test"),
     "kafka_port": "19092",
     "kafka_controller_port": "19093",
     "redis_port": "16379",
@@ -29,10 +32,6 @@ TEST_STACK = {
     "flink_prometheus_port": "19249-19258",
     "checkpoint_interval_ms": "2000",
 }
-
-
-def as_overrides(settings: dict[str, str]) -> list[str]:
-    return [f"{k}={v}" for k, v in settings.items()]
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +66,23 @@ def job_settings(stack: Settings, stack_overrides: dict[str, str]) -> dict[str, 
     """Overrides for one job run: its own name and consumer group."""
     run = uuid.uuid4().hex[:8]
     return {**stack_overrides, "job_name": f"e2e-{run}", "consumer_group": f"e2e-{run}"}
+
+
+RunJob = Callable[..., Settings]
+
+
+@pytest.fixture()
+def run_job(job_settings: dict[str, str]) -> Iterator[RunJob]:
+    """Factory: ``run_job(setting=value, ...)`` submits a job with the test stack's settings plus
+    these, waits until it runs and returns its settings; every job is cancelled afterwards."""
+    started: list[tuple[Settings, str]] = []
+
+    def start(**extra: str) -> Settings:
+        overrides = {**job_settings, **{k: str(v) for k, v in extra.items()}}
+        settings = Settings().with_overrides(overrides)
+        started.append((settings, submit(settings, as_overrides(overrides))))
+        return settings
+
+    yield start
+    for settings, job_id in started:
+        cancel(settings, job_id)

@@ -15,9 +15,9 @@ NAMES = ("a", "b")
 
 
 def _writer(settings: Settings, port: int | None = None) -> FeatureStoreWriter:
-    client = connect(
-        settings.redis_host, port or settings.redis_port, settings.redis_db, timeout_s=0.5
-    )
+    if port is not None:
+        settings = settings.with_overrides({"redis_port": port})
+    client = connect(settings, timeout_s=0.5)
     return FeatureStoreWriter(
         client, "fs-test:", "fs-v1", NAMES, 60, Metrics(), flush_interval_ms=10
     )
@@ -40,7 +40,7 @@ def test_newest_event_wins_across_batches(stack: Settings) -> None:
         writer.flush()
         writer.submit("u1", 1_500, "e-old", [9.0, 9.0])  # older, later batch: refused by Redis
         writer.flush()
-        client = connect(stack.redis_host, stack.redis_port, stack.redis_db)
+        client = connect(stack)
         stored = read_features(client, "fs-test:", "u1")
         assert stored is not None
         assert (stored["event_id"], stored["event_time"]) == ("e2", 2_000)

@@ -20,13 +20,13 @@ from streamscore.config import Settings
 from streamscore.feature_store import connect, read_features
 from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
-from streamscore.jobcontrol import cancel, checkpoints, submit
+from streamscore.jobcontrol import checkpoints, find_job
 from streamscore.model.registry import resolve
 from streamscore.model.scorer import FALLBACK_VERSION, Thresholds
 from streamscore.produce import malform
 from streamscore.serde import Codec
-from tests.e2e.conftest import as_overrides
-from tests.e2e.kafka_helpers import collect, send
+from tests.e2e.conftest import RunJob
+from tests.e2e.helpers import collect, send
 
 pytestmark = pytest.mark.e2e
 
@@ -70,13 +70,11 @@ def _expected_store(events: list[dict[str, Any]]) -> dict[str, tuple[str, dict[s
     return {user: (event_id, f) for user, (_, event_id, f) in newest.items()}
 
 
-def test_exactly_once_scoring_end_to_end(stack: Settings, job_settings: dict[str, str]) -> None:
-    settings = Settings().with_overrides(job_settings)
-    job_id = submit(settings, as_overrides(job_settings))
-    try:
-        _run_scenario(settings, job_id)
-    finally:
-        cancel(settings, job_id)
+def test_exactly_once_scoring_end_to_end(run_job: RunJob) -> None:
+    settings = run_job()
+    job = find_job(settings)
+    assert job is not None
+    _run_scenario(settings, str(job["jid"]))
 
 
 def _run_scenario(settings: Settings, job_id: str) -> None:
@@ -165,8 +163,7 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
 
     # Redis holds, per user, the features of the newest event, equal to the offline computation.
     expected = _expected_store(valid + [late_ok])
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    client = connect(settings.redis_host, settings.redis_port, settings.redis_db, password)
+    client = connect(settings)
     for user, (event_id, features) in expected.items():
         stored = read_features(client, settings.redis_key_prefix, user)
         assert stored is not None, user
@@ -209,51 +206,43 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     assert 'streamscore_dead_letters_total{reason="decode_error"}' in metrics
 
 
-def _predictions_from_a_job(
-    overrides: dict[str, str], seed: int, count: int, users: int
+def _predictions_of(
+    settings: Settings, seed: int, count: int, users: int
 ) -> tuple[set[str], list[dict[str, Any]]]:
-    """Run a job with ``overrides``, send it valid events, return (their ids, its predictions)."""
-    settings = Settings().with_overrides(overrides)
-    job_id = submit(settings, as_overrides(overrides))
-    try:
-        codec = Codec("event")
-        valid = _events(seed=seed, count=count, users=users)
-        send(settings, [(e["user_id"].encode(), codec.encode(e)) for e in valid])
-        ids = {e["event_id"] for e in valid}
-        predictions = collect(
-            settings,
-            settings.topic_predictions,
-            "prediction",
-            lambda r: r["event_id"] in ids,
-            len(ids),
-            timeout_s=120,
-            read_committed=settings.delivery_guarantee == "exactly-once",
-        )
-        return ids, predictions
-    finally:
-        cancel(settings, job_id)
+    """Send valid events to a running job, return (their ids, its predictions)."""
+    codec = Codec("event")
+    valid = _events(seed=seed, count=count, users=users)
+    send(settings, [(e["user_id"].encode(), codec.encode(e)) for e in valid])
+    ids = {e["event_id"] for e in valid}
+    predictions = collect(
+        settings,
+        settings.topic_predictions,
+        "prediction",
+        lambda r: r["event_id"] in ids,
+        len(ids),
+        timeout_s=120,
+        read_committed=settings.delivery_guarantee == "exactly-once",
+    )
+    return ids, predictions
 
 
-def test_at_least_once_mode_delivers_every_prediction(
-    stack: Settings, job_settings: dict[str, str]
-) -> None:
-    overrides = {**job_settings, "delivery_guarantee": "at-least-once"}
-    ids, predictions = _predictions_from_a_job(overrides, seed=202, count=400, users=30)
+def test_at_least_once_mode_delivers_every_prediction(run_job: RunJob) -> None:
+    settings = run_job(delivery_guarantee="at-least-once")
+    ids, predictions = _predictions_of(settings, seed=202, count=400, users=30)
     assert {p["event_id"] for p in predictions} == ids
 
 
 def test_degrades_instead_of_stalling_without_model_and_redis(
-    stack: Settings, job_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    run_job: RunJob, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """No model to load and no Redis to write to: every event is still scored (by the fallback
     rules) and each prediction says what was missing."""
-    overrides = {
-        **job_settings,
-        "models_dir": str(tmp_path_factory.mktemp("no-models")),
-        "redis_port": "1",  # nothing listens there
-        "delivery_guarantee": "at-least-once",
-    }
-    ids, predictions = _predictions_from_a_job(overrides, seed=303, count=300, users=20)
+    settings = run_job(
+        models_dir=str(tmp_path_factory.mktemp("no-models")),
+        redis_port="1",  # nothing listens there
+        delivery_guarantee="at-least-once",
+    )
+    ids, predictions = _predictions_of(settings, seed=303, count=300, users=20)
     assert {p["event_id"] for p in predictions} == ids
     assert {p["model_version"] for p in predictions} == {FALLBACK_VERSION}
     assert all("model" in p["degraded"] for p in predictions)

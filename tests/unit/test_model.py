@@ -11,8 +11,9 @@ import pytest
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.model.dataset import build_training_set, replay_features
+from streamscore.model.loading import ModelBundle
 from streamscore.model.registry import ModelNotFound, list_versions, resolve
-from streamscore.model.scorer import FALLBACK_VERSION, ModelBundle, Scorer, Thresholds
+from streamscore.model.scorer import FALLBACK_VERSION, Scorer, Thresholds
 from streamscore.model.train import TrainConfig, roc_auc, train_from_generator
 
 

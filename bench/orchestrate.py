@@ -1,0 +1,268 @@
+"""The measurements: what is done to each system under test, in which order, and what is kept.
+
+For the scoring job in exactly-once and at-least-once mode and for a plain Python pass-through
+(consumer → producer copying raw bytes, the baseline):
+
+* drain throughput: N events are produced into a fresh input topic first, then the system is
+  started from the earliest offset; throughput = outputs between the first and the last output a
+  consumer sees (read_committed for exactly-once) / the time between them;
+* latency at fixed offered rates: events are sent at each rate for a fixed time; latency = wall
+  clock when a consumer on the same host receives the output − the input's Kafka timestamp
+  (producer send time; predictions carry it as ``ingest_time``, the pass-through preserves it).
+
+Isolation: every system gets its own fresh topics (``bench-<run>-<system>-…``), deleted at the
+end; each step's events come from a distinct generator seed (event ids ``e<seed hex>-…``) and the
+output consumer starts at the end offsets noted just before the step and keeps only that prefix.
+A failure or an interrupt keeps what was measured, stops every system and deletes the topics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing as mp
+import time
+from typing import Any
+
+import numpy as np
+
+from streamscore.config import Settings
+from streamscore.kafka_io import new_producer
+
+from collect import COLLECTOR_FIGURES, Collector
+from load import encode_events, event_id_prefix, produce_backlog, send_paced
+from report import fmt, percentiles, window_rate
+from systems import FlinkSystem, System
+from topics import Kafka
+
+# One logger for the whole benchmark, as before the split (its name is in every log line).
+log = logging.getLogger("bench")
+
+
+class Bench:
+    """One benchmark session: the shared Kafka clients, the seed sequence and the notes."""
+
+    def __init__(self, args: argparse.Namespace, s: Settings) -> None:
+        self.args, self.s = args, s
+        # Children are spawned, not forked: librdkafka clients do not survive a fork.
+        self.ctx = mp.get_context("spawn")
+        self.kafka = Kafka(s)
+        self.producer = new_producer(s)
+        self.seed = args.seed
+        self.notes: list[str] = []
+
+    def next_seed(self) -> int:
+        """A fresh generator seed per backlog or step, so their event ids never collide."""
+        self.seed += 1
+        return self.seed
+
+    def collector(self, system: System, prefix: str) -> Collector:
+        """An output consumer for one measurement, from the output topic's current end."""
+        return Collector(
+            self.ctx,
+            self.s.kafka_bootstrap,
+            system.output_topic,
+            self.kafka.end_offsets(system.output_topic),
+            system.record_type,
+            system.read_committed,
+            prefix,
+        )
+
+    def _checkpoint_s(self, system: System) -> float:
+        """The job's checkpoint interval (exactly-once output arrives once per interval)."""
+        if isinstance(system, FlinkSystem):
+            return system.settings.checkpoint_interval_ms / 1000
+        return 0.0
+
+    def drain(self, system: System) -> dict[str, Any]:
+        """Produce the backlog, start the system, time its outputs first to last."""
+        n, seed = self.args.events, self.next_seed()
+        event_rate = max(self.args.rates or [1000.0])
+        log.info("%s: producing a backlog of %d events into %s", system.name, n, system.input_topic)
+        stats = produce_backlog(self.s, system.input_topic, n, self.args.users, seed, event_rate)
+        collector = self.collector(system, event_id_prefix(seed))
+        try:
+            started = time.time()
+            system.start()
+            idle = max(30.0, 3 * self._checkpoint_s(system))
+            complete = collector.wait(
+                n,
+                deadline_s=self.args.drain_timeout,
+                idle_s=idle,
+                first_s=max(120.0, idle),
+                what=f"{system.name} drain",
+            )
+        finally:
+            data = collector.result()
+        recv = data["recv"]
+        result: dict[str, Any] = {
+            "events": n,
+            "seed": seed,
+            "backlog_produce_seconds": round(stats.seconds, 2),
+            "received": int(recv.size),
+            "complete": complete,
+            **{k: data[k] for k in COLLECTOR_FIGURES},
+        }
+        if recv.size >= 2:
+            span = float(recv.max() - recv.min())
+            result.update(
+                {
+                    "first_to_last_seconds": round(span, 3),
+                    "throughput": (recv.size - 1) / span if span > 0 else None,
+                    "start_to_last_seconds": round(float(recv.max()) - started, 3),
+                    "bursts": int(np.unique(np.round(recv, 2)).size),
+                }
+            )
+            # Exactly-once outputs appear once per checkpoint: the span must cover several.
+            minimum = max(2.0, 3 * self._checkpoint_s(system) if system.read_committed else 0)
+            if span < minimum:
+                note = (
+                    f"{system.name} drain: first→last output only {span:.1f} s apart "
+                    f"(< {minimum:g} s): too short to be a throughput figure, use more "
+                    "--events"
+                )
+                result["warning"] = note
+                self.notes.append(note)
+        else:
+            result["throughput"] = None
+        result["system"] = system.check()
+        return result
+
+    def step(self, system: System, rate: float) -> dict[str, Any]:
+        """Offer ``rate`` events/s for --seconds; latency of the post-warm-up events."""
+        seconds, warmup = self.args.seconds, self.args.warmup
+        seed = self.next_seed()
+        count = int(round(rate * seconds))
+        records = encode_events(count, rate, self.args.users, seed, int(time.time() * 1000))
+        collector = self.collector(system, event_id_prefix(seed))
+        try:
+            log.info("%s: offering %g events/s for %g s", system.name, rate, seconds)
+            load = send_paced(self.producer, system.input_topic, records, rate, warmup)
+            complete = collector.wait(
+                count,
+                deadline_s=self.args.drain_timeout,
+                idle_s=max(15.0, 3 * self._checkpoint_s(system)),
+                what=f"{system.name} @ {rate:g}/s",
+            )
+        finally:
+            data = collector.result()
+        recv, ingest_ms = data["recv"], data["ingest_ms"]
+        measured = ingest_ms >= load["wall_warm"] * 1000
+        latency_ms = recv[measured] * 1000 - ingest_ms[measured]
+        checkpoint_s = self._checkpoint_s(system)
+        # Read-committed output comes once per checkpoint: a rate needs several intervals.
+        min_span = max(1.0, 2 * checkpoint_s if system.read_committed else 0.0)
+        output_rate = window_rate(recv, load["wall_warm"], load["wall_end"], min_span)
+        if output_rate is None:
+            self.notes.append(
+                f"{system.name} @ {rate:g}/s: no output rate (arrivals after the warm-up span "
+                f"< {min_span:g} s): make --seconds − --warmup longer"
+            )
+        result = {
+            "offered_rate": rate,
+            "seconds": seconds,
+            "warmup_seconds": warmup,
+            "seed": seed,
+            "sent": count,
+            "received": int(recv.size),
+            "complete": complete,
+            "measured_events": int(measured.sum()),
+            "input_rate": load["input_rate"],
+            "output_rate": output_rate,
+            "kept_up": None
+            if output_rate is None
+            else bool(complete and output_rate >= 0.95 * rate),
+            "send_seconds": round(load["send_seconds"], 3),
+            "latency_ms": percentiles(latency_ms),
+            **{k: data[k] for k in COLLECTOR_FIGURES},
+        }
+        result["system"] = system.check()
+        lat = result["latency_ms"]
+        log.info(
+            "%s @ %g/s: in %.0f/s out %s/s p50 %s p99 %s ms",
+            system.name,
+            rate,
+            load["input_rate"],
+            f"{output_rate:.0f}" if output_rate else "-",
+            fmt(lat["p50"]),
+            fmt(lat["p99"]),
+        )
+        if rate > 0 and load["input_rate"] < 0.95 * rate:
+            self.notes.append(
+                f"{system.name} @ {rate:g}/s: the load generator only reached "
+                f"{load['input_rate']:.0f}/s"
+            )
+        return result
+
+    def run_system(self, system: System, result: dict[str, Any]) -> None:
+        """Fill ``result`` as measurements finish (a failure keeps what was measured)."""
+        result.update({"name": system.name, "drain": None, "steps": []})
+        system.setup(self.kafka)
+        try:
+            if self.args.events > 0:
+                result["drain"] = self.drain(system)
+                if not result["drain"]["complete"]:
+                    self.notes.append(
+                        f"{system.name}: the backlog did not drain; rate steps skipped"
+                    )
+                    return
+            else:
+                system.start()
+            for rate in self.args.rates:
+                step = self.step(system, rate)
+                result["steps"].append(step)
+                if not step["complete"]:
+                    self.notes.append(
+                        f"{system.name} @ {rate:g}/s: outputs still missing; later steps skipped"
+                    )
+                    break
+                if not step["system"].get("running", True):
+                    self.notes.append(f"{system.name}: stopped running; later steps skipped")
+                    break
+        finally:
+            system.stop()
+            result["info"] = system.info
+        for part in [result["drain"], *result["steps"]]:
+            if not part:
+                continue
+            if part.get("duplicates"):
+                self.notes.append(f"{system.name}: {part['duplicates']} duplicate outputs")
+            if part.get("degraded"):
+                self.notes.append(f"{system.name}: degraded predictions {part['degraded']}")
+            if "fallback-rules" in part.get("model_versions", {}):
+                self.notes.append(f"{system.name}: scored with the fallback rules")
+            dead = part.get("system", {}).get("dead_letters")
+            if dead:
+                self.notes.append(f"{system.name}: {dead} dead letters")
+
+    def run(self, systems: list[System], results: dict[str, Any]) -> bool:
+        """Measure the systems one after the other into ``results`` (by name); True if the run
+        failed or was interrupted. Whatever still runs is stopped and the topics are deleted in
+        any case, also after Ctrl-C or SIGTERM."""
+        failed = False
+        try:
+            for system in systems:
+                log.info("=== %s", system.name)
+                self.run_system(system, results.setdefault(system.name, {}))
+        except KeyboardInterrupt:
+            failed = True
+            self.notes.append("interrupted")
+        except Exception as exc:
+            failed = True
+            log.exception("benchmark failed")
+            self.notes.append(f"failed: {type(exc).__name__}: {exc}")
+        finally:
+            for system in systems:  # whatever still runs after a failure
+                try:
+                    system.stop()
+                except Exception as exc:
+                    log.warning("could not stop %s: %s", system.name, exc)
+            self.close()
+        return failed
+
+    def close(self) -> None:
+        """Flush the load producer; delete the run's topics unless --keep-topics."""
+        self.producer.flush(10)
+        if not self.args.keep_topics:
+            self.kafka.delete_created()
+        self.kafka.close()

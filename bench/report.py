@@ -1,0 +1,214 @@
+"""The results: figures from raw arrival times, the JSON document, and the Markdown table.
+
+The measurements hand over raw receive and ingest times; this module turns them into latency
+percentiles and output rates, puts every system's figures next to the pass-through baseline
+measured in the same session (ratios), and writes the run down twice: the complete JSON document
+under bench/results/ and the short Markdown table printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamscore.config import Settings
+
+from environment import command_line, git_info, machine_info, versions
+from systems import PASSTHROUGH
+
+
+# --- figures ----------------------------------------------------------------------------------
+def percentiles(values: np.ndarray) -> dict[str, float | None]:
+    """p50/p95/p99, mean and max; all None when nothing was measured."""
+    if values.size == 0:
+        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {
+        "p50": float(p50),
+        "p95": float(p95),
+        "p99": float(p99),
+        "mean": float(values.mean()),
+        "max": float(values.max()),
+    }
+
+
+def window_rate(times: np.ndarray, start: float, end: float, min_span_s: float) -> float | None:
+    """Outputs per second received in [start, end], measured between the first and the last
+    arrival inside it, so bursty output (exactly-once commits once per checkpoint) is counted
+    whole bursts over whole intervals; None if those arrivals are under ``min_span_s`` apart."""
+    inside = np.sort(times[(times >= start) & (times <= end)])
+    if inside.size < 2 or inside[-1] - inside[0] < min_span_s:
+        return None
+    return float((inside > inside[0]).sum() / (inside[-1] - inside[0]))
+
+
+def add_ratios(report: dict[str, Any]) -> None:
+    """Each system's figures relative to the pass-through's at the same rate (``vs_baseline``):
+    absolute figures depend on the machine, the ratios much less."""
+    base = report["systems"].get(PASSTHROUGH)
+    if base is None:
+        return
+    base_drain = (base.get("drain") or {}).get("throughput")
+    base_steps = {st["offered_rate"]: st for st in base.get("steps", [])}
+    for name, system in report["systems"].items():
+        if name == PASSTHROUGH:
+            continue
+        drain = system.get("drain")
+        if drain and drain.get("throughput") and base_drain:
+            drain["vs_baseline"] = {"throughput": drain["throughput"] / base_drain}
+        for st in system.get("steps", []):
+            b = base_steps.get(st["offered_rate"])
+            if b is None:
+                continue
+            ratios: dict[str, float | None] = {}
+            for key in ("input_rate", "output_rate"):
+                ratios[key] = st[key] / b[key] if st[key] and b[key] else None
+            for key in ("p50", "p95", "p99"):
+                v, w = st["latency_ms"][key], b["latency_ms"][key]
+                ratios[f"latency_{key}"] = v / w if v is not None and w else None
+            st["vs_baseline"] = ratios
+
+
+# --- the JSON document ------------------------------------------------------------------------
+def new_report(
+    args: argparse.Namespace, s: Settings, run: str, started: datetime, model_version: str
+) -> dict[str, Any]:
+    """The run's document before any measurement: parameters, settings and the environment
+    (the load average at start is sampled here). The measurements fill ``systems``."""
+    return {
+        "run_id": run,
+        "started_at": started.isoformat(timespec="seconds"),
+        "command": command_line(),
+        "argv": sys.argv,
+        "parameters": {
+            "events": args.events,
+            "rates": args.rates,
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+            "modes": [m.value for m in args.modes],
+            "baseline": not args.no_baseline,
+            "users": args.users,
+            "first_seed": args.seed,
+            "passthrough_batch": args.passthrough_batch,
+            "set": args.overrides,
+        },
+        "settings": s.as_dict(),
+        "model_version": model_version,
+        "git": git_info(),
+        "machine": machine_info(),
+        "versions": versions(),
+        "systems": {},
+        "notes": [],
+    }
+
+
+def finish_report(report: dict[str, Any], notes: list[str]) -> None:
+    """Complete the document after the measurements: notes, end time and load, ratios."""
+    report["notes"] = notes
+    report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    add_ratios(report)
+
+
+def write_report(report: dict[str, Any], output: Path) -> None:
+    """The complete record of the run, for later comparison (the table shows only a summary)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, default=json_default) + "\n")
+
+
+def json_default(value: Any) -> Any:
+    """numpy scalars and paths, which ``json`` cannot write by itself."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-able: {type(value).__name__}")
+
+
+# --- the Markdown table -----------------------------------------------------------------------
+def fmt(value: float | None, digits: int = 0) -> str:
+    """A figure for people: thousands separators, and a dash when there is none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return ""
+    return f" ({value / base:.2f}×)"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The summary printed at the end: drain throughput and latency per rate, with ratios."""
+    p = report["parameters"]
+    m = report["machine"]
+    systems = report["systems"]
+    base = systems.get(PASSTHROUGH)
+    git = report["git"]
+    lines = [
+        f"## streamscore benchmark {report['started_at']}",
+        "",
+        f"commit `{git['commit'][:12]}`{' (uncommitted changes)' if git['dirty'] else ''}, "
+        f"{m['nproc']} CPUs, {m['memory_bytes'] / 2**30:.1f} GiB, load average at start "
+        f"{m['load_average_at_start'][0]:.2f}, model {report['model_version']}, "
+        f"checkpoint interval {report['settings']['checkpoint_interval_ms']} ms, "
+        f"parallelism {report['settings']['parallelism']}",
+        "",
+    ]
+    if any(system.get("drain") for system in systems.values()):
+        lines += [
+            f"### Backlog drain ({p['events']:,} events, first → last output)",
+            "",
+            "| system | outputs/s | first→last s | received | duplicates |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        base_tp = (base.get("drain") or {}).get("throughput") if base else None
+        for name, system in systems.items():
+            d = system.get("drain")
+            if not d:
+                continue
+            ratio = "" if name == PASSTHROUGH else _ratio(d.get("throughput"), base_tp)
+            lines.append(
+                f"| {name} | {fmt(d.get('throughput'))}{ratio} | "
+                f"{fmt(d.get('first_to_last_seconds'), 1)} | "
+                f"{d['received']:,}/{d['events']:,} | {d['duplicates']} |"
+            )
+        lines.append("")
+    if any(system.get("steps") for system in systems.values()):
+        lines += [
+            f"### Latency at fixed offered rates ({p['seconds']:g} s per step, first "
+            f"{p['warmup']:g} s discarded)",
+            "",
+            "| system | offered/s | input/s | output/s | kept up | p50 ms | p95 ms | p99 ms |",
+            "|---|---:|---:|---:|:---:|---:|---:|---:|",
+        ]
+        base_steps = {st["offered_rate"]: st for st in base.get("steps", [])} if base else {}
+        for name, system in systems.items():
+            for st in system.get("steps", []):
+                b = base_steps.get(st["offered_rate"]) if name != PASSTHROUGH else None
+                lat = st["latency_ms"]
+                blat = b["latency_ms"] if b else {}
+                cells = [
+                    name,
+                    f"{st['offered_rate']:,.0f}",
+                    f"{fmt(st['input_rate'])}",
+                    f"{fmt(st['output_rate'])}{_ratio(st['output_rate'], b and b['output_rate'])}",
+                    {True: "yes", False: "**no**", None: "?"}[st["kept_up"]],
+                    *(f"{fmt(lat[k])}{_ratio(lat[k], blat.get(k))}" for k in ("p50", "p95", "p99")),
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if base:
+        lines.append("(×) = ratio to the pass-through baseline measured in the same session.")
+    if report["notes"]:
+        lines += ["", "Notes:", *(f"- {n}" for n in report["notes"])]
+    return "\n".join(lines)

@@ -1,0 +1,253 @@
+"""The systems under test, behind one small interface the measurements drive.
+
+The scoring job runs once per delivery guarantee; a plain Python pass-through (consumer →
+producer copying raw bytes and the input timestamp) is the baseline that shows what Kafka and a
+Python client cost on this machine. Each system owns its topics and knows how to start from the
+earliest offset, report its state and stop.
+
+``passthrough_main`` is the pass-through's process. The child is spawned, so it finds that
+function by module and name (``systems.passthrough_main``): it must stay a top-level function
+of this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from streamscore.config import DeliveryGuarantee, Settings, parse_overrides
+from streamscore.kafka_io import PRODUCER_CONFIG
+from streamscore.stack.kafka import OUTPUT_TOPIC_CONFIG
+
+from topics import Kafka
+
+# One logger for the whole benchmark, as before the split (its name is in every log line).
+log = logging.getLogger("bench")
+
+PASSTHROUGH = "pass-through"
+PASSTHROUGH_PARTITIONS = 4
+
+
+# --- child process (spawned: top-level function only) -----------------------------------------
+def passthrough_main(
+    bootstrap: str, source: str, sink: str, batch: int, ready: Any, stop: Any, copied: Any
+) -> None:
+    """The baseline: copy raw bytes (key, value, timestamp) from ``source`` to ``sink``."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-passthrough-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 50,
+        }
+    )
+    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG})
+    partitions = consumer.list_topics(source, timeout=10).topics[source].partitions
+    consumer.assign([TopicPartition(source, p, OFFSET_BEGINNING) for p in partitions])
+    n = 0
+    first = True
+    try:
+        while not stop.is_set():
+            msg = consumer.poll(0.1)
+            if first:
+                ready.set()
+                first = False
+            if msg is None:
+                producer.poll(0)
+                continue
+            for m in [msg, *consumer.consume(num_messages=batch - 1, timeout=0)]:
+                if m.error():
+                    continue
+                while True:
+                    try:
+                        producer.produce(
+                            sink, value=m.value(), key=m.key(), timestamp=m.timestamp()[1]
+                        )
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+                n += 1
+            producer.poll(0)
+            copied.value = n
+    finally:
+        producer.flush(30)
+        consumer.close()
+
+
+# --- systems ----------------------------------------------------------------------------------
+@dataclass
+class System:
+    """What the measurements need from a system under test; the defaults do nothing."""
+
+    name: str
+    input_topic: str
+    output_topic: str
+    record_type: str  # what the output topic carries
+    read_committed: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def setup(self, kafka: Kafka) -> None:
+        """Create the system's topics."""
+
+    def start(self) -> None:
+        """Start consuming its input topic from the earliest offset."""
+
+    def check(self) -> dict[str, Any]:
+        """Its state now (copied into every result, so a measurement shows what ran)."""
+        return {}
+
+    def stop(self) -> None:
+        """Stop; a no-op when not running."""
+
+
+class PassthroughSystem(System):
+    """The baseline: ``passthrough_main`` in a spawned process."""
+
+    def __init__(self, s: Settings, run: str, ctx: Any, batch: int) -> None:
+        super().__init__(
+            PASSTHROUGH,
+            f"bench-{run}-pt-events",
+            f"bench-{run}-passthrough",
+            "event",
+            read_committed=False,
+        )
+        self._s, self._ctx, self._batch = s, ctx, batch
+        self._proc: Any = None
+        self.info = {
+            "batch": batch,
+            "producer": PRODUCER_CONFIG,
+            "partitions": PASSTHROUGH_PARTITIONS,
+            "input_topic": self.input_topic,
+            "output_topic": self.output_topic,
+        }
+
+    def setup(self, kafka: Kafka) -> None:
+        kafka.create(self.input_topic, self._s.events_partitions)
+        kafka.create(self.output_topic, PASSTHROUGH_PARTITIONS)
+
+    def start(self) -> None:
+        self._ready, self._stop = self._ctx.Event(), self._ctx.Event()
+        self._copied = self._ctx.Value("q", 0, lock=False)
+        self._proc = self._ctx.Process(
+            target=passthrough_main,
+            name="bench-passthrough",
+            daemon=True,
+            args=(
+                self._s.kafka_bootstrap,
+                self.input_topic,
+                self.output_topic,
+                self._batch,
+                self._ready,
+                self._stop,
+                self._copied,
+            ),
+        )
+        self._proc.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the pass-through did not start")
+
+    def check(self) -> dict[str, Any]:
+        alive = self._proc is not None and self._proc.is_alive()
+        return {"running": alive, "copied": self._copied.value if self._proc else 0}
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._stop.set()
+        self._proc.join(40)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
+        self._proc = None
+
+
+class FlinkSystem(System):
+    """The scoring job in one delivery guarantee, submitted to the running Flink cluster with
+    the bench's topics, job name and consumer group (the user's --set applies too)."""
+
+    def __init__(
+        self, s: Settings, run: str, mode: DeliveryGuarantee, user_overrides: list[str]
+    ) -> None:
+        tag = "eo" if mode is DeliveryGuarantee.EXACTLY_ONCE else "alo"
+        prefix = f"bench-{run}-{tag}"
+        super().__init__(
+            mode.value,
+            f"{prefix}-events",
+            f"{prefix}-predictions",
+            "prediction",
+            read_committed=mode is DeliveryGuarantee.EXACTLY_ONCE,
+        )
+        self.dead_letters = f"{prefix}-dead-letters"
+        # The user's --set first, the bench's own after them (later wins).
+        self.overrides = [
+            *user_overrides,
+            f"delivery_guarantee={mode.value}",
+            f"job_name={prefix}",
+            f"consumer_group={prefix}-{uuid.uuid4().hex[:8]}",
+            "start_from=earliest",
+            f"topic_events={self.input_topic}",
+            f"topic_predictions={self.output_topic}",
+            f"topic_dead_letters={self.dead_letters}",
+        ]
+        self.settings = s.with_overrides(parse_overrides(self.overrides))
+        self.job_id: str | None = None
+        self._kafka: Kafka | None = None
+        self.info = {
+            "overrides": self.overrides,
+            "checkpoint_interval_ms": self.settings.checkpoint_interval_ms,
+            "parallelism": self.settings.parallelism,
+            "python_execution_mode": self.settings.python_execution_mode,
+        }
+
+    def setup(self, kafka: Kafka) -> None:
+        s = self.settings
+        self._kafka = kafka
+        kafka.create(self.input_topic, s.events_partitions)
+        kafka.create(self.output_topic, s.predictions_partitions, OUTPUT_TOPIC_CONFIG)
+        kafka.create(self.dead_letters, s.dead_letters_partitions, OUTPUT_TOPIC_CONFIG)
+
+    def start(self) -> None:
+        from streamscore.jobcontrol import submit
+
+        started = time.monotonic()
+        self.job_id = submit(self.settings, self.overrides)
+        self.info["job_id"] = self.job_id
+        self.info["submit_seconds"] = round(time.monotonic() - started, 1)
+        log.info(
+            "%s: job %s RUNNING after %.0f s", self.name, self.job_id, self.info["submit_seconds"]
+        )
+
+    def check(self) -> dict[str, Any]:
+        from streamscore.jobcontrol import checkpoints
+        from streamscore.stack import flink
+
+        if self.job_id is None:
+            return {"running": False}
+        job = flink.rest(self.settings, f"/jobs/{self.job_id}")
+        exceptions = flink.rest(self.settings, f"/jobs/{self.job_id}/exceptions")
+        counts = checkpoints(self.settings, self.job_id).get("counts", {})
+        return {
+            "running": job["state"] == "RUNNING",
+            "state": job["state"],
+            "exceptions": len(exceptions.get("exceptionHistory", {}).get("entries", [])),
+            "checkpoints": counts,
+            "dead_letters": self._kafka.size(self.dead_letters) if self._kafka else None,
+        }
+
+    def stop(self) -> None:
+        from streamscore.jobcontrol import cancel
+
+        if self.job_id is not None:
+            try:
+                self.info["final"] = self.check()
+            except Exception as exc:
+                log.warning("%s: could not read the job's state: %s", self.name, exc)
+            cancel(self.settings, self.job_id)
+            log.info("%s: job %s cancelled", self.name, self.job_id)
+            self.job_id = None

@@ -1,0 +1,208 @@
+"""A feature set compiled into feature objects, each owning its names, its state and its values.
+
+``compile_features`` turns the declarations of ``definitions.py`` into a tuple of objects in
+vector order. Each object says which names it produces and appends exactly that many values,
+so the vector's order can only be the names' order. A stateful feature also owns one slot of the
+user's state (its bucket map) and folds each event into it after reading.
+
+Semantics of a windowed feature, per user, in processing order: the value for event e uses the
+events processed before e (never e itself) whose bucket lies in e's window, i.e. the
+``length/bucket`` buckets ending with e's own bucket, so out-of-order input gets point-in-time
+features. A bucket expires once the user's newest event time (before e) is at least
+``bucket end + window length + retention slack``; expired buckets never count.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from streamscore.features.aggregations import AGGREGATIONS, Buckets, add_to_buckets, merge_live
+from streamscore.features.definitions import FeatureSet, Window
+
+NO_HISTORY = -1.0
+
+
+class Feature(Protocol):
+    """One or more adjacent columns of the feature vector."""
+
+    names: tuple[str, ...]
+    # Whether the feature keeps per-user state (a bucket map) between events.
+    stateful: bool
+
+    def new_slot(self) -> Any:
+        """The feature's empty per-user state (``None`` when it keeps none)."""
+
+    def emit(self, out: list[float], slot: Any, event: dict[str, Any], newest: int) -> None:
+        """Append the feature's values for ``event`` as of just before it, then fold it in.
+
+        ``newest`` is the user's newest event time before ``event`` (-1: no history)."""
+
+    def expire(self, slot: Any, newest: int) -> None:
+        """Drop state that can no longer count once the user's newest event is ``newest``."""
+
+
+class _Stateless:
+    stateful = False
+
+    def new_slot(self) -> None:
+        return None
+
+    def expire(self, slot: Any, newest: int) -> None:
+        pass
+
+
+class CurrentValue(_Stateless):
+    """A numeric field of the event itself."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.names = (field,)
+
+    def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
+        out.append(float(event[self.field]))
+
+
+class CategoryCode(_Stateless):
+    """A text field of the event as its index in a vocabulary (unknown values → -1)."""
+
+    def __init__(self, field: str, vocabulary: tuple[str, ...]) -> None:
+        self.field = field
+        self.names = (field,)
+        self._codes = {value: float(i) for i, value in enumerate(vocabulary)}
+
+    def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
+        out.append(self._codes.get(event[self.field], -1.0))
+
+
+class HourOfDay(_Stateless):
+    names = ("hour_of_day",)
+
+    def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
+        out.append(float((event["event_time"] // 3_600_000) % 24))
+
+
+class SecondsSincePrevious(_Stateless):
+    """Event time minus the newest earlier event time, clamped at 0 (out-of-order events give
+    0), or -1 with no history."""
+
+    names = ("secs_since_previous",)
+
+    def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
+        out.append(NO_HISTORY if newest < 0 else max(0, event["event_time"] - newest) / 1000.0)
+
+
+class _Windowed:
+    """Bucket arithmetic shared by the windowed features. The live buckets of the window that
+    ends with the event's bucket ``k_event`` are ``k_first < k <= k_event``, where ``k_first``
+    also skips buckets expired relative to the user's newest event."""
+
+    stateful = True
+
+    def __init__(self, window: Window, retention_slack_ms: int) -> None:
+        self.window = window
+        self._bucket_ms = window.bucket_ms
+        self._n = window.buckets
+        self._reach_ms = window.length_ms + retention_slack_ms
+
+    def new_slot(self) -> dict[int, Any]:
+        return {}
+
+    def expire(self, slot: dict[int, Any], newest: int) -> None:
+        first_alive = (newest - self._reach_ms) // self._bucket_ms
+        for k in [k for k in slot if k < first_alive]:
+            del slot[k]
+
+
+class WindowedNumeric(_Windowed):
+    """Aggregations (see ``aggregations.AGGREGATIONS``) of a numeric field over one window."""
+
+    def __init__(
+        self, field: str, aggregations: tuple[str, ...], window: Window, slack_ms: int
+    ) -> None:
+        super().__init__(window, slack_ms)
+        self.field = field
+        self.names = tuple(f"{field}_{agg}_{window.name}" for agg in aggregations)
+        self._aggregations = tuple(AGGREGATIONS[agg] for agg in aggregations)
+
+    def emit(self, out: list[float], slot: Buckets, event: dict[str, Any], newest: int) -> None:
+        # _live_range inlined: this runs for every window of every event.
+        k_event = event["event_time"] // self._bucket_ms
+        k_first = max(k_event - self._n, (newest - self._reach_ms) // self._bucket_ms - 1)
+        cell = merge_live(slot, k_first, k_event)
+        for aggregate in self._aggregations:
+            out.append(aggregate(cell))
+        add_to_buckets(slot, k_event, float(event[self.field]))
+
+
+class WindowedDistinct(_Windowed):
+    """Distinct values of a text field over one window, and optionally whether the event's own
+    value is new in it."""
+
+    def __init__(self, field: str, window: Window, slack_ms: int, flag_new_value: bool) -> None:
+        super().__init__(window, slack_ms)
+        self.field = field
+        names = [f"{field}_distinct_{window.name}"]
+        if flag_new_value:
+            names.append(f"{field}_is_new_{window.name}")
+        self.names = tuple(names)
+        self._flag_new = flag_new_value
+
+    def emit(
+        self, out: list[float], slot: dict[int, set[str]], event: dict[str, Any], newest: int
+    ) -> None:
+        k_event = event["event_time"] // self._bucket_ms
+        k_first = max(k_event - self._n, (newest - self._reach_ms) // self._bucket_ms - 1)
+        seen: set[str] = set()
+        for k, values in slot.items():
+            if k_first < k <= k_event:
+                seen |= values
+        out.append(float(len(seen)))
+        value = event[self.field]
+        if self._flag_new:
+            out.append(0.0 if value in seen else 1.0)
+        values = slot.get(k_event)
+        if values is None:
+            slot[k_event] = {value}
+        else:
+            values.add(value)
+
+
+class RatioToMean(_Stateless):
+    """The event's value divided by an earlier column, its windowed mean (-1 when that is 0)."""
+
+    def __init__(self, field: str, window: str, mean_name: str, mean_index: int) -> None:
+        self.field = field
+        self.names = (f"{field}_to_mean_{window}",)
+        self.mean_name = mean_name
+        self._mean_index = mean_index
+
+    def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
+        mean = out[self._mean_index]
+        out.append(float(event[self.field]) / mean if mean > 0 else NO_HISTORY)
+
+
+def compile_features(fs: FeatureSet) -> tuple[Feature, ...]:
+    """The feature objects of ``fs`` in vector order (the model's column order)."""
+    features: list[Feature] = [CurrentValue(name) for name in fs.current_numeric]
+    features += [CategoryCode(c.field, c.vocabulary) for c in fs.categorical]
+    if fs.hour_of_day:
+        features.append(HourOfDay())
+    if fs.time_since_previous:
+        features.append(SecondsSincePrevious())
+    windows = fs.window_by_name
+    slack = fs.retention_slack_ms
+    for spec in fs.numeric:
+        for name in spec.windows:
+            features.append(WindowedNumeric(spec.field, spec.aggregations, windows[name], slack))
+    for distinct in fs.distinct:
+        for name in distinct.windows:
+            features.append(
+                WindowedDistinct(distinct.field, windows[name], slack, distinct.flag_new_value)
+            )
+    for ratio in fs.ratios:
+        names = [n for f in features for n in f.names]
+        mean_name = f"{ratio.field}_mean_{ratio.window}"
+        if mean_name not in names:
+            raise ValueError(f"ratio {ratio.field}/{ratio.window} needs the feature {mean_name}")
+        features.append(RatioToMean(ratio.field, ratio.window, mean_name, names.index(mean_name)))
+    return tuple(features)

@@ -1,0 +1,58 @@
+"""Sending events and reading topics until an expected set of records has arrived."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from streamscore.config import Settings
+from streamscore.kafka_io import new_producer, read_messages, send_record
+from streamscore.serde import Codec
+
+
+def as_overrides(settings: dict[str, str]) -> list[str]:
+    """``--set`` items for a dict of settings."""
+    return [f"{k}={v}" for k, v in settings.items()]
+
+
+def send(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
+    producer = new_producer(settings)
+    for key, value in records:
+        send_record(producer, settings.topic_events, key, value)
+    assert producer.flush(30) == 0
+
+
+def collect(
+    settings: Settings,
+    topic: str,
+    record_type: str,
+    keep: Callable[[dict[str, Any]], bool],
+    expected: int,
+    timeout_s: float,
+    settle_s: float = 3.0,
+    read_committed: bool = True,
+) -> list[dict[str, Any]]:
+    """All records of ``topic`` that ``keep`` accepts; waits until ``expected`` have arrived,
+    then keeps reading for ``settle_s`` so that duplicates would show."""
+    codec = Codec(record_type)
+    found: list[dict[str, Any]] = []
+    settle_until: float | None = None
+
+    def settled() -> bool:
+        return settle_until is not None and time.monotonic() > settle_until
+
+    for msg in read_messages(
+        settings,
+        topic,
+        from_beginning=True,
+        read_committed=read_committed,
+        deadline_s=timeout_s + settle_s,
+        until=settled,
+    ):
+        record = codec.decode(msg.value())
+        if keep(record):
+            found.append(record)
+            if len(found) >= expected and settle_until is None:
+                settle_until = time.monotonic() + settle_s
+    return found
