@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +18,8 @@ from streamscore.generator import GeneratorConfig
 from streamscore.jobcontrol import cancel, submit
 from streamscore.model.train import TrainConfig, train_from_generator
 from streamscore.stack import stack as stack_module
-from tests.e2e.helpers import as_overrides
+from tests.e2e.helpers import REPO, RunJob, as_overrides
 
-REPO = Path(__file__).resolve().parents[2]
 TEST_STACK = {
     "state_dir": str(REPO / ".stack-test"),
     "kafka_port": "19092",
@@ -66,9 +65,6 @@ def job_settings(stack: Settings, stack_overrides: dict[str, str]) -> dict[str, 
     """Overrides for one job run: its own name and consumer group."""
     run = uuid.uuid4().hex[:8]
     return {**stack_overrides, "job_name": f"e2e-{run}", "consumer_group": f"e2e-{run}"}
-
-
-RunJob = Callable[..., Settings]
 
 
 @pytest.fixture()

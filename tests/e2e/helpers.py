@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from streamscore.config import Settings
 from streamscore.kafka_io import new_producer, read_messages, send_record
 from streamscore.serde import Codec
+
+# The checkout the tests run from (the test stack keeps its state in REPO/.stack-test).
+REPO = Path(__file__).resolve().parents[2]
+# The ``run_job`` fixture: ``run_job(setting=value, ...)`` → the running job's settings.
+RunJob = Callable[..., Settings]
 
 
 def as_overrides(settings: dict[str, str]) -> list[str]:

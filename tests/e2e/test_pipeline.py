@@ -25,8 +25,7 @@ from streamscore.model.registry import resolve
 from streamscore.model.scorer import FALLBACK_VERSION, Thresholds
 from streamscore.produce import malform
 from streamscore.serde import Codec
-from tests.e2e.conftest import RunJob
-from tests.e2e.helpers import collect, send
+from tests.e2e.helpers import RunJob, collect, send
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO
-from tests.e2e.helpers import as_overrides
+from tests.e2e.helpers import REPO, as_overrides
 
 pytestmark = pytest.mark.e2e
 
