@@ -46,10 +46,13 @@ class Settings(BaseSettings):
     topic_labels: str = "labels"
     topic_predictions: str = "predictions"
     topic_dead_letters: str = "dead-letters"
+    # Compacted: the latest model assignment and challenger snapshot, read back by the job.
+    topic_control: str = "model-control"
     events_partitions: int = Field(4, ge=1)
     labels_partitions: int = Field(2, ge=1)
     predictions_partitions: int = Field(4, ge=1)
     dead_letters_partitions: int = Field(1, ge=1)
+    control_partitions: int = Field(1, ge=1, le=1)  # one partition: commands stay in order
 
     # Redis (the online feature store)
     redis_host: str = "127.0.0.1"
@@ -99,6 +102,21 @@ class Settings(BaseSettings):
     review_threshold: float = Field(0.5, ge=0.0, le=1.0)
     decline_threshold: float = Field(0.85, ge=0.0, le=1.0)
 
+    # The ML loop: labels joined in the job, the online challenger, canaries.
+    # A label later than this after its event is a dead letter (label:expired); what learning
+    # needs of an event is kept in the user's state until its label arrives or this passes.
+    label_horizon_ms: int = Field(600_000, ge=1_000)
+    # Unlabelled events kept per user at most; past it the oldest is dropped and counted.
+    max_pending_labels_per_user: int = Field(200, ge=1)
+    # The challenger publishes a snapshot to the control topic after this many new labels.
+    challenger_publish_every: int = Field(200, ge=1)
+    # Live quality: the last N joined labels per model (and per canary arm).
+    quality_window_labels: int = Field(10_000, ge=100)
+    # Automatic rollback of a canary: the candidate's net value per labelled event falls below
+    # the champion's by more than this (in the cost unit), once both arms have this many labels.
+    rollback_margin: float = Field(0.05, ge=0.0)
+    rollback_min_labels: int = Field(500, ge=10)
+
     @field_validator("state_dir", "models_dir")
     @classmethod
     def _absolute(cls, path: Path) -> Path:
@@ -133,6 +151,7 @@ class Settings(BaseSettings):
             self.topic_labels: self.labels_partitions,
             self.topic_predictions: self.predictions_partitions,
             self.topic_dead_letters: self.dead_letters_partitions,
+            self.topic_control: self.control_partitions,
         }
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:

@@ -16,11 +16,12 @@ import fastavro
 from streamscore.resources import schema
 
 
-def _strip_logical_types(node: Any) -> Any:
+def without_logical_types(node: Any) -> Any:
+    """A schema (or part of one) without ``logicalType``: timestamps read as epoch millis."""
     if isinstance(node, dict):
-        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
+        return {k: without_logical_types(v) for k, v in node.items() if k != "logicalType"}
     if isinstance(node, list):
-        return [_strip_logical_types(v) for v in node]
+        return [without_logical_types(v) for v in node]
     return node
 
 
@@ -34,7 +35,7 @@ class Codec:
     def __init__(self, name: str, schema_text: dict[str, Any] | None = None) -> None:
         self.name = name
         text = schema(name) if schema_text is None else schema_text
-        self._schema = fastavro.parse_schema(_strip_logical_types(copy.deepcopy(text)))
+        self._schema = fastavro.parse_schema(without_logical_types(copy.deepcopy(text)))
         self._reader = fastavro.schemaless_reader
         self._writer = fastavro.schemaless_writer
 

@@ -129,12 +129,17 @@ def metadata_ok(s: Settings) -> bool:
 # Outputs carry the broker's append time: their producer timestamps are the events' times,
 # which can be far from now (replays, backfills) and must never get a record rejected.
 OUTPUT_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+# A control record carries compressed model files (a 200-tree LightGBM text is ≈ 0.5-1 MB raw).
+CONTROL_MAX_BYTES = 16 * 1024 * 1024
 
 
 def topic_config(s: Settings, topic: str) -> dict[str, str]:
     """The config of a topic the stack creates (the outputs: ``OUTPUT_TOPIC_CONFIG``)."""
     if topic in (s.topic_predictions, s.topic_dead_letters):
         return dict(OUTPUT_TOPIC_CONFIG)
+    if topic == s.topic_control:
+        # Compacted (the latest record per kind survives) and room for model files.
+        return {"cleanup.policy": "compact", "max.message.bytes": str(CONTROL_MAX_BYTES)}
     return {}
 
 

@@ -68,15 +68,15 @@ class Stack:
 
 
 def _topics(spec: str) -> dict[str, int]:
-    """``"events:4 predictions:4:LogAppendTime"`` -> ``{"events": 4, "predictions": 4}``."""
+    """``"events:4 predictions:4:a=b"`` -> ``{"events": 4, "predictions": 4}``."""
     return {item.split(":")[0]: int(item.split(":")[1]) for item in spec.split()}
 
 
-def _timestamp_types(spec: str) -> dict[str, str]:
-    """``"events:4 predictions:4:LogAppendTime"`` -> each topic's message.timestamp.type."""
+def _topic_configs(spec: str) -> dict[str, dict[str, str]]:
+    """``"events:4 predictions:4:a=b,c=d"`` -> each topic's configs (``{}`` when none)."""
     return {
-        parts[0]: parts[2] if len(parts) > 2 else "CreateTime"
-        for parts in (item.split(":") for item in spec.split())
+        parts[0]: dict(c.split("=", 1) for c in parts[2].split(",")) if len(parts) > 2 else {}
+        for parts in (item.split(":", 2) for item in spec.split())
     }
 
 
@@ -218,14 +218,12 @@ def test_topics_and_partitions_are_the_settings(stack: Stack, defaults: Settings
     assert stack.topics == defaults.topic_partitions()
 
 
-def test_topic_timestamp_types_are_the_local_stacks(stack: Stack, defaults: Settings) -> None:
+def test_topic_configs_are_the_local_stacks(stack: Stack, defaults: Settings) -> None:
+    """Timestamp types (LogAppendTime outputs), the compacted control topic, its size limit."""
     from streamscore.stack.kafka import topic_config
 
-    local = {
-        topic: topic_config(defaults, topic).get("message.timestamp.type", "CreateTime")
-        for topic in defaults.topic_partitions()
-    }
-    assert _timestamp_types(stack.topic_spec) == local
+    local = {topic: topic_config(defaults, topic) for topic in defaults.topic_partitions()}
+    assert _topic_configs(stack.topic_spec) == local
 
 
 def test_cli_reaches_the_services_on_the_default_ports(stack: Stack, defaults: Settings) -> None:

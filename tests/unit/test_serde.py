@@ -5,7 +5,7 @@ import pytest
 from streamscore.generator import TransactionGenerator
 from streamscore.produce import MALFORMED_KINDS, malform
 from streamscore.resources import schema
-from streamscore.serde import Codec
+from streamscore.serde import Codec, without_logical_types
 from streamscore.validation import Rejection, validate_event
 
 PREDICTION = {
@@ -19,6 +19,10 @@ PREDICTION = {
     "degraded": ["redis"],
     "ingest_time": 1_767_225_600_200,
     "scored_time": 1_767_225_600_210,
+    "amount": 42.5,
+    "arm": "candidate",
+    "challenger_score": 0.125,
+    "challenger_version": "river-lr-000100",
 }
 DEAD_LETTER = {
     "reason": "late",
@@ -96,4 +100,51 @@ def test_every_malformed_kind_is_known() -> None:
         "negative_amount",
         "bad_currency",
         "empty_user",
+    }
+
+
+# The prediction schema as it was before the fields for the ML loop were added (commit 5c08af8).
+PREDICTION_V1_FIELDS = (
+    "event_id", "user_id", "event_time", "score", "decision", "model_version",
+    "feature_set_version", "degraded", "ingest_time", "scored_time",
+)  # fmt: skip
+PREDICTION_V1 = {
+    "type": "record",
+    "name": "Prediction",
+    "namespace": "streamscore.v1",
+    "fields": [f for f in schema("prediction")["fields"] if f["name"] in PREDICTION_V1_FIELDS],
+}
+
+
+def test_old_readers_read_new_predictions() -> None:
+    """A consumer still on the old schema reads today's records (schema resolution skips the
+    added fields)."""
+    import io
+
+    import fastavro
+
+    payload = Codec("prediction").encode(PREDICTION)
+    old = fastavro.parse_schema(without_logical_types(PREDICTION_V1))
+    new = fastavro.parse_schema(without_logical_types(schema("prediction")))
+    record = fastavro.schemaless_reader(io.BytesIO(payload), new, old)
+    assert record == {k: v for k, v in PREDICTION.items() if k in PREDICTION_V1_FIELDS}
+
+
+def test_new_readers_read_old_predictions_with_defaults() -> None:
+    import io
+
+    import fastavro
+
+    old = fastavro.parse_schema(without_logical_types(PREDICTION_V1))
+    buf = io.BytesIO()
+    v1 = {k: v for k, v in PREDICTION.items() if k in PREDICTION_V1_FIELDS}
+    fastavro.schemaless_writer(buf, old, v1)
+    new = fastavro.parse_schema(without_logical_types(schema("prediction")))
+    record = fastavro.schemaless_reader(io.BytesIO(buf.getvalue()), old, new)
+    assert record == {
+        **v1,
+        "amount": None,
+        "arm": "champion",
+        "challenger_score": None,
+        "challenger_version": None,
     }
