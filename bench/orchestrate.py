@@ -10,6 +10,10 @@ For the scoring job in exactly-once and at-least-once mode and for a plain Pytho
   clock when a consumer on the same host receives the output − the input's Kafka timestamp
   (producer send time; predictions carry it as ``ingest_time``, the pass-through preserves it).
 
+Labels (unless ``--no-labels``): the job gets a label for every event, in the backlog and in the
+rate steps (``--label-delay-ms`` after its event), so it measures the label join and the online
+challenger too. Throughput still counts predictions; outcomes are counted from their topic.
+
 Isolation: every system gets its own fresh topics (``bench-<run>-<system>-…``), deleted at the
 end; each step's events come from a distinct generator seed (event ids ``e<seed hex>-…``) and the
 output consumer starts at the end offsets noted just before the step and keeps only that prefix.
@@ -49,6 +53,7 @@ class Bench:
         self.kafka = Kafka(s)
         self.producer = new_producer(s)
         self.seed = args.seed
+        self.labels = not args.no_labels
         self.notes: list[str] = []
 
     def next_seed(self) -> int:
@@ -68,6 +73,11 @@ class Bench:
             prefix,
         )
 
+    def labels_topic(self, system: System) -> str | None:
+        """Where the load sends the system's labels; None without labels (``--no-labels``, or
+        a system that reads none)."""
+        return system.labels_topic if self.labels else None
+
     def _checkpoint_s(self, system: System) -> float:
         """The job's checkpoint interval (exactly-once output arrives once per interval)."""
         if isinstance(system, FlinkSystem):
@@ -78,8 +88,17 @@ class Bench:
         """Produce the backlog, start the system, time its outputs first to last."""
         n, seed = self.args.events, self.next_seed()
         event_rate = max(self.args.rates or [1000.0])
-        log.info("%s: producing a backlog of %d events into %s", system.name, n, system.input_topic)
-        stats = produce_backlog(self.s, system.input_topic, n, self.args.users, seed, event_rate)
+        labels_topic = self.labels_topic(system)
+        log.info(
+            "%s: producing a backlog of %d events into %s%s",
+            system.name,
+            n,
+            system.input_topic,
+            f", their labels into {labels_topic}" if labels_topic else "",
+        )
+        stats = produce_backlog(
+            self.s, system.input_topic, n, self.args.users, seed, event_rate, labels_topic
+        )
         collector = self.collector(system, event_id_prefix(seed))
         try:
             started = time.time()
@@ -98,6 +117,7 @@ class Bench:
         result: dict[str, Any] = {
             "events": n,
             "seed": seed,
+            "labels": stats.labels,
             "backlog_produce_seconds": round(stats.seconds, 2),
             "received": int(recv.size),
             "complete": complete,
@@ -133,11 +153,29 @@ class Bench:
         seconds, warmup = self.args.seconds, self.args.warmup
         seed = self.next_seed()
         count = int(round(rate * seconds))
-        records = encode_events(count, rate, self.args.users, seed, int(time.time() * 1000))
+        labels_topic = self.labels_topic(system)
+        records, labels = encode_events(
+            count, rate, self.args.users, seed, int(time.time() * 1000), labels=bool(labels_topic)
+        )
         collector = self.collector(system, event_id_prefix(seed))
         try:
-            log.info("%s: offering %g events/s for %g s", system.name, rate, seconds)
-            load = send_paced(self.producer, system.input_topic, records, rate, warmup)
+            log.info(
+                "%s: offering %g events/s for %g s%s",
+                system.name,
+                rate,
+                seconds,
+                f", labels {self.args.label_delay_ms} ms later" if labels else "",
+            )
+            load = send_paced(
+                self.producer,
+                system.input_topic,
+                records,
+                rate,
+                warmup,
+                labels_topic,
+                labels,
+                self.args.label_delay_ms / 1000,
+            )
             complete = collector.wait(
                 count,
                 deadline_s=self.args.drain_timeout,
@@ -164,6 +202,7 @@ class Bench:
             "warmup_seconds": warmup,
             "seed": seed,
             "sent": count,
+            "labels_sent": load["labels_sent"],
             "received": int(recv.size),
             "complete": complete,
             "measured_events": int(measured.sum()),
@@ -233,7 +272,9 @@ class Bench:
                 self.notes.append(f"{system.name}: scored with the fallback rules")
             dead = part.get("system", {}).get("dead_letters")
             if dead:
-                self.notes.append(f"{system.name}: {dead} dead letters")
+                # With labels, expired or unmatched labels are dead letters too (a few expected).
+                also = " (label dead letters included)" if self.labels_topic(system) else ""
+                self.notes.append(f"{system.name}: {dead} dead letters{also}")
 
     def run(self, systems: list[System], results: dict[str, Any]) -> bool:
         """Measure the systems one after the other into ``results`` (by name); True if the run

@@ -22,6 +22,7 @@ import numpy as np
 from streamscore.config import Settings
 
 from environment import command_line, git_info, machine_info, versions
+from load import backlog_label_delays
 from systems import PASSTHROUGH
 
 
@@ -95,6 +96,10 @@ def new_report(
             "warmup": args.warmup,
             "modes": [m.value for m in args.modes],
             "baseline": not args.no_baseline,
+            # Labels go to the job only (the pass-through reads none).
+            "labels": not args.no_labels,
+            "label_delay_ms": args.label_delay_ms if not args.no_labels else None,
+            "backlog_label_delays": backlog_label_delays() if not args.no_labels else None,
             "users": args.users,
             "first_seed": args.seed,
             "passthrough_batch": args.passthrough_batch,
@@ -111,8 +116,12 @@ def new_report(
 
 
 def finish_report(report: dict[str, Any], notes: list[str]) -> None:
-    """Complete the document after the measurements: notes, end time and load, ratios."""
+    """Complete the document after the measurements: notes, end time and load, ratios, and
+    each job's totals (labels sent, outcomes, dead letters)."""
     report["notes"] = notes
+    for name, system in report["systems"].items():
+        if name != PASSTHROUGH:
+            system["totals"] = system_totals(system)
     report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     report["machine"]["load_average_at_end"] = os.getloadavg()
     add_ratios(report)
@@ -141,6 +150,38 @@ def fmt(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def labels_summary(p: dict[str, Any]) -> str:
+    """How the job got labels, in a few words for the table's header."""
+    if not p.get("labels"):
+        return "labels off"
+    backlog = p.get("backlog_label_delays") or {}
+    median_s = backlog.get("median_ms", 0) / 1000
+    return (
+        f"labels on (backlog: produce's delays, median {median_s:g} s; rate steps: "
+        f"{p['label_delay_ms']:g} ms after each event)"
+    )
+
+
+def system_totals(system: dict[str, Any]) -> dict[str, Any]:
+    """Labels sent to a system over the run, and its outcomes and dead letters at the end
+    (topic sizes read when it stopped, else at its last measurement)."""
+    parts = [system.get("drain"), *system.get("steps", [])]
+    parts = [part for part in parts if part]
+    labels = sum((part.get("labels") or 0) + (part.get("labels_sent") or 0) for part in parts)
+    last = (system.get("info") or {}).get("final") or (parts[-1].get("system") if parts else None)
+    last = last or {}
+    return {
+        "labels_sent": labels,
+        "outcomes": last.get("outcomes"),
+        "dead_letters": last.get("dead_letters"),
+        "control_records": last.get("control_records"),
+    }
+
+
+def _count(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
 def _ratio(value: float | None, base: float | None) -> str:
     if value is None or not base:
         return ""
@@ -161,7 +202,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{m['nproc']} CPUs, {m['memory_bytes'] / 2**30:.1f} GiB, load average at start "
         f"{m['load_average_at_start'][0]:.2f}, model {report['model_version']}, "
         f"checkpoint interval {report['settings']['checkpoint_interval_ms']} ms, "
-        f"parallelism {report['settings']['parallelism']}",
+        f"parallelism {report['settings']['parallelism']}, {labels_summary(p)}",
         "",
     ]
     if any(system.get("drain") for system in systems.values()):
@@ -206,6 +247,21 @@ def markdown(report: dict[str, Any]) -> str:
                     *(f"{fmt(lat[k])}{_ratio(lat[k], blat.get(k))}" for k in ("p50", "p95", "p99")),
                 ]
                 lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    jobs = {name: system for name, system in systems.items() if name != PASSTHROUGH}
+    if jobs:
+        lines += [
+            "### Labels and outcomes (whole run; outcomes, dead letters: topic sizes at the end)",
+            "",
+            "| system | labels sent | outcomes | dead letters |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, system in jobs.items():
+            t = system.get("totals") or system_totals(system)
+            lines.append(
+                f"| {name} | {t['labels_sent']:,} | {_count(t['outcomes'])} | "
+                f"{_count(t['dead_letters'])} |"
+            )
         lines.append("")
     if base:
         lines.append("(×) = ratio to the pass-through baseline measured in the same session.")

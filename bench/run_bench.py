@@ -67,6 +67,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="delivery guarantees to measure, comma-separated",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the pass-through")
+    parser.add_argument(
+        "--no-labels",
+        action="store_true",
+        help="send no labels (default: a label per event, so the job also joins labels to "
+        "predictions and runs the online challenger; compare to see what that costs)",
+    )
+    parser.add_argument(
+        "--label-delay-ms",
+        type=int,
+        default=2000,
+        help="in the rate steps, each event's label is sent this long after the event (the "
+        "backlog's labels have produce's own delays)",
+    )
     parser.add_argument("--users", type=int, default=2000, help="distinct users in the load")
     parser.add_argument(
         "--seed",
@@ -104,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.modes = [DeliveryGuarantee(m.strip()) for m in args.modes.split(",") if m.strip()]
     if args.seconds <= args.warmup and args.rates:
         parser.error("--seconds must be longer than --warmup")
+    if args.label_delay_ms < 0:
+        parser.error("--label-delay-ms must not be negative")
     return args
 
 

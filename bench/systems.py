@@ -3,7 +3,9 @@
 The scoring job runs once per delivery guarantee; a plain Python pass-through (consumer →
 producer copying raw bytes and the input timestamp) is the baseline that shows what Kafka and a
 Python client cost on this machine. Each system owns its topics and knows how to start from the
-earliest offset, report its state and stop.
+earliest offset, report its state and stop. The job gets every topic it reads or writes of its
+own, labels, control and outcomes too, so the label join and the online challenger run as in
+production; the pass-through copies events only and has no labels topic.
 
 ``passthrough_main`` is the pass-through's process. The child is spawned, so it finds that
 function by module and name (``systems.passthrough_main``): it must stay a top-level function
@@ -22,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streamscore.config import DeliveryGuarantee, Settings, parse_overrides
 from streamscore.kafka_io import PRODUCER_CONFIG
-from streamscore.stack.kafka import OUTPUT_TOPIC_CONFIG
+from streamscore.stack.kafka import topic_config
 
 from topics import Kafka
 
@@ -91,6 +93,7 @@ class System:
     record_type: str  # what the output topic carries
     read_committed: bool
     info: dict[str, Any] = field(default_factory=dict)
+    labels_topic: str | None = None  # where the load sends labels (None: the system reads none)
 
     def setup(self, kafka: Kafka) -> None:
         """Create the system's topics."""
@@ -184,6 +187,9 @@ class FlinkSystem(System):
             read_committed=mode is DeliveryGuarantee.EXACTLY_ONCE,
         )
         self.dead_letters = f"{prefix}-dead-letters"
+        self.labels_topic = f"{prefix}-labels"
+        self.control = f"{prefix}-control"
+        self.outcomes = f"{prefix}-outcomes"
         # The user's --set first, the bench's own after them (later wins).
         self.overrides = [
             *user_overrides,
@@ -194,6 +200,9 @@ class FlinkSystem(System):
             f"topic_events={self.input_topic}",
             f"topic_predictions={self.output_topic}",
             f"topic_dead_letters={self.dead_letters}",
+            f"topic_labels={self.labels_topic}",
+            f"topic_control={self.control}",
+            f"topic_outcomes={self.outcomes}",
         ]
         self.settings = s.with_overrides(parse_overrides(self.overrides))
         self.job_id: str | None = None
@@ -203,14 +212,28 @@ class FlinkSystem(System):
             "checkpoint_interval_ms": self.settings.checkpoint_interval_ms,
             "parallelism": self.settings.parallelism,
             "python_execution_mode": self.settings.python_execution_mode,
+            # Topic -> its Kafka config, from the stack's rules applied to the bench's names.
+            "topics": {t: topic_config(self.settings, t) for t in self._topics()},
+        }
+
+    def _topics(self) -> dict[str, int]:
+        """Every topic the job reads or writes, with its partitions (all the bench's own)."""
+        s = self.settings
+        return {
+            self.input_topic: s.events_partitions,
+            self.labels_topic: s.labels_partitions,
+            self.output_topic: s.predictions_partitions,
+            self.dead_letters: s.dead_letters_partitions,
+            self.control: s.control_partitions,
+            self.outcomes: s.outcomes_partitions,
         }
 
     def setup(self, kafka: Kafka) -> None:
-        s = self.settings
+        """Create all the job's topics, each with the config the stack gives it (outputs:
+        LogAppendTime; control: compacted, room for model files)."""
         self._kafka = kafka
-        kafka.create(self.input_topic, s.events_partitions)
-        kafka.create(self.output_topic, s.predictions_partitions, OUTPUT_TOPIC_CONFIG)
-        kafka.create(self.dead_letters, s.dead_letters_partitions, OUTPUT_TOPIC_CONFIG)
+        for topic, partitions in self._topics().items():
+            kafka.create(topic, partitions, topic_config(self.settings, topic))
 
     def start(self) -> None:
         from streamscore.jobcontrol import submit
@@ -237,7 +260,10 @@ class FlinkSystem(System):
             "state": job["state"],
             "exceptions": len(exceptions.get("exceptionHistory", {}).get("entries", [])),
             "checkpoints": counts,
+            # Records in the topics so far (offsets: see Kafka.size).
             "dead_letters": self._kafka.size(self.dead_letters) if self._kafka else None,
+            "outcomes": self._kafka.size(self.outcomes) if self._kafka else None,
+            "control_records": self._kafka.size(self.control) if self._kafka else None,
         }
 
     def stop(self) -> None:

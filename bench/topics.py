@@ -58,7 +58,9 @@ class Kafka:
         }
 
     def size(self, topic: str) -> int:
-        """Records currently in ``topic`` (e.g. the job's dead letters so far)."""
+        """Records currently in ``topic`` (e.g. the job's dead letters so far), from the
+        partitions' offsets: in a topic written in transactions (exactly-once) the commit markers
+        and any aborted records count too, so it is an upper bound there."""
         partitions = self.meta.list_topics(topic, timeout=10).topics[topic].partitions
         return sum(
             hi - lo

@@ -48,11 +48,15 @@ class Settings(BaseSettings):
     topic_dead_letters: str = "dead-letters"
     # Compacted: the latest model assignment and challenger snapshot, read back by the job.
     topic_control: str = "model-control"
+    # Predictions joined with their labels (written by the job; the learner and the quality
+    # readouts read them).
+    topic_outcomes: str = "outcomes"
     events_partitions: int = Field(4, ge=1)
     labels_partitions: int = Field(2, ge=1)
     predictions_partitions: int = Field(4, ge=1)
     dead_letters_partitions: int = Field(1, ge=1)
     control_partitions: int = Field(1, ge=1, le=1)  # one partition: commands stay in order
+    outcomes_partitions: int = Field(2, ge=1)
 
     # Redis (the online feature store)
     redis_host: str = "127.0.0.1"
@@ -98,9 +102,28 @@ class Settings(BaseSettings):
 
     # Model and decisions
     models_dir: Path = Path("models")
+    # The MLflow model registry (model/mlflow_registry.py): a tracking server's URI, or None for
+    # a local file store at <models_dir>/mlruns, so nothing extra has to run.
+    mlflow_tracking_uri: str | None = None
     model_version: str = "latest"
     review_threshold: float = Field(0.5, ge=0.0, le=1.0)
     decline_threshold: float = Field(0.85, ge=0.0, le=1.0)
+    # Costs of the cost-based decisions (streamscore/model/decisions.py), in the unit of the
+    # amounts (EUR for card payments; amounts are not converted between currencies). A missed
+    # fraud costs its amount. The defaults are plausible for card payments in EUR:
+    # Declining an honest customer: a fixed part (a share of them call support at ~5-8 € a
+    # contact, some move the card off the top of their wallet) ...
+    cost_false_decline_fixed: float = Field(2.0, ge=0.0)
+    # ... plus a share of the amount: about a third of falsely declined buyers abandon the
+    # purchase, at a gross margin of ~30 % (lost interchange is far smaller, 0.2-0.3 %).
+    cost_false_decline_rate: float = Field(0.10, ge=0.0, le=1.0)
+    # An analyst's review: ~3 minutes at a loaded ~60 €/h.
+    cost_review: float = Field(3.0, ge=0.0)
+    # Share of reviewed fraud the analyst still lets through (reviews catch most fraud).
+    cost_review_miss_rate: float = Field(0.10, ge=0.0, le=1.0)
+    # A review of an honest customer (held order, a step-up call) costs this share of what
+    # declining them would: most pass with a delay, a few give up.
+    cost_review_friction_share: float = Field(0.10, ge=0.0, le=1.0)
 
     # The ML loop: labels joined in the job, the online challenger, canaries.
     # A label later than this after its event is a dead letter (label:expired); what learning
@@ -126,6 +149,11 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.review_threshold > self.decline_threshold:
             raise ValueError("review_threshold must not exceed decline_threshold")
+        if self.cost_false_decline_fixed == 0 and self.cost_false_decline_rate == 0:
+            raise ValueError(
+                "cost_false_decline_fixed and cost_false_decline_rate are both 0: declining "
+                "would be free, so every transaction with any fraud risk would be declined"
+            )
         from streamscore.features.definitions import FEATURE_SET
 
         delay = self.max_out_of_orderness_ms + self.allowed_lateness_ms
@@ -152,6 +180,7 @@ class Settings(BaseSettings):
             self.topic_predictions: self.predictions_partitions,
             self.topic_dead_letters: self.dead_letters_partitions,
             self.topic_control: self.control_partitions,
+            self.topic_outcomes: self.outcomes_partitions,
         }
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:

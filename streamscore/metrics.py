@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
@@ -146,19 +146,40 @@ class Metrics(Collector):
         self.scores = Histogram("streamscore_score", "Distribution of model scores", SCORE_BUCKETS)
         self.model_info = Gauge(
             "streamscore_model_info",
-            "The model version in use (value 1)",
-            ("model_version", "feature_set_version"),
+            "The models that decide: the champion (value 1) and a canary candidate (value = its "
+            "share of users)",
+            ("role", "model_version", "feature_set_version"),
+        )
+        self.challenger_info = Gauge(
+            "streamscore_challenger_info", "The challenger snapshot scoring in shadow", ("version",)
+        )
+        self.labels = LabelledCounter(
+            "streamscore_labels",
+            "Labels by what became of them (joined, parked, label:* dead letters, learned, ...)",
+            ("outcome",),
+        )
+        self.control = LabelledCounter(
+            "streamscore_control_records",
+            "Control records by kind and result (accepted, other_job, control:* refusals)",
+            ("kind", "result"),
         )
         self._families: list[_Family] = [
             self.events, self.dead_letters, self.late_events, self.predictions, self.degraded,
             self.feature_store_writes, self.expired_users, self.latency, self.scores,
-            self.model_info,
+            self.model_info, self.challenger_info, self.labels, self.control,
         ]  # fmt: skip
+        # Set by the learner operator: live quality gauges, computed when Prometheus scrapes.
+        self.quality_source: Callable[[], Iterator[Metric]] | None = None
         self.registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
         for family in self._families:
             yield family.collect()  # type: ignore[attr-defined]
+        if self.quality_source is not None:
+            try:
+                yield from self.quality_source()
+            except Exception:  # a scrape must never fail because of one readout
+                log.exception("live quality readout failed")
 
 
 _process_metrics: Metrics | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 from streamscore.errors import StreamscoreError
 
-RECORD_TYPES = ("event", "label", "prediction", "dead_letter", "control")
+RECORD_TYPES = ("event", "label", "prediction", "dead_letter", "control", "outcome")
 
 
 def _file(*parts: str) -> Path:

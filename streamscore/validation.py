@@ -20,7 +20,7 @@ MAX_EVENT_TIME_MS = 4_102_444_800_000
 MAX_AMOUNT = 1_000_000_000.0
 _REQUIRED_TEXT = ("event_id", "user_id", "merchant_id", "merchant_category")
 
-__all__ = ["Rejection", "validate_event"]
+__all__ = ["Rejection", "validate_event", "validate_label"]
 
 
 def validate_event(
@@ -52,3 +52,13 @@ def validate_event(
         raise Rejection("invalid:currency", f"currency {event['currency']!r} is not ISO 4217")
     if not _COUNTRY.match(event["country"]):
         raise Rejection("invalid:country", f"country {event['country']!r} is not ISO 3166 alpha-2")
+
+
+def validate_label(label: dict[str, Any]) -> None:
+    """Raise ``Rejection`` (``label:invalid``) unless a decoded label can be joined."""
+    for field in ("event_id", "user_id"):
+        value = label[field]
+        if not value or not value.strip() or len(value) > 256:
+            raise Rejection("label:invalid", f"{field} is empty or longer than 256 characters")
+    if not MIN_EVENT_TIME_MS <= label["label_time"] < MAX_EVENT_TIME_MS:
+        raise Rejection("label:invalid", f"label_time {label['label_time']} is outside 2000..2100")

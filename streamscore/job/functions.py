@@ -1,42 +1,64 @@
-"""The job's two Python operators.
+"""The job's Python operators.
 
-``DecodeAndValidate`` (before the shuffle) turns raw Kafka bytes into (key, payload) pairs with
-their event time, or into dead letters. ``ScoreEvents`` (keyed by user, state in RocksDB) applies
-the late rule, updates the user's windowed aggregates, scores, queues the Redis write and emits
-the prediction. Each event crosses between the JVM and Python once per operator, and touches
-keyed state exactly twice (one read, one write of the user's packed state): measured, those
-crossings and state calls are what bound PyFlink's throughput, so everything else is done in
-plain Python between them.
+``DecodeAndValidate`` (before the shuffle) turns raw Kafka bytes of the events and labels topics
+into keyed envelopes with their watermark driver, or into dead letters. ``DecodeControl`` reads
+the control topic (model assignments, challenger snapshots) and validates each record before it
+is broadcast. ``ScoreEvents`` (keyed by user, state in RocksDB, the control broadcast as its
+second input) applies the late rule, updates the user's windowed aggregates, scores with the
+champion or the canary candidate and the challenger in shadow, decides by expected cost, joins
+labels to what was decided, and emits every record it produces (predictions, dead letters,
+labelled outcomes) as ``(topic, key, value)`` for one Kafka sink that picks the topic in the JVM.
+``LearnChallenger`` (one subtask) learns from the labelled outcomes, measures live quality and
+publishes challenger snapshots and automatic rollbacks to the control topic.
+
+Each record crosses between the JVM and Python once per operator, and touches keyed state twice
+(one read, one write of the user's packed state): measured, those crossings and state calls are
+what bound PyFlink's throughput, so everything else is done in plain Python between them.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from typing import Any, NamedTuple
 
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream import (
+    KeyedBroadcastProcessFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+)
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
 from streamscore.config import Settings
+from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
 from streamscore.job import records
 from streamscore.job.records import DeadLetters
+from streamscore.job.state import ParkedLabel, PendingOutcome, ScoringState, next_deadline
 from streamscore.job.watermarks import PartitionProgress
 from streamscore.metrics import process_metrics
+from streamscore.model.control import canary_arm
 from streamscore.model.loading import ModelBundle
-from streamscore.model.scorer import Scorer, Thresholds
+from streamscore.model.scorer import Scorer
 from streamscore.serde import Codec
-from streamscore.validation import Rejection, validate_event
+from streamscore.validation import validate_event, validate_label
 
 log = logging.getLogger(__name__)
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-# (key bytes, value bytes): what the Kafka sinks write.
+# (key bytes, value bytes): what a Kafka sink with a fixed topic writes.
 KAFKA_RECORD = Types.ROW([BYTES, BYTES])
+# (topic, key bytes, value bytes): what the scoring operator emits; its sink takes the topic
+# from the first column in the JVM (no Python on the way out).
+ROUTED_RECORD = Types.ROW([Types.STRING(), BYTES, BYTES])
+
+KIND_EVENT = 0
+KIND_LABEL = 1
 
 
 class ScoringInput(NamedTuple):
@@ -47,6 +69,7 @@ class ScoringInput(NamedTuple):
     the decoded event (≈ 1 µs out, 2 µs in) spares the scoring stage, the busiest one, a second
     Avro decode (≈ 5-9 µs)."""
 
+    kind: int  # KIND_EVENT
     event: dict[str, Any]  # decoded and validated
     payload: bytes  # the original Kafka value, for a dead letter if the event turns out late
     ingest_time: int  # the input's Kafka timestamp, epoch millis
@@ -55,30 +78,53 @@ class ScoringInput(NamedTuple):
     offset: int
 
 
-EVENT_ENVELOPE = Types.PICKLED_BYTE_ARRAY()
-KEYED_ENVELOPE = Types.ROW([Types.STRING(), EVENT_ENVELOPE])
+class LabelInput(NamedTuple):
+    """What travels from decode to scoring for each valid label (a plain tuple, as above)."""
+
+    kind: int  # KIND_LABEL
+    event_id: str
+    is_fraud: bool
+    label_time: int
+    payload: bytes
+    topic: str
+    partition: int
+    offset: int
+
+
+ENVELOPE = Types.PICKLED_BYTE_ARRAY()
+KEYED_ENVELOPE = Types.ROW([Types.STRING(), ENVELOPE])
 # The decode output: (keyed envelope, watermark driver) for the JVM timestamp assigner.
 TIMESTAMPED_ENVELOPE = Types.TUPLE([KEYED_ENVELOPE, Types.LONG()])
+# What the control decoder broadcasts: (kind, validated content), pickled.
+CONTROL_COMMAND = Types.PICKLED_BYTE_ARRAY()
+CONTROL_STATE = MapStateDescriptor("model-control", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
 DEAD_LETTERS = OutputTag("dead-letters", KAFKA_RECORD)
-LATE_EVENTS = OutputTag("late-events", KAFKA_RECORD)
 
 
 class DecodeAndValidate(ProcessFunction):
+    """Events and labels, from one Kafka source over both topics."""
+
     def __init__(self, settings: Settings, schemas: dict[str, dict[str, Any]]) -> None:
         self._settings = settings
         self._schemas = schemas
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        s = self._settings
         self._events = Codec("event", self._schemas["event"])
-        self._metrics = process_metrics(self._settings.metrics_host, self._settings.metrics_port)
+        self._labels = Codec("label", self._schemas["label"])
+        self._labels_topic = s.topic_labels
+        self._metrics = process_metrics(s.metrics_host, s.metrics_port)
         self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
-        self._max_ahead_ms = self._settings.max_event_ahead_ms
-        self._progress = PartitionProgress(self._settings.source_idleness_ms)
+        self._max_ahead_ms = s.max_event_ahead_ms
+        self._progress = PartitionProgress(s.source_idleness_ms)
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[override]
         # The columns of the source query in pipeline.build.
         payload, topic, partition, offset, ingest_time = value
+        if topic == self._labels_topic:
+            yield from self._label(payload, topic, partition, offset)
+            return
         try:
             if not payload:
                 raise Rejection("decode_error", "empty record value")
@@ -92,17 +138,91 @@ class DecodeAndValidate(ProcessFunction):
             yield DEAD_LETTERS, self._dead.row(rejection, topic, partition, offset, payload)
             return
         if ingest_time is None:
-            ingest_time = int(time.time() * 1000)
-        envelope = tuple(ScoringInput(event, payload, ingest_time, topic, partition, offset))
+            ingest_time = now_ms
+        envelope = tuple(
+            ScoringInput(KIND_EVENT, event, payload, ingest_time, topic, partition, offset)
+        )
         # The record's Flink timestamp drives the watermark only (see job/watermarks.py); the
         # scoring step uses the event's own time.
         yield (
             Row(event["user_id"], envelope),
-            self._progress.observe(partition, event["event_time"], now_ms),
+            self._progress.observe((topic, partition), event["event_time"], now_ms),
         )
 
+    def _label(self, payload: bytes, topic: str, partition: int, offset: int):  # type: ignore[no-untyped-def]
+        try:
+            try:
+                label = self._labels.decode(payload)
+            except Exception as exc:
+                raise Rejection("label:decode_error", f"{type(exc).__name__}: {exc}") from None
+            validate_label(label)
+        except Rejection as rejection:
+            self._metrics.labels.labels(rejection.reason).inc()
+            yield DEAD_LETTERS, self._dead.row(rejection, topic, partition, offset, payload)
+            return
+        envelope = tuple(
+            LabelInput(
+                KIND_LABEL,
+                label["event_id"],
+                label["is_fraud"],
+                label["label_time"],
+                payload,
+                topic,
+                partition,
+                offset,
+            )
+        )
+        # A label has no event time of its own: it neither advances nor holds the watermark.
+        yield Row(label["user_id"], envelope), self._progress.current(int(time.time() * 1000))
 
-class ScoreEvents(KeyedProcessFunction):
+
+class DecodeControl(ProcessFunction):
+    """Validates control records before they reach the scorers (one subtask, in order)."""
+
+    def __init__(self, settings: Settings, schemas: dict[str, dict[str, Any]]) -> None:
+        self._settings = settings
+        self._schemas = schemas
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        s = self._settings
+        self._codec = Codec("control", self._schemas["control"])
+        self._metrics = process_metrics(s.metrics_host, s.metrics_port)
+        self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
+        self._job_name = s.job_name
+
+    def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[override]
+        from streamscore.model.challenger import load_snapshot
+        from streamscore.model.control import parse_assignment
+
+        payload, topic, partition, offset, _ingest_time = value
+        kind = "unknown"
+        try:
+            try:
+                record = self._codec.decode(payload)
+            except Exception as exc:
+                raise Rejection("control:decode_error", f"{type(exc).__name__}: {exc}") from None
+            kind = record["kind"]
+            if record["job_name"] != self._job_name:
+                self._metrics.control.labels(kind, "other_job").inc()
+                return
+            if kind == "ASSIGN":
+                command: tuple[str, Any] = ("ASSIGN", parse_assignment(record, FEATURE_SET))
+            else:
+                data = record["challenger_model"]
+                if not data or not record["challenger_version"]:
+                    raise Rejection("control:invalid", "CHALLENGER without version or model")
+                load_snapshot(data)
+                command = ("CHALLENGER", (record["challenger_version"], data))
+        except Rejection as rejection:
+            self._metrics.control.labels(kind, rejection.reason).inc()
+            log.warning("control record refused (%s)", rejection)
+            yield DEAD_LETTERS, self._dead.row(rejection, topic, partition, offset, payload)
+            return
+        self._metrics.control.labels(kind, "accepted").inc()
+        yield command
+
+
+class ScoreEvents(KeyedBroadcastProcessFunction):
     def __init__(
         self, settings: Settings, schemas: dict[str, dict[str, Any]], model: ModelBundle | None
     ) -> None:
@@ -112,26 +232,30 @@ class ScoreEvents(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from streamscore.feature_store import FeatureStoreWriter, connect
+        from streamscore.model.decisions import CostModel
 
         s = self._settings
-        # Idle users expire by an event-time timer rather than Flink's state TTL: in thread mode
-        # PyFlink 2.3 cannot hand a TTL config to the JVM (it needs a gateway the worker lacks).
-        # The timer is also the exact rule: once the watermark is past a user's newest event by
-        # the longest window plus the slack, none of the user's buckets can count any more.
-        # PICKLED_BYTE_ARRAY: the UserState is pickled once per write (thread mode's
+        # PICKLED_BYTE_ARRAY: the ScoringState is pickled once per write (thread mode's
         # PRIMITIVE_ARRAY state converter would copy byte by byte, and fails on absent values).
+        # Idle users and due labels are handled by event-time timers, not a state TTL: in thread
+        # mode PyFlink 2.3 cannot hand a TTL config to the JVM.
         self._state = runtime_context.get_state(
-            ValueStateDescriptor("user-aggregates", Types.PICKLED_BYTE_ARRAY())
+            ValueStateDescriptor("scoring-state-v2", Types.PICKLED_BYTE_ARRAY())
         )
         self._retention_ms = FEATURE_SET.max_window_ms + FEATURE_SET.retention_slack_ms
+        self._horizon_ms = s.label_horizon_ms
+        self._park_wait_ms = s.allowed_lateness_ms + s.max_out_of_orderness_ms
+        self._max_pending = s.max_pending_labels_per_user
         self._engine = FeatureEngine(FEATURE_SET)
         self._names = self._engine.names
-        self._scorer = Scorer(self._model, FEATURE_SET)
-        self._thresholds = Thresholds(s.review_threshold, s.decline_threshold)
-        self._predictions = Codec("prediction", self._schemas["prediction"])
+        self._costs = CostModel.from_settings(s)
         self._metrics = process_metrics(s.metrics_host, s.metrics_port)
         self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
-        self._metrics.model_info.labels(self._scorer.model_version, FEATURE_SET.version).value = 1
+        self._predictions = Codec("prediction", self._schemas["prediction"])
+        self._outcomes = Codec("outcome", self._schemas["outcome"])
+        self._topic_predictions = s.topic_predictions
+        self._topic_outcomes = s.topic_outcomes
+        self._topic_dead = s.topic_dead_letters
         self._scored = self._metrics.events.labels("scored")
         self._store = FeatureStoreWriter(
             connect(s),
@@ -144,13 +268,87 @@ class ScoreEvents(KeyedProcessFunction):
             s.redis_flush_interval_ms,
         )
         self._lateness = s.allowed_lateness_ms
+        # The models in use. They start from the model shipped with the job and change only
+        # through the control broadcast (whose latest records the broadcast state keeps; after a
+        # restart they are read back from it before the first record, see _sync).
+        self._champion = Scorer(self._model, FEATURE_SET)
+        self._candidate: Scorer | None = None
+        self._canary_percent = 0
+        self._challenger: Any = None  # a ShadowScorer
+        self._synced = False
+        self._publish_assignment()
 
     def close(self) -> None:
         self._store.close()
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[override]
+    # --- the control broadcast ---------------------------------------------------------------
+    def process_broadcast_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
+        kind, content = value
+        ctx.get_broadcast_state(CONTROL_STATE).put(kind, value)
+        self._apply(kind, content)
+        yield from ()
+
+    def _sync(self, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> None:
+        """Once per (re)start: the latest assignment and snapshot from the broadcast state."""
+        self._synced = True
+        state = ctx.get_broadcast_state(CONTROL_STATE)
+        for kind in ("ASSIGN", "CHALLENGER"):
+            if state.contains(kind):
+                stored_kind, content = state.get(kind)
+                self._apply(stored_kind, content)
+
+    def _apply(self, kind: str, content: Any) -> None:
+        if kind == "ASSIGN":
+            champion = content.champion
+            if champion is not None and (
+                self._champion.bundle is None or champion.version != self._champion.bundle.version
+            ):
+                self._champion = Scorer(champion, FEATURE_SET)
+            candidate = content.candidate
+            if candidate is None:
+                self._candidate = None
+            elif self._candidate is None or self._candidate.model_version != candidate.version:
+                self._candidate = Scorer(candidate, FEATURE_SET)
+            self._canary_percent = content.canary_percent if self._candidate else 0
+            log.info(
+                "assignment %s (%s): champion %s, candidate %s at %d %%",
+                content.command_id,
+                content.reason,
+                self._champion.model_version,
+                self._candidate.model_version if self._candidate else "-",
+                self._canary_percent,
+            )
+            self._publish_assignment()
+        elif kind == "CHALLENGER":
+            from streamscore.model.challenger import ShadowScorer, load_snapshot
+
+            version, data = content
+            if self._challenger is None or self._challenger.version != version:
+                self._challenger = ShadowScorer(version, load_snapshot(data), self._names)
+                self._metrics.challenger_info.children.clear()
+                self._metrics.challenger_info.labels(version).value = 1
+
+    def _publish_assignment(self) -> None:
+        info = self._metrics.model_info
+        info.children.clear()
+        info.labels("champion", self._champion.model_version, FEATURE_SET.version).value = 1
+        if self._candidate is not None:
+            info.labels("candidate", self._candidate.model_version, FEATURE_SET.version).value = (
+                self._canary_percent / 100.0
+            )
+
+    # --- records -----------------------------------------------------------------------------
+    def process_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
+        if not self._synced:
+            self._sync(ctx)
+        if value[0] == KIND_EVENT:
+            yield from self._score(value, ctx)
+        else:
+            yield from self._join(value, ctx)
+
+    def _score(self, value: tuple, ctx: Any):  # type: ignore[no-untyped-def]
         # A ScoringInput, as a plain tuple (see there why).
-        event, payload, ingest_time, topic, partition, offset = value
+        _kind, event, payload, ingest_time, topic, partition, offset = value
         event_time = event["event_time"]
         watermark = ctx.timer_service().current_watermark()
         metrics = self._metrics
@@ -162,19 +360,53 @@ class ScoreEvents(KeyedProcessFunction):
                     f"event_time {event_time} is more than allowed_lateness_ms={self._lateness} "
                     f"behind the watermark {watermark}",
                 )
-                yield LATE_EVENTS, self._dead.row(late, topic, partition, offset, payload)
+                yield self._dead_letter(late, topic, partition, offset, payload)
                 return
             metrics.late_events.labels("scored").inc()
 
-        state = self._state.value()
+        state: ScoringState | None = self._state.value()
         if state is None:
-            state = self._engine.new_state()
-            ctx.timer_service().register_event_time_timer(event_time + self._retention_ms)
-        vector = self._engine.update(state, event)
+            state = ScoringState(self._engine.new_state())
+        vector = self._engine.update(state.features, event)
+
+        user_id = event["user_id"]
+        amount = event["amount"]
+        scorer, arm = self._champion, "champion"
+        champion_score: float | None = None
+        if self._candidate is not None and canary_arm(user_id, self._canary_percent):
+            scorer, arm = self._candidate, "candidate"
+            champion_score = self._champion.score(vector)[0]
+        score, model_version, fell_back = scorer.score(vector)
+        decision = self._costs.decide(score, amount)
+        challenger = self._challenger
+        challenger_score = challenger.score(vector) if challenger is not None else None
+        challenger_version = challenger.version if challenger is not None else None
+
+        event_id = event["event_id"]
+        pending = state.pending
+        if len(pending) >= self._max_pending:
+            del pending[next(iter(pending))]  # the oldest: dicts keep insertion order
+            metrics.labels.labels("dropped_pending").inc()
+        outcome = PendingOutcome(
+            event_time,
+            amount,
+            vector,
+            score,
+            decision,
+            model_version,
+            arm,
+            self._canary_percent,
+            champion_score,
+            challenger_score,
+            challenger_version,
+        )
+        pending[event_id] = outcome
+        parked = state.parked.pop(event_id, None)
+        if parked is not None:  # its label came first
+            yield from self._close(state, event_id, outcome, parked, user_id)
+        self._arm_timer(state, ctx, event_time + self._horizon_ms)
         self._state.update(state)
 
-        score, model_version, fell_back = self._scorer.score(vector)
-        decision = self._thresholds.decide(score)
         degraded = []
         if fell_back:
             degraded.append("model")
@@ -182,8 +414,7 @@ class ScoreEvents(KeyedProcessFunction):
         if not self._store.healthy:
             degraded.append("redis")
             metrics.degraded.labels("redis").inc()
-        self._store.submit(event["user_id"], event_time, event["event_id"], vector)
-
+        self._store.submit(user_id, event_time, event_id, vector)
         record = records.prediction(
             self._predictions,
             event,
@@ -193,21 +424,237 @@ class ScoreEvents(KeyedProcessFunction):
             FEATURE_SET.version,
             degraded,
             ingest_time,
+            arm,
+            challenger_score,
+            challenger_version,
         )
         self._scored.inc()
         metrics.predictions.labels(decision, model_version).inc()
         metrics.scores.observe(score)
         metrics.latency.observe(max(0.0, time.time() - ingest_time / 1000.0))
-        yield Row(event["user_id"].encode(), record)
+        yield Row(self._topic_predictions, user_id.encode(), record)
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[override]
-        state = self._state.value()
+    def _join(self, value: tuple, ctx: Any):  # type: ignore[no-untyped-def]
+        # A LabelInput, as a plain tuple.
+        _kind, event_id, is_fraud, label_time, payload, topic, partition, offset = value
+        user_id = ctx.get_current_key()
+        state: ScoringState | None = self._state.value()
+        if state is None:
+            state = ScoringState(self._engine.new_state())
+        parked = ParkedLabel(is_fraud, label_time, payload, topic, partition, offset)
+        outcome = state.pending.get(event_id)
+        if outcome is not None:
+            yield from self._close(state, event_id, outcome, parked, user_id)
+        elif event_id in state.closed:
+            reason = (
+                "label:duplicate" if state.closed[event_id][1] == "labelled" else "label:expired"
+            )
+            yield self._label_dead_letter(reason, "", parked)
+        elif event_id in state.parked:
+            yield self._label_dead_letter("label:duplicate", "its event has not come yet", parked)
+        else:
+            # Its event may still come (topics are read at uneven speeds): wait for it until the
+            # watermark says it can no longer be scored.
+            state.parked[event_id] = parked
+            self._metrics.labels.labels("parked").inc()
+            self._arm_timer(state, ctx, label_time + self._park_wait_ms)
+        self._state.update(state)
+
+    def _close(  # type: ignore[no-untyped-def]
+        self,
+        state: ScoringState,
+        event_id: str,
+        outcome: PendingOutcome,
+        label: ParkedLabel,
+        user_id: str,
+    ):
+        """Join a label to its pending outcome: an outcome record, or ``label:expired``."""
+        del state.pending[event_id]
+        if label.label_time - outcome.event_time > self._horizon_ms:
+            state.closed[event_id] = (outcome.event_time, "expired")
+            yield self._label_dead_letter(
+                "label:expired",
+                f"label_time {label.label_time} is more than label_horizon_ms="
+                f"{self._horizon_ms} after the event ({outcome.event_time})",
+                label,
+            )
+            return
+        state.closed[event_id] = (outcome.event_time, "labelled")
+        self._metrics.labels.labels("joined").inc()
+        yield Row(
+            self._topic_outcomes,
+            user_id.encode(),
+            records.outcome(self._outcomes, event_id, user_id, outcome, label, FEATURE_SET.version),
+        )
+
+    def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):  # type: ignore[override]
+        state: ScoringState | None = self._state.value()
         if state is None:
             return
-        expires = state.newest + self._retention_ms
-        if expires <= timestamp:
+        state.timer_at = -1
+        for event_id, pending in list(state.pending.items()):
+            if pending.event_time + self._horizon_ms <= timestamp:
+                del state.pending[event_id]
+                state.closed[event_id] = (pending.event_time, "expired")
+                self._metrics.labels.labels("expired_unlabelled").inc()
+        for event_id, (event_time, _why) in list(state.closed.items()):
+            if event_time + 2 * self._horizon_ms <= timestamp:
+                del state.closed[event_id]
+        for event_id, parked in list(state.parked.items()):
+            if parked.label_time + self._park_wait_ms <= timestamp:
+                del state.parked[event_id]
+                yield self._label_dead_letter(
+                    "label:unknown_event",
+                    f"no event {event_id} for this user by the watermark {timestamp}",
+                    parked,
+                )
+        newest = state.features.newest
+        idle = newest < 0 or newest + self._retention_ms <= timestamp
+        if idle and not state.pending and not state.closed and not state.parked:
             self._state.clear()
             self._metrics.expired_users.inc()
-        else:
-            ctx.timer_service().register_event_time_timer(expires)
+            return
+        self._arm_timer(
+            state,
+            ctx,
+            next_deadline(state, self._retention_ms, self._horizon_ms, self._park_wait_ms),
+        )
+        self._state.update(state)
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _arm_timer(self, state: ScoringState, ctx: Any, deadline: int) -> None:
+        """Keep one event-time timer per user, at its earliest deadline."""
+        if state.timer_at < 0 or deadline < state.timer_at:
+            ctx.timer_service().register_event_time_timer(deadline)
+            state.timer_at = deadline
+
+    def _dead_letter(
+        self, rejection: Rejection, topic: str, partition: int, offset: int, payload: bytes
+    ) -> Row:
+        row = self._dead.row(rejection, topic, partition, offset, payload)
+        return Row(self._topic_dead, row[0], row[1])
+
+    def _label_dead_letter(self, reason: str, detail: str, label: ParkedLabel) -> Row:
+        self._metrics.labels.labels(reason).inc()
+        return self._dead_letter(
+            Rejection(reason, detail or reason),
+            label.topic,
+            label.partition,
+            label.offset,
+            label.payload,
+        )
+
+
+class LearnChallenger(KeyedBroadcastProcessFunction):
+    """The online challenger's learning copy and the live quality readouts (one subtask).
+
+    Exactly once across failures without pickling the model per label: the model is stored in
+    keyed state every ``challenger_publish_every`` labels, and the labels learned since then are
+    appended to a list state. After a restart the model is read back and that tail re-learned
+    before the first new label, so the restored learner is the one that saw each label once.
+
+    It also receives the control broadcast, so an automatic rollback can send a complete ASSIGN
+    (the champion's model file included): the control topic is compacted, and its latest ASSIGN
+    alone must be enough for a job started from scratch.
+    """
+
+    def __init__(self, settings: Settings, schemas: dict[str, dict[str, Any]]) -> None:
+        self._settings = settings
+        self._schemas = schemas
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from streamscore.model.challenger import DEFAULT_KIND
+        from streamscore.model.decisions import CostModel
+        from streamscore.quality.live import LiveQuality
+
+        s = self._settings
+        self._model_state = runtime_context.get_state(
+            ValueStateDescriptor("challenger-model", Types.PICKLED_BYTE_ARRAY())
+        )
+        self._tail = runtime_context.get_list_state(
+            ListStateDescriptor("challenger-tail", Types.PICKLED_BYTE_ARRAY())
+        )
+        self._outcomes = Codec("outcome", self._schemas["outcome"])
+        self._control = Codec("control", self._schemas["control"])
+        self._metrics = process_metrics(s.metrics_host, s.metrics_port)
+        self._names = FEATURE_SET.feature_names
+        self._kind = DEFAULT_KIND
+        self._publish_every = s.challenger_publish_every
+        self._job_name = s.job_name
+        self._quality = LiveQuality(
+            CostModel.from_settings(s),
+            s.quality_window_labels,
+            s.rollback_margin,
+            s.rollback_min_labels,
+        )
+        self._metrics.quality_source = self._quality.samples
+        self._model: Any = None
+        self._learned = 0
+        self._assignment: Any = None  # the latest ASSIGN (control.Assignment), if any
+        self._synced = False
+
+    def process_broadcast_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
+        kind, content = value
+        ctx.get_broadcast_state(CONTROL_STATE).put(kind, value)
+        if kind == "ASSIGN":
+            self._assignment = content
         yield from ()
+
+    def _restore(self) -> None:
+        from streamscore.model.challenger import load_snapshot, new_learner
+
+        stored = self._model_state.value()
+        if stored is None:
+            self._model, self._learned = new_learner(self._kind), 0
+        else:
+            data, self._learned = stored
+            self._model = load_snapshot(data)
+        replayed = 0
+        for item in self._tail.get() or ():
+            vector, is_fraud = pickle.loads(item)
+            self._model.learn_one(dict(zip(self._names, vector)), is_fraud)
+            self._learned += 1
+            replayed += 1
+        log.info("challenger restored: %d labels learned (%d re-learned)", self._learned, replayed)
+
+    def process_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
+        from streamscore.model.challenger import dump_snapshot, version_name
+        from streamscore.model.control import assign_record, control_key
+        from streamscore.model.control import encode as encode_control
+
+        if not self._synced:
+            self._synced = True
+            state = ctx.get_broadcast_state(CONTROL_STATE)
+            if state.contains("ASSIGN"):
+                self._assignment = state.get("ASSIGN")[1]
+        if self._model is None:
+            self._restore()
+        outcome = self._outcomes.decode(value)
+        is_fraud = outcome["is_fraud"]
+        vector = outcome["features"]
+        self._model.learn_one(dict(zip(self._names, vector)), is_fraud)
+        self._learned += 1
+        self._tail.add(pickle.dumps((vector, is_fraud), protocol=pickle.HIGHEST_PROTOCOL))
+        self._metrics.labels.labels("learned").inc()
+        rollback = self._quality.add(outcome)
+        if self._learned % self._publish_every == 0:
+            data = dump_snapshot(self._model)
+            self._model_state.update((data, self._learned))
+            self._tail.clear()
+            version = version_name(self._kind, self._learned)
+            yield Row(
+                control_key(self._job_name, "CHALLENGER"),
+                records.challenger_command(self._control, self._job_name, version, data),
+            )
+        assignment = self._assignment
+        if rollback is not None and assignment is not None and assignment.candidate is not None:
+            log.warning(
+                "automatic rollback of %s: its net value per label is below champion %s's",
+                assignment.candidate.version,
+                assignment.champion.version,
+            )
+            self._metrics.control.labels("ASSIGN", "auto-rollback").inc()
+            record = assign_record(
+                assignment.champion, None, 0, "auto-rollback", job_name=self._job_name
+            )
+            yield Row(control_key(self._job_name), encode_control(record, self._control))

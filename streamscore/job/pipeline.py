@@ -1,14 +1,19 @@
 """Builds the scoring job's graph.
 
-  Kafka (raw bytes + topic/partition/offset/timestamp metadata, via the Table API's Kafka source)
+  Kafka events + labels (one Table API source, raw bytes + topic/partition/offset/timestamp)
     → DecodeAndValidate (Python) ─ side output → dead letters
-    → event-time timestamps + bounded-out-of-orderness watermarks with idleness (JVM)
-    → keyBy user (JVM) → ScoreEvents (Python, RocksDB state) ─ side output (late) → dead letters
-    → predictions (Kafka sink, exactly-once or at-least-once)
+    → event-time timestamps + per-partition bounded-out-of-orderness watermarks (JVM)
+    → keyBy user (JVM) ─┐
+  Kafka control → DecodeControl (Python, 1 subtask) ─ broadcast ─┤
+    → ScoreEvents (Python, RocksDB state, keyed + broadcast) → (topic, key, value)
+    → one Kafka sink: predictions, dead letters, labelled outcomes (topic picked in the JVM)
+  Kafka outcomes → keyBy a constant (JVM) → LearnChallenger (Python, 1 subtask)
+    → Kafka control (challenger snapshots, automatic rollbacks)
 
 The timestamp assignment and key extraction use the same JVM classes PyFlink's own
 ``assign_timestamps_and_watermarks``/``key_by`` use, but fed directly by the decode function, so an
-event crosses into Python twice instead of four times.
+event crosses into Python twice instead of four times. Flink 2 has no stream iterations: the
+learner reaches the scorers through the control topic, read back as broadcast state.
 """
 
 from __future__ import annotations
@@ -18,22 +23,30 @@ from typing import Any
 
 from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.serialization import RowFieldExtractorSchema
+from pyflink.common.typeinfo import Types
+from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
+from pyflink.util.java_utils import get_java_class
 
 from streamscore.config import DeliveryGuarantee as Guarantee
 from streamscore.config import Settings
 from streamscore.job.functions import (
+    BYTES,
+    CONTROL_COMMAND,
+    CONTROL_STATE,
     DEAD_LETTERS,
-    EVENT_ENVELOPE,
+    ENVELOPE,
     KAFKA_RECORD,
     KEYED_ENVELOPE,
-    LATE_EVENTS,
+    ROUTED_RECORD,
     TIMESTAMPED_ENVELOPE,
     DecodeAndValidate,
+    DecodeControl,
+    LearnChallenger,
     ScoreEvents,
 )
 from streamscore.model.loading import ModelBundle
@@ -45,6 +58,7 @@ log = logging.getLogger(__name__)
 # Python interpreter) apart from the source and decoding: the two Python stages then run in
 # parallel instead of taking turns on one interpreter's GIL.
 SCORING_SLOTS = "scoring"
+END_OF_TIME = 2**62  # epoch millis far beyond any event
 
 _STARTUP_MODES = {
     "earliest": "earliest-offset",
@@ -53,12 +67,14 @@ _STARTUP_MODES = {
 }
 
 
-def source_ddl(s: Settings) -> str:
-    def quote(value: str) -> str:
-        return value.replace("'", "''")
+def _quote(value: str) -> str:
+    return value.replace("'", "''")
 
+
+def source_ddl(s: Settings, table: str, topics: list[str], group: str, startup_mode: str) -> str:
+    """A raw-bytes Kafka source with the record's topic, partition, offset and timestamp."""
     return f"""
-        CREATE TEMPORARY TABLE raw_events (
+        CREATE TEMPORARY TABLE {table} (
             payload BYTES,
             src_topic STRING METADATA FROM 'topic' VIRTUAL,
             src_partition INT METADATA FROM 'partition' VIRTUAL,
@@ -66,30 +82,57 @@ def source_ddl(s: Settings) -> str:
             kafka_time TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
         ) WITH (
             'connector' = 'kafka',
-            'topic' = '{quote(s.topic_events)}',
-            'properties.bootstrap.servers' = '{quote(s.kafka_bootstrap)}',
-            'properties.group.id' = '{quote(s.consumer_group)}',
+            'topic' = '{_quote(";".join(topics))}',
+            'properties.bootstrap.servers' = '{_quote(s.kafka_bootstrap)}',
+            'properties.group.id' = '{_quote(group)}',
             'properties.isolation.level' = 'read_committed',
-            'scan.startup.mode' = '{_STARTUP_MODES[s.start_from]}',
+            'scan.startup.mode' = '{startup_mode}',
             'properties.auto.offset.reset' = 'earliest',
             'format' = 'raw'
         )"""
 
 
-def kafka_sink(s: Settings, topic: str, name: str) -> KafkaSink:
-    serializer = (
-        KafkaRecordSerializationSchema.builder()
-        .set_topic(topic)
-        .set_key_serialization_schema(RowFieldExtractorSchema(0))
-        .set_value_serialization_schema(RowFieldExtractorSchema(1))
-        .build()
+def _source_rows(t_env: StreamTableEnvironment, table: str) -> DataStream:
+    """The source table as rows (payload, topic, partition, offset, ingest time in millis).
+
+    Thread mode hands TIMESTAMP_LTZ to Python as an opaque Java object, and SQL forbids casting
+    it to a number, so the Kafka timestamp becomes epoch millis here (the session is UTC, so the
+    string round trip is exact)."""
+    return t_env.to_data_stream(
+        t_env.sql_query(
+            "SELECT payload, src_topic, src_partition, src_offset, "
+            "UNIX_TIMESTAMP(CAST(kafka_time AS STRING)) * 1000 "
+            f"+ EXTRACT(MILLISECOND FROM kafka_time) AS ingest_time FROM {table}"
+        )
     )
-    builder = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(s.kafka_bootstrap)
-        .set_record_serializer(serializer)
-        .set_property("linger.ms", "5")
-    )
+
+
+def kafka_sink(s: Settings, topic: str | None, name: str) -> KafkaSink:
+    """Rows (key, value) to ``topic``; with ``topic=None``, rows (topic, key, value) to the
+    topic each names, chosen in the JVM (PyFlink's own topic selector would add a Python map)."""
+    builder = KafkaSink.builder().set_bootstrap_servers(s.kafka_bootstrap)
+    if topic is not None:
+        builder.set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(topic)
+            .set_key_serialization_schema(RowFieldExtractorSchema(0))
+            .set_value_serialization_schema(RowFieldExtractorSchema(1))
+            .build()
+        )
+    else:
+        jvm = get_gateway().jvm
+        j_serializer = (
+            jvm.org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchemaBuilder()
+        )
+        j_serializer.setTopicSelector(
+            jvm.org.apache.flink.python.util.PythonConnectorUtils.createFirstColumnTopicSelector(
+                get_java_class(jvm.org.apache.flink.connector.kafka.sink.TopicSelector)
+            )
+        )
+        j_serializer.setKeySerializationSchema(RowFieldExtractorSchema(1)._j_serialization_schema)
+        j_serializer.setValueSerializationSchema(RowFieldExtractorSchema(2)._j_serialization_schema)
+        builder._j_builder.setRecordSerializer(j_serializer.build())
+    builder.set_property("linger.ms", "5")
     if s.delivery_guarantee is Guarantee.EXACTLY_ONCE:
         builder = (
             builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
@@ -99,6 +142,18 @@ def kafka_sink(s: Settings, topic: str, name: str) -> KafkaSink:
     else:
         builder = builder.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
     return builder.build()
+
+
+class CommandsNeverHoldTime(TimestampAssigner):
+    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+        return END_OF_TIME
+
+
+def _keyed_by_first_field(j_rows: Any, value_type: Any) -> KeyedStream:
+    """Key a Java stream of rows (key, value) by its first field, in the JVM."""
+    jvm = get_gateway().jvm
+    j_keyed = j_rows.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(j_keyed, value_type, DataStream(j_rows))
 
 
 def _event_time_keyed(decoded: DataStream, s: Settings) -> KeyedStream:
@@ -117,46 +172,78 @@ def _event_time_keyed(decoded: DataStream, s: Settings) -> KeyedStream:
         jvm.org.apache.flink.streaming.api.functions.python.eventtime.RemoveTimestampMapFunction(),
         KEYED_ENVELOPE.get_java_type_info(),
     ).name("strip-timestamp")
-    from pyflink.common.typeinfo import Types
-
-    j_keyed = j_keyed_envelopes.keyBy(
-        jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
-    )
-    return KeyedStream(j_keyed, EVENT_ENVELOPE, DataStream(j_keyed_envelopes))
+    return _keyed_by_first_field(j_keyed_envelopes, ENVELOPE)
 
 
 def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | None) -> None:
     schemas: dict[str, dict[str, Any]] = {name: schema(name) for name in RECORD_TYPES}
     t_env = StreamTableEnvironment.create(env)
-    # UTC, so the string round trip below is exact (no DST gaps or repeats).
     t_env.get_config().set("table.local-time-zone", "UTC")
-    t_env.execute_sql(source_ddl(s))
-    # Thread mode hands TIMESTAMP_LTZ to Python as an opaque Java object, and SQL forbids
-    # casting it to a number, so the Kafka timestamp becomes epoch millis here.
-    raw = t_env.to_data_stream(
-        t_env.sql_query(
-            "SELECT payload, src_topic, src_partition, src_offset, "
-            "UNIX_TIMESTAMP(CAST(kafka_time AS STRING)) * 1000 "
-            "+ EXTRACT(MILLISECOND FROM kafka_time) "
-            "AS ingest_time FROM raw_events"
-        )
+    startup = _STARTUP_MODES[s.start_from]
+    t_env.execute_sql(
+        source_ddl(s, "raw_input", [s.topic_events, s.topic_labels], s.consumer_group, startup)
     )
+    # The control topic is compacted: from its start, a new job gets the latest commands.
+    t_env.execute_sql(
+        source_ddl(s, "raw_control", [s.topic_control], f"{s.consumer_group}-control",
+                   "earliest-offset")
+    )  # fmt: skip
+    # The learner starts at the end: it learns from this job's outcomes, not earlier runs'.
+    t_env.execute_sql(
+        source_ddl(s, "raw_outcomes", [s.topic_outcomes], f"{s.consumer_group}-learner",
+                   "latest-offset")
+    )  # fmt: skip
 
-    decoded = raw.process(DecodeAndValidate(s, schemas), output_type=TIMESTAMPED_ENVELOPE)
+    decoded = _source_rows(t_env, "raw_input").process(
+        DecodeAndValidate(s, schemas), output_type=TIMESTAMPED_ENVELOPE
+    )
     decoded.name("decode-validate").uid("decode-validate")
-    scored = _event_time_keyed(decoded, s).process(
-        ScoreEvents(s, schemas, model), output_type=KAFKA_RECORD
+
+    control = _source_rows(t_env, "raw_control").process(
+        DecodeControl(s, schemas), output_type=CONTROL_COMMAND
+    )
+    control.name("decode-control").uid("decode-control").set_parallelism(1)
+    # A two-input operator's watermark is the minimum of its inputs'. Commands carry no event
+    # time: stamped "end of time" and idle when quiet, they never hold the scorers' watermark.
+    control = control.assign_timestamps_and_watermarks(
+        WatermarkStrategy.for_monotonous_timestamps()
+        .with_timestamp_assigner(CommandsNeverHoldTime())
+        .with_idleness(Duration.of_seconds(1))
+    )
+    control.name("control-watermarks").uid("control-watermarks").set_parallelism(1)
+
+    scored = (
+        _event_time_keyed(decoded, s)
+        .connect(control.broadcast(CONTROL_STATE))
+        .process(ScoreEvents(s, schemas, model), output_type=ROUTED_RECORD)
     )
     scored.name("features-score").uid("features-score").slot_sharing_group(SCORING_SLOTS)
     scored.set_parallelism(s.scoring_parallelism)
+    routed = scored.sink_to(kafka_sink(s, None, "scored"))
+    routed.name("scored-sink").uid("scored-sink")
+    routed.slot_sharing_group(SCORING_SLOTS).set_parallelism(s.scoring_parallelism)
 
-    predictions = scored.sink_to(kafka_sink(s, s.topic_predictions, "predictions"))
-    predictions.name("predictions-sink").uid("predictions-sink")
-    predictions.slot_sharing_group(SCORING_SLOTS).set_parallelism(s.scoring_parallelism)
-    dead = decoded.get_side_output(DEAD_LETTERS).union(scored.get_side_output(LATE_EVENTS))
+    dead = decoded.get_side_output(DEAD_LETTERS).union(control.get_side_output(DEAD_LETTERS))
     dead_letters = dead.sink_to(kafka_sink(s, s.topic_dead_letters, "dead-letters"))
     dead_letters.name("dead-letters-sink").uid("dead-letters-sink")
-    dead_letters.slot_sharing_group(SCORING_SLOTS).set_parallelism(s.scoring_parallelism)
+
+    outcomes = t_env.to_data_stream(t_env.sql_query("SELECT 'all', payload FROM raw_outcomes"))
+    # The Table API types its rows with ExternalTypeInfo, which PyFlink's two-input operators
+    # cannot take; declaring the same (STRING, BYTES) rows as a RowTypeInfo keeps them in the JVM.
+    j_outcomes = outcomes._j_data_stream
+    j_outcomes.getTransformation().setOutputType(
+        Types.ROW([Types.STRING(), BYTES]).get_java_type_info()
+    )
+    learned = (
+        _keyed_by_first_field(j_outcomes, BYTES)
+        .connect(control.broadcast(CONTROL_STATE))
+        .process(LearnChallenger(s, schemas), output_type=KAFKA_RECORD)
+    )
+    learned.name("learn-challenger").uid("learn-challenger").set_parallelism(1)
+    learned.slot_sharing_group(SCORING_SLOTS)
+    commands = learned.sink_to(kafka_sink(s, s.topic_control, "control"))
+    commands.name("control-sink").uid("control-sink").set_parallelism(1)
+    commands.slot_sharing_group(SCORING_SLOTS)
 
 
 def configure(env: StreamExecutionEnvironment, s: Settings) -> None:

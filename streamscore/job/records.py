@@ -1,15 +1,20 @@
-"""Builders of the job's outgoing records: predictions and dead letters, one builder each."""
+"""Builders of the job's outgoing records: predictions, dead letters, labelled outcomes and the
+learner's control commands, one builder each."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 
 from pyflink.common import Row
 
 from streamscore.errors import Rejection
 from streamscore.metrics import Metrics
 from streamscore.serde import Codec
+
+if TYPE_CHECKING:
+    from streamscore.job.state import ParkedLabel, PendingOutcome
 
 
 class DeadLetters:
@@ -64,6 +69,9 @@ def prediction(
     feature_set_version: str,
     degraded: list[str],
     ingest_time: int,
+    arm: str = "champion",
+    challenger_score: float | None = None,
+    challenger_version: str | None = None,
 ) -> bytes:
     return codec.encode(
         {
@@ -77,5 +85,64 @@ def prediction(
             "degraded": degraded,
             "ingest_time": ingest_time,
             "scored_time": int(time.time() * 1000),
+            "amount": event["amount"],
+            "arm": arm,
+            "challenger_score": challenger_score,
+            "challenger_version": challenger_version,
         }
+    )
+
+
+def outcome(
+    codec: Codec,
+    event_id: str,
+    user_id: str,
+    pending: PendingOutcome,
+    label: ParkedLabel,
+    feature_set_version: str,
+) -> bytes:
+    """A scored event joined with its label (what the learner and the quality readouts read)."""
+    return codec.encode(
+        {
+            "event_id": event_id,
+            "user_id": user_id,
+            "event_time": pending.event_time,
+            "label_time": label.label_time,
+            "is_fraud": label.is_fraud,
+            "amount": pending.amount,
+            "score": pending.score,
+            "decision": pending.decision,
+            "model_version": pending.model_version,
+            "arm": pending.arm,
+            "canary_percent": pending.canary_percent,
+            "champion_score": pending.champion_score,
+            "challenger_score": pending.challenger_score,
+            "challenger_version": pending.challenger_version,
+            "feature_set_version": feature_set_version,
+            "features": pending.vector,
+        }
+    )
+
+
+def _command(job_name: str, kind: str, reason: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "command_id": uuid.uuid4().hex,
+        "job_name": job_name,
+        "kind": kind,
+        "issued_at": int(time.time() * 1000),
+        "reason": reason,
+        **fields,
+    }
+
+
+def challenger_command(codec: Codec, job_name: str, version: str, snapshot: bytes) -> bytes:
+    """A CHALLENGER control record: the learner's newest snapshot for the scorers."""
+    return codec.encode(
+        _command(
+            job_name,
+            "CHALLENGER",
+            "snapshot",
+            challenger_version=version,
+            challenger_model=snapshot,
+        )
     )

@@ -11,14 +11,31 @@ per-partition watermarking would give.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
+# What the watermark driver says before any event was seen: no progress at all.
+NO_PROGRESS = -(2**62)
+
 
 class PartitionProgress:
+    """Keyed by any hashable partition id, e.g. ``(topic, partition)``."""
+
     def __init__(self, idleness_ms: int) -> None:
         self._idleness_ms = idleness_ms
-        self._newest: dict[int, int] = {}  # partition -> newest event time
-        self._last_seen: dict[int, int] = {}  # partition -> wall clock of its latest record
+        self._newest: dict[Hashable, int] = {}  # partition -> newest event time
+        self._last_seen: dict[Hashable, int] = {}  # partition -> wall clock of its latest record
 
-    def observe(self, partition: int, event_time: int, now_ms: int) -> int:
+    def current(self, now_ms: int) -> int:
+        """The progress so far without a new event: what records that carry no event time of
+        their own (labels) report, so they neither advance nor hold back the watermark."""
+        active_since = now_ms - self._idleness_ms
+        last_seen = self._last_seen
+        return min(
+            (t for p, t in self._newest.items() if last_seen[p] >= active_since),
+            default=NO_PROGRESS,
+        )
+
+    def observe(self, partition: Hashable, event_time: int, now_ms: int) -> int:
         """Record an event; return the time the watermark may advance to (before the
         out-of-orderness bound is subtracted): the minimum newest time over active partitions."""
         newest = self._newest.get(partition)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamscore.features.definitions import FEATURE_SET, FeatureSet
-from streamscore.model.loading import ModelBundle, check_compatible
+from streamscore.model.loading import ModelBundle, check_compatible, check_model_text
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,9 @@ class Scorer:
             return
         try:
             check_compatible(bundle, feature_set)
+            # A cut model text aborts the process inside LightGBM (taking a TaskManager down)
+            # instead of raising: check it is whole first.
+            check_model_text(bundle.model_text)
             self._booster = FastBooster(bundle.model_text, len(self.feature_names))
             self.bundle = bundle
             log.info("loaded model %s", bundle.version)

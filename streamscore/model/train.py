@@ -1,7 +1,10 @@
 """Trains the LightGBM fraud model and writes a versioned model directory.
 
 The holdout is the last part of the log by event time, as it would be in production: the model
-is judged on the future, never on a random shuffle of the past.
+is judged on the future, never on a random shuffle of the past. Besides ranking and calibration,
+the holdout is judged in money: the net value (compared with approving everything, see
+``streamscore.quality.value``) of the cost-based decisions and of the fixed score thresholds,
+so a new model, or new costs, can be weighed before they decide anything.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,18 @@ from streamscore.eventlog import read_jsonl
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.model.dataset import TrainingSet, build_training_set
+from streamscore.model.decisions import CostModel
 from streamscore.model.registry import METADATA_FILE, MODEL_FILE, VERSION_PREFIX
+from streamscore.model.scorer import Thresholds
+from streamscore.quality.bootstrap import mean_ci
+from streamscore.quality.metrics import (
+    calibration,
+    log_loss,
+    precision_recall_at,
+    precision_recall_by_decision,
+    roc_auc,
+)
+from streamscore.quality.value import business_value, event_values
 
 log = logging.getLogger(__name__)
 
@@ -36,43 +50,67 @@ class TrainConfig:
     seed: int = 7
     review_threshold: float = 0.5
     decline_threshold: float = 0.85
+    costs: CostModel = field(default_factory=CostModel.defaults)
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve via the rank-sum statistic (ties get average ranks)."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    positives = labels == 1
-    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+def evaluate_holdout(
+    labels: np.ndarray, scores: np.ndarray, amounts: np.ndarray, config: TrainConfig
+) -> dict[str, Any]:
+    """The holdout's metrics: AUC, log-loss, calibration, precision/recall at the thresholds,
+    and the value of each decision rule (cost rule, fixed thresholds) with its breakdown.
 
-
-def log_loss(labels: np.ndarray, scores: np.ndarray) -> float:
-    p = np.clip(scores, 1e-15, 1 - 1e-15)
-    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
-
-
-def precision_recall_at(
-    labels: np.ndarray, scores: np.ndarray, threshold: float
-) -> dict[str, float]:
-    flagged = scores >= threshold
-    tp = int((flagged & (labels == 1)).sum())
+    Decisions are made by the very functions the job calls per event (``CostModel.decide``,
+    ``Thresholds.decide``), so the figures are those the job would have produced."""
+    cost_rule = [config.costs.decide(p, a) for p, a in zip(scores.tolist(), amounts.tolist())]
+    thresholds = Thresholds(config.review_threshold, config.decline_threshold)
+    fixed = [thresholds.decide(p) for p in scores.tolist()]
+    by_rule: dict[str, dict[str, Any]] = {}
+    for name, decisions in (("cost_rule", cost_rule), ("thresholds", fixed)):
+        by_rule[name] = {
+            **business_value(labels, decisions, amounts, config.costs).as_dict(),
+            "precision_recall": precision_recall_by_decision(labels, decisions),
+        }
+    # Paired: the same events under both rules, so the interval is of the gain itself.
+    gain = event_values(labels, cost_rule, amounts, config.costs) - event_values(
+        labels, fixed, amounts, config.costs
+    )
     return {
-        "threshold": threshold,
-        "precision": tp / int(flagged.sum()) if flagged.any() else 0.0,
-        "recall": tp / int((labels == 1).sum()) if (labels == 1).any() else 0.0,
-        "flagged": int(flagged.sum()),
+        "auc": roc_auc(labels, scores),
+        "log_loss": log_loss(labels, scores),
+        "review": precision_recall_at(labels, scores, config.review_threshold),
+        "decline": precision_recall_at(labels, scores, config.decline_threshold),
+        "holdout_rows": len(labels),
+        "holdout_positives": int(labels.sum()),
+        "calibration": calibration(labels, scores).as_dict(),
+        "value": {
+            **by_rule,
+            "cost_rule_gain": {
+                "net_value": float(gain.sum()),
+                "per_event": float(gain.mean()) if len(gain) else float("nan"),
+                "per_event_ci95": list(mean_ci(gain, seed=config.seed)),
+            },
+        },
     }
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """The holdout's figures in two lines, for the ``train`` command's output."""
+
+    def rule(v: dict[str, Any]) -> str:
+        d = v["decisions"]
+        return (
+            f"{v['net_value']:,.2f} (stopped {v['stopped']:,.2f}, false declines "
+            f"{v['false_decline_cost']:,.2f}, reviews {v['review_cost']:,.2f}; "
+            f"{d['REVIEW']} reviewed, {d['DECLINE']} declined)"
+        )
+
+    value = metrics["value"]
+    return (
+        f"AUC {metrics['auc']:.4f}, log-loss {metrics['log_loss']:.4f}, "
+        f"ECE {metrics['calibration']['ece']:.4f} on {metrics['holdout_rows']} holdout rows\n"
+        f"holdout net value vs approving all: cost rule {rule(value['cost_rule'])}, "
+        f"thresholds {rule(value['thresholds'])}"
+    )
 
 
 def split_by_time(data: TrainingSet, holdout_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -108,14 +146,8 @@ def train(data: TrainingSet, config: TrainConfig, models_dir: Path, source: dict
     booster = lightgbm.train(params, train_set, num_boost_round=config.num_boost_round)
     test_x, test_y = data.features[test_mask], data.labels[test_mask]
     scores = booster.predict(test_x)
-    metrics = {
-        "auc": roc_auc(test_y, scores),
-        "log_loss": log_loss(test_y, scores),
-        "review": precision_recall_at(test_y, scores, config.review_threshold),
-        "decline": precision_recall_at(test_y, scores, config.decline_threshold),
-        "holdout_rows": int(test_mask.sum()),
-        "holdout_positives": int(test_y.sum()),
-    }
+    amounts = test_x[:, data.feature_names.index("amount")]  # the event's own amount
+    metrics = evaluate_holdout(test_y, scores, amounts, config)
     created = datetime.now(UTC)
     version = f"{VERSION_PREFIX}{created:%Y%m%d%H%M%S}"
     directory = models_dir / version
@@ -148,12 +180,19 @@ def train(data: TrainingSet, config: TrainConfig, models_dir: Path, source: dict
     }
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
     log.info(
-        "model %s: AUC %.4f, log-loss %.4f on %d holdout rows",
+        "model %s: AUC %.4f, log-loss %.4f on %d holdout rows; net value: cost rule %.2f, "
+        "thresholds %.2f",
         version,
         metrics["auc"],
         metrics["log_loss"],
         metrics["holdout_rows"],
+        metrics["value"]["cost_rule"]["net_value"],
+        metrics["value"]["thresholds"]["net_value"],
     )
+    # The directory stays the job's source; the registry gets a new version of it too.
+    from streamscore.model.mlflow_registry import register_trained
+
+    register_trained(directory)
     return directory
 
 

@@ -135,7 +135,7 @@ CONTROL_MAX_BYTES = 16 * 1024 * 1024
 
 def topic_config(s: Settings, topic: str) -> dict[str, str]:
     """The config of a topic the stack creates (the outputs: ``OUTPUT_TOPIC_CONFIG``)."""
-    if topic in (s.topic_predictions, s.topic_dead_letters):
+    if topic in (s.topic_predictions, s.topic_dead_letters, s.topic_outcomes):
         return dict(OUTPUT_TOPIC_CONFIG)
     if topic == s.topic_control:
         # Compacted (the latest record per kind survives) and room for model files.

@@ -62,3 +62,26 @@ def collect(
             if len(found) >= expected and settle_until is None:
                 settle_until = time.monotonic() + settle_s
     return found
+
+
+def taskmanager_pid_of(settings: Settings, job_id: str, operator: str) -> int:
+    """The pid of the TaskManager running (the first subtask of) the named operator."""
+    import re
+    import subprocess
+
+    from streamscore.stack import flink
+
+    vertex = next(
+        v for v in flink.rest(settings, f"/jobs/{job_id}")["vertices"] if operator in v["name"]
+    )
+    subtask = flink.rest(settings, f"/jobs/{job_id}/vertices/{vertex['id']}")["subtasks"][0]
+    tm = flink.rest(settings, f"/taskmanagers/{subtask['taskmanager-id']}")
+    match = re.search(r":(\d+)/", tm["path"])
+    assert match, tm["path"]
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    for line in listening.splitlines():
+        if f":{match.group(1)} " in line:
+            pid = re.search(r"pid=(\d+)", line)
+            assert pid, line
+            return int(pid.group(1))
+    raise AssertionError(f"no process listens on the TaskManager's port {match.group(1)}")

@@ -21,8 +21,9 @@ from streamscore.feature_store import connect, read_features
 from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.jobcontrol import checkpoints, find_job
+from streamscore.model.decisions import CostModel
 from streamscore.model.registry import resolve
-from streamscore.model.scorer import FALLBACK_VERSION, Thresholds
+from streamscore.model.scorer import FALLBACK_VERSION
 from streamscore.produce import malform
 from streamscore.serde import Codec
 from tests.e2e.helpers import RunJob, collect, send
@@ -106,12 +107,16 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     assert max(ids.values()) == 1, "duplicate predictions"
 
     model = resolve(settings.models_dir)
-    thresholds = Thresholds(settings.review_threshold, settings.decline_threshold)
+    costs = CostModel.from_settings(settings)
+    amounts = {e["event_id"]: e["amount"] for e in valid}
     for p in predictions:
         assert p["model_version"] == model.version
         assert p["feature_set_version"] == "fs-v1"
         assert p["degraded"] == []
-        assert p["decision"] == thresholds.decide(p["score"])
+        # The decision with the lowest expected cost, given the score and the amount.
+        assert p["amount"] == amounts[p["event_id"]]
+        assert p["decision"] == costs.decide(p["score"], p["amount"])
+        assert p["arm"] == "champion"
         assert p["ingest_time"] <= p["scored_time"]
 
     # Dead letters: the reason and the exact original bytes of every malformed record.

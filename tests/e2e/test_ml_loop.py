@@ -1,0 +1,249 @@
+"""The ML loop on the real stack: delayed labels joined in the job, the online challenger, a
+promotion without restart, a TaskManager killed while the challenger learns, a concept drift.
+
+One job, its own topics, events and labels paced in real time with a concept drift injected
+mid-run. Checked:
+* every valid event has exactly one prediction (read_committed) across the promotion and the
+  kill; the job id never changes; predictions after the switch name the new version;
+* every label produced is either joined (an outcome) or a dead letter with its reason;
+* the challenger's prequential AUC after the drift beats the champion's;
+* the learner is exactly once: its published snapshot equals a model learned offline from the
+  first N committed outcomes, in order (one label lost or learned twice would change it).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from streamscore.cli import main as cli
+from streamscore.config import Settings
+from streamscore.features.definitions import FEATURE_SET
+from streamscore.generator import Drift, GeneratorConfig, TransactionGenerator
+from streamscore.jobcontrol import find_job
+from streamscore.kafka_io import new_producer, read_messages, send_record
+from streamscore.model.challenger import load_snapshot, new_learner
+from streamscore.model.registry import list_versions
+from streamscore.model.train import TrainConfig, train_from_generator
+from streamscore.quality.metrics import roc_auc
+from streamscore.serde import Codec
+from streamscore.stack import kafka
+from streamscore.stack import stack as stack_module
+from tests.e2e.helpers import RunJob, collect, taskmanager_pid_of
+
+pytestmark = pytest.mark.e2e
+
+RATE = 250  # events per second, in event time and on the wall clock
+SECONDS = 100
+DRIFT_AT_S = 40
+PROMOTE_AT_S = 12
+KILL_AT_S = 30
+LABEL_DELAY_MS = 2_000
+HORIZON_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two versions trained before the drift (the second on other users), both registered."""
+    models = tmp_path_factory.mktemp("ml-loop-models")
+    for seed in (31, 32):
+        train_from_generator(
+            models,
+            TrainConfig(events=30_000, num_boost_round=40),
+            GeneratorConfig(users=300, seed=seed, events_per_second=RATE),
+        )
+        time.sleep(1.1)  # versions are named by the second
+    return models
+
+
+def _traffic(settings: Settings, seed: int, log: dict[str, Any]) -> None:
+    """Events paced by event time; each label LABEL_DELAY_MS later, with the bad cases mixed in:
+    some labels twice, some past the horizon, some events never labelled."""
+    events, labels = Codec("event"), Codec("label")
+    producer = new_producer(settings)
+    start_ms = int(time.time() * 1000)
+    generator = TransactionGenerator(
+        GeneratorConfig(
+            users=300,
+            seed=seed,
+            events_per_second=RATE,
+            start_ms=start_ms,
+            drifts=(Drift("concept", DRIFT_AT_S),),
+        )
+    )
+    due: list[tuple[int, bytes, bytes]] = []  # (wall ms, key, label)
+    started = time.monotonic()
+    for i, tx in enumerate(generator):
+        event = tx.event
+        offset_s = (event["event_time"] - start_ms) / 1000.0
+        if offset_s >= SECONDS:
+            break
+        wait = offset_s - (time.monotonic() - started)
+        if wait > 0:
+            time.sleep(wait)
+        key = str(event["user_id"]).encode()
+        send_record(producer, settings.topic_events, key, events.encode(event))
+        log["events"].append(event)
+        if i % 499 == 7:
+            continue  # never labelled: expires in the job, silently by design
+        label_time = int(event["event_time"]) + LABEL_DELAY_MS
+        if i % 997 == 11:
+            label_time = int(event["event_time"]) + HORIZON_MS + 5_000
+            log["expected"]["label:expired"] += 1
+        label = labels.encode(
+            {"event_id": event["event_id"], "user_id": event["user_id"],
+             "is_fraud": tx.is_fraud, "label_time": label_time}
+        )  # fmt: skip
+        wall_due = int(time.time() * 1000) + LABEL_DELAY_MS
+        due.append((wall_due, key, label))
+        if i % 991 == 13:
+            due.append((wall_due + 500, key, label))
+            log["expected"]["label:duplicate"] += 1
+        if i % 1009 == 17:  # a label of an event nobody sent
+            ghost = labels.encode(
+                {"event_id": f"ghost-{i}", "user_id": event["user_id"], "is_fraud": False,
+                 "label_time": label_time}
+            )  # fmt: skip
+            due.append((wall_due, key, ghost))
+            log["expected"]["label:unknown_event"] += 1
+        if i % 1013 == 19:
+            due.append((wall_due, key, b"\x02garbage"))
+            log["expected"]["label:decode_error"] += 1
+        now = int(time.time() * 1000)
+        due.sort(key=lambda d: d[0])
+        while due and due[0][0] <= now:
+            _, k, value = due.pop(0)
+            send_record(producer, settings.topic_labels, k, value)
+            log["labels_sent"] += 1
+    for _, k, value in sorted(due, key=lambda d: d[0]):
+        send_record(producer, settings.topic_labels, k, value)
+        log["labels_sent"] += 1
+    assert producer.flush(30) == 0
+
+
+def test_labels_challenger_promotion_and_failover(
+    run_job: RunJob, two_models: Path, stack: Settings
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    topics = {
+        f"topic_{name}": f"ml-{run}-{name}"
+        for name in ("events", "labels", "predictions", "dead_letters", "control", "outcomes")
+    }
+    v1, v2 = list_versions(two_models)
+    overrides = {
+        **topics,
+        "outcomes_partitions": "1",  # the learner's input order is then the topic's order
+        "models_dir": str(two_models),
+        "model_version": v1,
+        "label_horizon_ms": str(HORIZON_MS),
+        "challenger_publish_every": "100",
+    }
+    kafka.create_topics(stack.with_overrides(overrides))
+    settings = run_job(**overrides)
+    job = find_job(settings)
+    assert job is not None
+    job_id = job["jid"]
+
+    log: dict[str, Any] = {"events": [], "labels_sent": 0, "expected": Counter()}
+    sender = threading.Thread(target=_traffic, args=(settings, 4242, log), daemon=True)
+    started = time.monotonic()
+    sender.start()
+
+    # Promote v2 (registered by train, v1 is champion) through the CLI, mid-stream.
+    time.sleep(PROMOTE_AT_S)
+    cli_settings = {**overrides, "kafka_port": settings.kafka_port, "job_name": settings.job_name}
+    sets = [a for k, v in cli_settings.items() for a in ("--set", f"{k}={v}")]
+    promoted = CliRunner().invoke(cli, [*sets, "models", "promote", "2"])
+    assert promoted.exit_code == 0, promoted.output
+    promoted_at_ms = int(time.time() * 1000)
+
+    # Kill -9 the TaskManager that runs the learner, then start it again.
+    time.sleep(max(0.0, KILL_AT_S - (time.monotonic() - started)))
+    os.kill(taskmanager_pid_of(settings, job_id, "learn-challenger"), signal.SIGKILL)
+    time.sleep(3)
+    stack_module.up(settings)
+    sender.join(timeout=SECONDS + 60)
+    assert not sender.is_alive()
+
+    events = log["events"]
+    ids = {e["event_id"] for e in events}
+    predictions = collect(
+        settings, settings.topic_predictions, "prediction", lambda r: True, len(ids),
+        timeout_s=240,
+    )  # fmt: skip
+    counts = Counter(p["event_id"] for p in predictions)
+    assert set(counts) == ids, f"missing {len(ids - set(counts))} predictions"
+    assert max(counts.values()) == 1, "duplicate predictions"
+    job_after = find_job(settings)
+    assert job_after is not None and job_after["jid"] == job_id
+
+    # The switch: nothing scored by v2 before the command, nothing by v1 once v2 is in use.
+    versions = sorted((p["scored_time"], p["model_version"]) for p in predictions)
+    first_v2 = next(t for t, v in versions if v == v2)
+    assert first_v2 >= promoted_at_ms - 1_000
+    assert all(v == v1 for t, v in versions if t < promoted_at_ms - 1_000)
+    assert all(v == v2 for t, v in versions if t > first_v2 + 5_000)
+
+    # Labels: joined + dead-lettered = produced.
+    outcomes = [
+        Codec("outcome").decode(m.value())
+        for m in read_messages(settings, settings.topic_outcomes, from_beginning=True,
+                               idle_timeout_s=10)
+    ]  # fmt: skip
+    label_dead = Counter(
+        d["reason"]
+        for d in collect(
+            settings, settings.topic_dead_letters, "dead_letter",
+            lambda r: r["reason"].startswith("label:"), sum(log["expected"].values()),
+            timeout_s=120,
+        )
+    )  # fmt: skip
+    assert len({o["event_id"] for o in outcomes}) == len(outcomes)
+    assert len(outcomes) + sum(label_dead.values()) == log["labels_sent"]
+    for reason, expected in log["expected"].items():
+        assert label_dead[reason] == expected, (reason, label_dead)
+
+    # After the drift (once the challenger had time to adapt), it beats the champion.
+    drift_ms = events[0]["event_time"] + (DRIFT_AT_S + 20) * 1000
+    late = [o for o in outcomes if o["event_time"] >= drift_ms and o["challenger_score"]]
+    y = np.array([o["is_fraud"] for o in late], dtype=np.int8)
+    assert y.sum() >= 20, "too few frauds after the drift to compare"
+    champion_auc = roc_auc(y, np.array([o["score"] for o in late]))
+    challenger_auc = roc_auc(y, np.array([o["challenger_score"] for o in late]))
+    assert challenger_auc > champion_auc, (challenger_auc, champion_auc)
+
+    # Exactly-once learning across the kill: the last snapshot is the offline model of the
+    # first N committed outcomes.
+    snapshots = [
+        Codec("control").decode(m.value())
+        for m in read_messages(settings, settings.topic_control, from_beginning=True,
+                               idle_timeout_s=5)
+    ]  # fmt: skip
+    last = [s for s in snapshots if s["kind"] == "CHALLENGER"][-1]
+    learned = int(last["challenger_version"].rsplit("-", 1)[1])
+    assert learned >= 1_000
+    published = load_snapshot(last["challenger_model"])
+    offline = new_learner()
+    for outcome in outcomes[:learned]:
+        offline.learn_one(dict(zip(FEATURE_SET.feature_names, outcome["features"])),
+                          outcome["is_fraud"])  # fmt: skip
+    published_lr = published["LogisticRegression"]
+    offline_lr = offline["LogisticRegression"]
+    assert dict(published_lr.weights) == dict(offline_lr.weights)
+    assert published_lr.intercept == offline_lr.intercept
+    rng = random.Random(0)
+    probe = rng.sample(outcomes, 20)
+    for outcome in probe:
+        x = dict(zip(FEATURE_SET.feature_names, outcome["features"]))
+        assert published.predict_proba_one(x) == offline.predict_proba_one(x)
