@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     flink_rest_port: int = 8081
     flink_rpc_port: int = 6123
     # Several single-slot TaskManagers, not one with several slots: each has its own Python
-    # interpreter (thread mode), so decoding and scoring run on different cores.
-    flink_taskmanagers: int = Field(3, ge=1)
+    # interpreter (thread mode), so decoding, the two scoring subtasks and the learner run on
+    # interpreters of their own (one Python operator per TaskManager; see job/functions.py).
+    flink_taskmanagers: int = Field(4, ge=1)
     flink_taskmanager_slots: int = Field(1, ge=1)
     flink_jobmanager_memory: str = "1024m"
     flink_taskmanager_memory: str = "1536m"
@@ -84,7 +85,7 @@ class Settings(BaseSettings):
     job_name: str = "streamscore-scoring"
     parallelism: int = Field(1, ge=1)  # source and decode
     # The scoring stage (features, model, Redis, sinks) is the busiest: it gets its own.
-    # Needs parallelism + scoring_parallelism slots (see flink_taskmanagers).
+    # Needs parallelism + scoring_parallelism + 1 (the learner) slots (see flink_taskmanagers).
     scoring_parallelism: int = Field(2, ge=1)
     delivery_guarantee: DeliveryGuarantee = DeliveryGuarantee.EXACTLY_ONCE
     checkpoint_interval_ms: int = Field(5000, ge=100)

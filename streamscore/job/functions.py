@@ -1,19 +1,22 @@
 """The job's Python operators.
 
 ``DecodeAndValidate`` (before the shuffle) turns raw Kafka bytes of the events and labels topics
-into keyed envelopes with their watermark driver, or into dead letters. ``DecodeControl`` reads
-the control topic (model assignments, challenger snapshots) and validates each record before it
-is broadcast. ``ScoreEvents`` (keyed by user, state in RocksDB, the control broadcast as its
-second input) applies the late rule, updates the user's windowed aggregates, scores with the
-champion or the canary candidate and the challenger in shadow, decides by expected cost, joins
-labels to what was decided, and emits every record it produces (predictions, dead letters,
-labelled outcomes) as ``(topic, key, value)`` for one Kafka sink that picks the topic in the JVM.
-``LearnChallenger`` (one subtask) learns from the labelled outcomes, measures live quality and
-publishes challenger snapshots and automatic rollbacks to the control topic.
+into keyed envelopes with their watermark driver, or into dead letters. The control topic
+(model assignments, challenger snapshots) is broadcast as raw rows and checked where it is
+applied (``ControlReader``). ``ScoreEvents`` (keyed by user, state in RocksDB, the control
+broadcast as its second input) applies the late rule, updates the user's windowed aggregates,
+scores with the champion or the canary candidate and the challenger in shadow, decides by
+expected cost, joins labels to what was decided, and emits every record it produces
+(predictions, dead letters, labelled outcomes) as ``(topic, key, value)`` for one Kafka sink
+that picks the topic in the JVM. ``LearnChallenger`` (one subtask) learns from the labelled
+outcomes, measures live quality and publishes challenger snapshots and automatic rollbacks to
+the control topic.
 
 Each record crosses between the JVM and Python once per operator, and touches keyed state twice
 (one read, one write of the user's packed state): measured, those crossings and state calls are
-what bound PyFlink's throughput, so everything else is done in plain Python between them.
+what bound PyFlink's throughput, so everything else is done in plain Python between them. In
+thread mode each TaskManager has one Python interpreter; the job keeps one Python operator per
+TaskManager (decode; each scoring subtask; the learner).
 """
 
 from __future__ import annotations
@@ -95,8 +98,10 @@ ENVELOPE = Types.PICKLED_BYTE_ARRAY()
 KEYED_ENVELOPE = Types.ROW([Types.STRING(), ENVELOPE])
 # The decode output: (keyed envelope, watermark driver) for the JVM timestamp assigner.
 TIMESTAMPED_ENVELOPE = Types.TUPLE([KEYED_ENVELOPE, Types.LONG()])
-# What the control decoder broadcasts: (kind, validated content), pickled.
-CONTROL_COMMAND = Types.PICKLED_BYTE_ARRAY()
+# The control topic's rows, broadcast to the scorers and the learner as the source reads them:
+# (payload, topic, partition, offset, ingest time), the columns of pipeline._source_rows.
+CONTROL_ROW = Types.ROW([BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()])
+# Per kind, the latest valid command: (kind, content), pickled.
 CONTROL_STATE = MapStateDescriptor("model-control", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
 DEAD_LETTERS = OutputTag("dead-letters", KAFKA_RECORD)
@@ -176,50 +181,49 @@ class DecodeAndValidate(ProcessFunction):
         yield Row(label["user_id"], envelope), self._progress.current(int(time.time() * 1000))
 
 
-class DecodeControl(ProcessFunction):
-    """Validates control records before they reach the scorers (one subtask, in order)."""
+def _subtask_index(runtime_context: RuntimeContext) -> int:
+    """This subtask's index. PyFlink 2.3's thread mode asks the Java RuntimeContext for
+    ``getIndexOfThisSubtask``, which Flink 2 moved to ``TaskInfo``."""
+    try:
+        return runtime_context.get_index_of_this_subtask()
+    except Exception:
+        j_context = runtime_context._runtime_context  # type: ignore[attr-defined]
+        return int(j_context.getTaskInfo().getIndexOfThisSubtask())
 
-    def __init__(self, settings: Settings, schemas: dict[str, dict[str, Any]]) -> None:
-        self._settings = settings
-        self._schemas = schemas
 
-    def open(self, runtime_context: RuntimeContext) -> None:
-        s = self._settings
-        self._codec = Codec("control", self._schemas["control"])
-        self._metrics = process_metrics(s.metrics_host, s.metrics_port)
-        self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
-        self._job_name = s.job_name
+class ControlReader:
+    """Decodes and checks the control topic's records where they are applied.
 
-    def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[override]
+    Each scoring subtask and the learner read the control broadcast themselves (rather than a
+    separate Python decoder): in thread mode every Python operator of a TaskManager shares one
+    interpreter, and a TaskManager running two of them was seen to hang when a task was
+    cancelled, so the job keeps one Python operator per TaskManager."""
+
+    def __init__(self, settings: Settings, schema_text: dict[str, Any], load_check: bool) -> None:
+        self._codec = Codec("control", schema_text)
+        self._job_name = settings.job_name
+        self._load_check = load_check
+
+    def read(self, payload: bytes) -> tuple[str, Any] | None:
+        """``("ASSIGN", Assignment)`` or ``("CHALLENGER", (version, snapshot bytes))``; None for
+        another job's record; ``Rejection`` with a ``control:*`` reason when it is unusable."""
         from streamscore.model.challenger import load_snapshot
         from streamscore.model.control import parse_assignment
 
-        payload, topic, partition, offset, _ingest_time = value
-        kind = "unknown"
         try:
-            try:
-                record = self._codec.decode(payload)
-            except Exception as exc:
-                raise Rejection("control:decode_error", f"{type(exc).__name__}: {exc}") from None
-            kind = record["kind"]
-            if record["job_name"] != self._job_name:
-                self._metrics.control.labels(kind, "other_job").inc()
-                return
-            if kind == "ASSIGN":
-                command: tuple[str, Any] = ("ASSIGN", parse_assignment(record, FEATURE_SET))
-            else:
-                data = record["challenger_model"]
-                if not data or not record["challenger_version"]:
-                    raise Rejection("control:invalid", "CHALLENGER without version or model")
-                load_snapshot(data)
-                command = ("CHALLENGER", (record["challenger_version"], data))
-        except Rejection as rejection:
-            self._metrics.control.labels(kind, rejection.reason).inc()
-            log.warning("control record refused (%s)", rejection)
-            yield DEAD_LETTERS, self._dead.row(rejection, topic, partition, offset, payload)
-            return
-        self._metrics.control.labels(kind, "accepted").inc()
-        yield command
+            record = self._codec.decode(payload)
+        except Exception as exc:
+            raise Rejection("control:decode_error", f"{type(exc).__name__}: {exc}") from None
+        if record["job_name"] != self._job_name:
+            return None
+        if record["kind"] == "ASSIGN":
+            return "ASSIGN", parse_assignment(record, FEATURE_SET, load_check=self._load_check)
+        data = record["challenger_model"]
+        if not data or not record["challenger_version"]:
+            raise Rejection("control:invalid", "CHALLENGER without version or model")
+        if self._load_check:
+            load_snapshot(data)
+        return "CHALLENGER", (record["challenger_version"], data)
 
 
 class ScoreEvents(KeyedBroadcastProcessFunction):
@@ -268,6 +272,9 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             s.redis_flush_interval_ms,
         )
         self._lateness = s.allowed_lateness_ms
+        self._control = ControlReader(s, self._schemas["control"], load_check=True)
+        # Refused control records become dead letters once, from the first subtask.
+        self._reports_control = _subtask_index(runtime_context) == 0
         # The models in use. They start from the model shipped with the job and change only
         # through the control broadcast (whose latest records the broadcast state keeps; after a
         # restart they are read back from it before the first record, see _sync).
@@ -279,14 +286,31 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._publish_assignment()
 
     def close(self) -> None:
-        self._store.close()
+        # Also called when open() failed or was cancelled half way: a raise here would be
+        # "an exception in the exception handler", which makes Flink kill the TaskManager.
+        store = getattr(self, "_store", None)
+        if store is not None:
+            store.close()
 
     # --- the control broadcast ---------------------------------------------------------------
-    def process_broadcast_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
-        kind, content = value
-        ctx.get_broadcast_state(CONTROL_STATE).put(kind, value)
+    def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
+        # The columns of the source query in pipeline.build.
+        payload, topic, partition, offset, _ingest_time = value
+        try:
+            command = self._control.read(payload)
+        except Rejection as rejection:
+            log.warning("control record %s/%d@%d refused: %s", topic, partition, offset, rejection)
+            if self._reports_control:
+                self._metrics.control.labels("?", rejection.reason).inc()
+                yield self._dead_letter(rejection, topic, partition, offset, payload)
+            return
+        if command is None:
+            return
+        kind, content = command
+        if self._reports_control:
+            self._metrics.control.labels(kind, "accepted").inc()
+        ctx.get_broadcast_state(CONTROL_STATE).put(kind, command)
         self._apply(kind, content)
-        yield from ()
 
     def _sync(self, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> None:
         """Once per (re)start: the latest assignment and snapshot from the broadcast state."""
@@ -592,12 +616,17 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         self._learned = 0
         self._assignment: Any = None  # the latest ASSIGN (control.Assignment), if any
         self._synced = False
+        # No LightGBM here: the scorers load the models; this keeps only what a rollback sends.
+        self._control_reader = ControlReader(s, self._schemas["control"], load_check=False)
 
-    def process_broadcast_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
-        kind, content = value
-        ctx.get_broadcast_state(CONTROL_STATE).put(kind, value)
-        if kind == "ASSIGN":
-            self._assignment = content
+    def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
+        try:
+            command = self._control_reader.read(value[0])
+        except Rejection:
+            return  # the scorers refuse it, report it and keep their models; so does this
+        if command is not None and command[0] == "ASSIGN":
+            ctx.get_broadcast_state(CONTROL_STATE).put("ASSIGN", command)
+            self._assignment = command[1]
         yield from ()
 
     def _restore(self) -> None:

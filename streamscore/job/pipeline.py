@@ -4,7 +4,7 @@
     → DecodeAndValidate (Python) ─ side output → dead letters
     → event-time timestamps + per-partition bounded-out-of-orderness watermarks (JVM)
     → keyBy user (JVM) ─┐
-  Kafka control → DecodeControl (Python, 1 subtask) ─ broadcast ─┤
+  Kafka control (raw rows, JVM) ─ broadcast ─┤
     → ScoreEvents (Python, RocksDB state, keyed + broadcast) → (topic, key, value)
     → one Kafka sink: predictions, dead letters, labelled outcomes (topic picked in the JVM)
   Kafka outcomes → keyBy a constant (JVM) → LearnChallenger (Python, 1 subtask)
@@ -24,7 +24,6 @@ from typing import Any
 from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.serialization import RowFieldExtractorSchema
 from pyflink.common.typeinfo import Types
-from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
@@ -36,7 +35,7 @@ from streamscore.config import DeliveryGuarantee as Guarantee
 from streamscore.config import Settings
 from streamscore.job.functions import (
     BYTES,
-    CONTROL_COMMAND,
+    CONTROL_ROW,
     CONTROL_STATE,
     DEAD_LETTERS,
     ENVELOPE,
@@ -45,7 +44,6 @@ from streamscore.job.functions import (
     ROUTED_RECORD,
     TIMESTAMPED_ENVELOPE,
     DecodeAndValidate,
-    DecodeControl,
     LearnChallenger,
     ScoreEvents,
 )
@@ -58,7 +56,10 @@ log = logging.getLogger(__name__)
 # Python interpreter) apart from the source and decoding: the two Python stages then run in
 # parallel instead of taking turns on one interpreter's GIL.
 SCORING_SLOTS = "scoring"
-END_OF_TIME = 2**62  # epoch millis far beyond any event
+# The learner too, on a TaskManager (interpreter) of its own: one Python operator per
+# TaskManager (see functions.ControlReader).
+LEARNING_SLOTS = "learning"
+END_OF_TIME = 253_402_300_799_000  # 9999-12-31T23:59:59Z, SQL's last timestamp
 
 _STARTUP_MODES = {
     "earliest": "earliest-offset",
@@ -71,16 +72,35 @@ def _quote(value: str) -> str:
     return value.replace("'", "''")
 
 
-def source_ddl(s: Settings, table: str, topics: list[str], group: str, startup_mode: str) -> str:
-    """A raw-bytes Kafka source with the record's topic, partition, offset and timestamp."""
+def source_ddl(
+    s: Settings,
+    table: str,
+    topics: list[str],
+    group: str,
+    startup_mode: str,
+    end_of_time_watermark: bool = False,
+) -> str:
+    """A raw-bytes Kafka source with the record's topic, partition, offset and timestamp.
+
+    ``end_of_time_watermark``: the source's watermark is a constant far in the future, and the
+    source is idle when quiet. For the control topic, broadcast into operators whose watermark is
+    the minimum of their inputs': commands carry no event time and must never hold it back."""
+    watermark = (
+        f"""end_of_time AS TO_TIMESTAMP_LTZ({END_OF_TIME}, 3),
+            WATERMARK FOR end_of_time AS end_of_time,
+            """
+        if end_of_time_watermark
+        else ""
+    )
+    idle = "'scan.watermark.idle-timeout' = '1 s'," if end_of_time_watermark else ""
     return f"""
         CREATE TEMPORARY TABLE {table} (
             payload BYTES,
             src_topic STRING METADATA FROM 'topic' VIRTUAL,
             src_partition INT METADATA FROM 'partition' VIRTUAL,
             src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
-            kafka_time TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
-        ) WITH (
+            {watermark}kafka_time TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
+        ) WITH ({idle}
             'connector' = 'kafka',
             'topic' = '{_quote(";".join(topics))}',
             'properties.bootstrap.servers' = '{_quote(s.kafka_bootstrap)}',
@@ -144,9 +164,11 @@ def kafka_sink(s: Settings, topic: str | None, name: str) -> KafkaSink:
     return builder.build()
 
 
-class CommandsNeverHoldTime(TimestampAssigner):
-    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
-        return END_OF_TIME
+def _as_row_type(stream: DataStream, row_type: Any) -> DataStream:
+    """The Table API types its rows with ExternalTypeInfo, which PyFlink's two-input operators
+    cannot take; declaring the same rows as a RowTypeInfo keeps them in the JVM."""
+    stream._j_data_stream.getTransformation().setOutputType(row_type.get_java_type_info())
+    return stream
 
 
 def _keyed_by_first_field(j_rows: Any, value_type: Any) -> KeyedStream:
@@ -186,7 +208,7 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     # The control topic is compacted: from its start, a new job gets the latest commands.
     t_env.execute_sql(
         source_ddl(s, "raw_control", [s.topic_control], f"{s.consumer_group}-control",
-                   "earliest-offset")
+                   "earliest-offset", end_of_time_watermark=True)
     )  # fmt: skip
     # The learner starts at the end: it learns from this job's outcomes, not earlier runs'.
     t_env.execute_sql(
@@ -199,18 +221,7 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     )
     decoded.name("decode-validate").uid("decode-validate")
 
-    control = _source_rows(t_env, "raw_control").process(
-        DecodeControl(s, schemas), output_type=CONTROL_COMMAND
-    )
-    control.name("decode-control").uid("decode-control").set_parallelism(1)
-    # A two-input operator's watermark is the minimum of its inputs'. Commands carry no event
-    # time: stamped "end of time" and idle when quiet, they never hold the scorers' watermark.
-    control = control.assign_timestamps_and_watermarks(
-        WatermarkStrategy.for_monotonous_timestamps()
-        .with_timestamp_assigner(CommandsNeverHoldTime())
-        .with_idleness(Duration.of_seconds(1))
-    )
-    control.name("control-watermarks").uid("control-watermarks").set_parallelism(1)
+    control = _as_row_type(_source_rows(t_env, "raw_control"), CONTROL_ROW)
 
     scored = (
         _event_time_keyed(decoded, s)
@@ -223,27 +234,24 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     routed.name("scored-sink").uid("scored-sink")
     routed.slot_sharing_group(SCORING_SLOTS).set_parallelism(s.scoring_parallelism)
 
-    dead = decoded.get_side_output(DEAD_LETTERS).union(control.get_side_output(DEAD_LETTERS))
+    dead = decoded.get_side_output(DEAD_LETTERS)
     dead_letters = dead.sink_to(kafka_sink(s, s.topic_dead_letters, "dead-letters"))
     dead_letters.name("dead-letters-sink").uid("dead-letters-sink")
 
-    outcomes = t_env.to_data_stream(t_env.sql_query("SELECT 'all', payload FROM raw_outcomes"))
-    # The Table API types its rows with ExternalTypeInfo, which PyFlink's two-input operators
-    # cannot take; declaring the same (STRING, BYTES) rows as a RowTypeInfo keeps them in the JVM.
-    j_outcomes = outcomes._j_data_stream
-    j_outcomes.getTransformation().setOutputType(
-        Types.ROW([Types.STRING(), BYTES]).get_java_type_info()
+    outcomes = _as_row_type(
+        t_env.to_data_stream(t_env.sql_query("SELECT 'all', payload FROM raw_outcomes")),
+        Types.ROW([Types.STRING(), BYTES]),
     )
     learned = (
-        _keyed_by_first_field(j_outcomes, BYTES)
+        _keyed_by_first_field(outcomes._j_data_stream, BYTES)
         .connect(control.broadcast(CONTROL_STATE))
         .process(LearnChallenger(s, schemas), output_type=KAFKA_RECORD)
     )
     learned.name("learn-challenger").uid("learn-challenger").set_parallelism(1)
-    learned.slot_sharing_group(SCORING_SLOTS)
+    learned.slot_sharing_group(LEARNING_SLOTS)
     commands = learned.sink_to(kafka_sink(s, s.topic_control, "control"))
     commands.name("control-sink").uid("control-sink").set_parallelism(1)
-    commands.slot_sharing_group(SCORING_SLOTS)
+    commands.slot_sharing_group(LEARNING_SLOTS)
 
 
 def configure(env: StreamExecutionEnvironment, s: Settings) -> None:

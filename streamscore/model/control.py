@@ -233,11 +233,15 @@ def publish(settings: Settings, record: dict[str, Any]) -> None:
 
 
 # --- consumer side (the job) --------------------------------------------------------------------
-def parse_assignment(record: dict[str, Any], feature_set: FeatureSet) -> Assignment:
+def parse_assignment(
+    record: dict[str, Any], feature_set: FeatureSet, *, load_check: bool = True
+) -> Assignment:
     """The assignment in a decoded control record, checked so that the job can swap it in.
 
     Raises ``Rejection`` with a reason code from the module doc; on success both models load in
-    LightGBM with this feature set's columns."""
+    LightGBM with this feature set's columns. ``load_check=False`` skips only the LightGBM load
+    (for the learner, which keeps the assignment but never scores with it); the digest, the
+    text's structure and the feature set are checked all the same."""
     if record.get("kind") != ASSIGN:
         raise Rejection(INVALID, f"expected an {ASSIGN} record, got kind {record.get('kind')!r}")
     champion_parts = _arm_fields(record, "champion")
@@ -247,8 +251,12 @@ def parse_assignment(record: dict[str, Any], feature_set: FeatureSet) -> Assignm
     canary_percent = record.get("canary_percent", 0)
     _check_arms(champion_parts[0], candidate_parts[0] if candidate_parts else None, canary_percent)
     return Assignment(
-        champion=_bundle(*champion_parts, feature_set=feature_set),
-        candidate=_bundle(*candidate_parts, feature_set=feature_set) if candidate_parts else None,
+        champion=_bundle(*champion_parts, feature_set=feature_set, load_check=load_check),
+        candidate=(
+            _bundle(*candidate_parts, feature_set=feature_set, load_check=load_check)
+            if candidate_parts
+            else None
+        ),
         canary_percent=canary_percent,
         command_id=str(record.get("command_id", "")),
         reason=str(record.get("reason", "")),
@@ -273,7 +281,7 @@ def _arm_fields(record: dict[str, Any], arm: str) -> tuple[str, bytes, str] | No
 
 
 def _bundle(
-    version: str, model: bytes, metadata_text: str, *, feature_set: FeatureSet
+    version: str, model: bytes, metadata_text: str, *, feature_set: FeatureSet, load_check: bool
 ) -> ModelBundle:
     try:
         metadata = json.loads(metadata_text)
@@ -308,7 +316,8 @@ def _bundle(
         check_compatible(bundle, feature_set)
     except (ValueError, KeyError, TypeError) as exc:
         raise Rejection(FEATURE_SET_MISMATCH, str(exc)) from None
-    _check_loads(bundle, len(feature_set.feature_names))
+    if load_check:
+        _check_loads(bundle, len(feature_set.feature_names))
     return bundle
 
 

@@ -13,6 +13,7 @@ mid-run. Checked:
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -43,6 +44,7 @@ from streamscore.stack import stack as stack_module
 from tests.e2e.helpers import RunJob, collect, taskmanager_pid_of
 
 pytestmark = pytest.mark.e2e
+log_figures = logging.getLogger(__name__)
 
 RATE = 250  # events per second, in event time and on the wall clock
 SECONDS = 100
@@ -221,6 +223,12 @@ def test_labels_challenger_promotion_and_failover(
     assert y.sum() >= 20, "too few frauds after the drift to compare"
     champion_auc = roc_auc(y, np.array([o["score"] for o in late]))
     challenger_auc = roc_auc(y, np.array([o["challenger_score"] for o in late]))
+    log_figures.info(
+        "after the drift: challenger AUC %.3f, champion AUC %.3f (%d labels, %d fraud); "
+        "labels sent %d = %d joined + %s dead letters",
+        challenger_auc, champion_auc, len(late), int(y.sum()), log["labels_sent"],
+        len(outcomes), dict(label_dead),
+    )  # fmt: skip
     assert challenger_auc > champion_auc, (challenger_auc, champion_auc)
 
     # Exactly-once learning across the kill: the last snapshot is the offline model of the

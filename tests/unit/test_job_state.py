@@ -1,0 +1,41 @@
+"""The scoring operator's per-user state: its deadlines and how it pickles."""
+
+import pickle
+
+from streamscore.features.engine import FeatureEngine
+from streamscore.job.state import ParkedLabel, PendingOutcome, ScoringState, next_deadline
+
+HORIZON, RETENTION, PARK = 600_000, 86_520_000, 65_000
+
+
+def pending(event_time: int) -> PendingOutcome:
+    return PendingOutcome(event_time, 10.0, [1.0], 0.1, "APPROVE", "v1", "champion", 0, None,
+                          None, None)  # fmt: skip
+
+
+def test_the_earliest_deadline_wins() -> None:
+    state = ScoringState(FeatureEngine().new_state())
+    assert next_deadline(state, RETENTION, HORIZON, PARK) > 2**61  # nothing due, ever
+    state.features.newest = 1_000
+    assert next_deadline(state, RETENTION, HORIZON, PARK) == 1_000 + RETENTION
+    state.pending["e1"] = pending(5_000)
+    assert next_deadline(state, RETENTION, HORIZON, PARK) == 5_000 + HORIZON
+    state.closed["e0"] = (2_000, "labelled")
+    assert next_deadline(state, RETENTION, HORIZON, PARK) == 5_000 + HORIZON
+    state.closed["e-1"] = (-700_000, "expired")
+    assert next_deadline(state, RETENTION, HORIZON, PARK) == -700_000 + 2 * HORIZON
+    state.parked["e9"] = ParkedLabel(True, -600_000, b"x", "labels", 0, 1)
+    assert next_deadline(state, RETENTION, HORIZON, PARK) == -600_000 + PARK
+
+
+def test_state_survives_a_pickle_round_trip() -> None:
+    engine = FeatureEngine()
+    state = ScoringState(engine.new_state(), timer_at=42)
+    state.pending["e1"] = pending(5_000)
+    state.closed["e0"] = (2_000, "labelled")
+    state.parked["e9"] = ParkedLabel(True, 7, b"x", "labels", 0, 1)
+    copy = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    assert copy.features == state.features
+    assert (copy.pending, copy.closed, copy.parked, copy.timer_at) == (
+        state.pending, state.closed, state.parked, 42,
+    )  # fmt: skip
