@@ -81,6 +81,9 @@ def _traffic(settings: Settings, seed: int, log: dict[str, Any]) -> None:
             seed=seed,
             events_per_second=RATE,
             start_ms=start_ms,
+            # ≈ 3 % fraud (the default's ≈ 1 % gives ≈ 100 frauds after the drift: AUCs whose
+            # standard error is about the gap being tested).
+            fraud_burst_probability=0.012,
             drifts=(Drift("concept", DRIFT_AT_S),),
         )
     )
