@@ -296,10 +296,21 @@ def consume(
     default=None,
     help="Train on a JSONL event log with is_fraud labels instead.",
 )
+@click.option(
+    "--from-topics",
+    is_flag=True,
+    help="Train on the events and labels topics, as the job saw them (late rule, horizon).",
+)
 @click.option("--if-missing", is_flag=True, help="Do nothing if a model already exists.")
 @click.pass_context
 def train(
-    ctx: click.Context, events: int, users: int, seed: int, from_file: Path | None, if_missing: bool
+    ctx: click.Context,
+    events: int,
+    users: int,
+    seed: int,
+    from_file: Path | None,
+    from_topics: bool,
+    if_missing: bool,
 ) -> None:
     """Build a point-in-time training set with the job's feature code and train LightGBM."""
     from streamscore.generator import GeneratorConfig
@@ -320,12 +331,19 @@ def train(
     )
     if from_file:
         directory = trainer.train_from_file(s.models_dir, config, from_file)
+    elif from_topics:
+        directory = trainer.train_from_topics(s.models_dir, config, s)
     else:
         directory = trainer.train_from_generator(
             s.models_dir, config, GeneratorConfig(users=users, seed=seed)
         )
     metrics = json.loads((directory / "metadata.json").read_text())["metrics"]
     click.echo(f"wrote {directory}: {trainer.summary_line(metrics)}")
+    if from_topics:
+        click.echo(
+            "registered as a new version (challenger to the champion): try it on a share of "
+            "users with `streamscore models canary <version> --percent 10` (see models list)"
+        )
 
 
 # --- quality -----------------------------------------------------------------------------------

@@ -42,7 +42,15 @@ from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
 from streamscore.job import records
 from streamscore.job.records import DeadLetters
-from streamscore.job.state import ParkedLabel, PendingOutcome, ScoringState, next_deadline
+from streamscore.job.state import (
+    ParkedLabel,
+    PendingOutcome,
+    ScoringState,
+    next_deadline,
+    pack,
+    packed_event_time,
+    unpack,
+)
 from streamscore.job.watermarks import PartitionProgress
 from streamscore.metrics import process_metrics
 from streamscore.model.control import canary_arm
@@ -424,7 +432,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             challenger_score,
             challenger_version,
         )
-        pending[event_id] = outcome
+        pending[event_id] = pack(outcome)
         parked = state.parked.pop(event_id, None)
         if parked is not None:  # its label came first
             yield from self._close(state, event_id, outcome, parked, user_id)
@@ -466,9 +474,9 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         if state is None:
             state = ScoringState(self._engine.new_state())
         parked = ParkedLabel(is_fraud, label_time, payload, topic, partition, offset)
-        outcome = state.pending.get(event_id)
-        if outcome is not None:
-            yield from self._close(state, event_id, outcome, parked, user_id)
+        packed = state.pending.get(event_id)
+        if packed is not None:
+            yield from self._close(state, event_id, unpack(packed), parked, user_id)
         elif event_id in state.closed:
             reason = (
                 "label:duplicate" if state.closed[event_id][1] == "labelled" else "label:expired"
@@ -516,10 +524,11 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         if state is None:
             return
         state.timer_at = -1
-        for event_id, pending in list(state.pending.items()):
-            if pending.event_time + self._horizon_ms <= timestamp:
+        for event_id, packed in list(state.pending.items()):
+            event_time = packed_event_time(packed)
+            if event_time + self._horizon_ms <= timestamp:
                 del state.pending[event_id]
-                state.closed[event_id] = (pending.event_time, "expired")
+                state.closed[event_id] = (event_time, "expired")
                 self._metrics.labels.labels("expired_unlabelled").inc()
         for event_id, (event_time, _why) in list(state.closed.items()):
             if event_time + 2 * self._horizon_ms <= timestamp:

@@ -22,6 +22,9 @@ for savepoint upgrades.
 
 from __future__ import annotations
 
+import math
+import struct
+from array import array
 from typing import Any, NamedTuple
 
 from streamscore.features.engine import UserState
@@ -45,6 +48,60 @@ class PendingOutcome(NamedTuple):
     challenger_version: str | None
 
 
+# A pending outcome is kept packed: with a few unlabelled events per user, NamedTuples of
+# floats made the per-event state pickle round trip 56 µs at 30 pending (measured), packed
+# bytes far less (bench/ml_loop_cost.py). Layout: event_time, amount, score, champion_score
+# and challenger_score (NaN for none), decision, arm, canary_percent, then the vector.
+_HEAD = struct.Struct("<qddddBBB")
+_DECISIONS = ("APPROVE", "REVIEW", "DECLINE")
+_ARMS = ("champion", "candidate")
+# (packed numbers and vector, model_version, challenger_version)
+PackedOutcome = tuple[bytes, str, str | None]
+
+
+def pack(outcome: PendingOutcome) -> PackedOutcome:
+    nan = math.nan
+    head = _HEAD.pack(
+        outcome.event_time,
+        outcome.amount,
+        outcome.score,
+        nan if outcome.champion_score is None else outcome.champion_score,
+        nan if outcome.challenger_score is None else outcome.challenger_score,
+        _DECISIONS.index(outcome.decision),
+        _ARMS.index(outcome.arm),
+        outcome.canary_percent,
+    )
+    return (
+        head + array("d", outcome.vector).tobytes(),
+        outcome.model_version,
+        (outcome.challenger_version),
+    )
+
+
+def unpack(packed: PackedOutcome) -> PendingOutcome:
+    data, model_version, challenger_version = packed
+    t, amount, score, champion, challenger, decision, arm, percent = _HEAD.unpack_from(data)
+    vector = array("d")
+    vector.frombytes(data[_HEAD.size :])
+    return PendingOutcome(
+        t,
+        amount,
+        vector.tolist(),
+        score,
+        _DECISIONS[decision],
+        model_version,
+        _ARMS[arm],
+        percent,
+        None if math.isnan(champion) else champion,
+        None if math.isnan(challenger) else challenger,
+        challenger_version,
+    )
+
+
+def packed_event_time(packed: PackedOutcome) -> int:
+    return int(_HEAD.unpack_from(packed[0])[0])
+
+
 class ParkedLabel(NamedTuple):
     """A label that arrived before its event, with what a dead letter needs."""
 
@@ -62,7 +119,7 @@ class ScoringState:
     def __init__(
         self,
         features: UserState,
-        pending: dict[str, PendingOutcome] | None = None,
+        pending: dict[str, PackedOutcome] | None = None,
         closed: dict[str, tuple[int, str]] | None = None,
         parked: dict[str, ParkedLabel] | None = None,
         timer_at: int = -1,
@@ -84,8 +141,8 @@ def next_deadline(
     a pending outcome expires, a closed id is forgotten, a parked label gives up, or the whole
     user expires (no event for the longest window plus the slack)."""
     deadline = state.features.newest + retention_ms if state.features.newest >= 0 else 2**62
-    for pending in state.pending.values():
-        deadline = min(deadline, pending.event_time + horizon_ms)
+    for packed in state.pending.values():
+        deadline = min(deadline, packed_event_time(packed) + horizon_ms)
     for event_time, _ in state.closed.values():
         deadline = min(deadline, event_time + 2 * horizon_ms)
     for parked in state.parked.values():

@@ -46,10 +46,13 @@ def replay_features(
 
 
 def build_training_set(
-    labelled_events: Iterable[tuple[dict[str, Any], bool]], engine: FeatureEngine | None = None
+    labelled_events: Iterable[tuple[dict[str, Any], bool | None]],
+    engine: FeatureEngine | None = None,
 ) -> TrainingSet:
+    """One row per labelled valid event; an event whose label is None still updates the
+    features of the events after it, as in the job, but gives no row."""
     engine = engine or FeatureEngine()
-    labels_by_id: dict[str, bool] = {}
+    labels_by_id: dict[str, bool | None] = {}
 
     def events() -> Iterator[dict[str, Any]]:
         for event, is_fraud in labelled_events:
@@ -58,8 +61,11 @@ def build_training_set(
 
     rows, labels, times = [], [], []
     for event, vector in replay_features(events(), engine):
+        label = labels_by_id.pop(event["event_id"])
+        if label is None:
+            continue
         rows.append(vector)
-        labels.append(1 if labels_by_id.pop(event["event_id"]) else 0)
+        labels.append(1 if label else 0)
         times.append(event["event_time"])
     return TrainingSet(
         np.asarray(rows, dtype=np.float64).reshape(len(rows), len(engine.names)),

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from streamscore import __version__
+from streamscore.config import Settings
+from streamscore.errors import StreamscoreError
 from streamscore.eventlog import read_jsonl
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.generator import GeneratorConfig, TransactionGenerator
@@ -208,3 +210,21 @@ def train_from_generator(
 def train_from_file(models_dir: Path, config: TrainConfig, path: Path) -> Path:
     data = build_training_set((event, bool(label)) for event, label in read_jsonl(path))
     return train(data, config, models_dir, {"source": str(path)})
+
+
+def train_from_topics(models_dir: Path, config: TrainConfig, settings: Settings) -> Path:
+    """The point-in-time training set of the events and labels topics (see topics_dataset)."""
+    from streamscore.model.topics_dataset import labelled_events_from_topics
+
+    data = build_training_set(labelled_events_from_topics(settings))
+    if len(data) == 0 or data.labels.sum() == 0:
+        raise StreamscoreError(
+            f"no labelled events with a fraud among them on {settings.topic_events} / "
+            f"{settings.topic_labels}: produce some (streamscore produce) first"
+        )
+    source = {
+        "source": "topics",
+        "topics": [settings.topic_events, settings.topic_labels],
+        "kafka": settings.kafka_bootstrap,
+    }
+    return train(data, config, models_dir, source)
