@@ -61,6 +61,10 @@ from river import compose, forest, linear_model, naive_bayes, optim, preprocessi
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
+
+# The challenger's own input transform (one-hot categories, log1p of the heavy-tailed columns),
+# so the "prep" candidates measured here are the ones the job can run.
+from streamscore.model.challenger import prepare
 from streamscore.model.dataset import TrainingSet, replay_features
 from streamscore.model.train import TrainConfig, roc_auc, split_by_time, train
 
@@ -80,39 +84,6 @@ def _onehot_lr() -> Any:
     return (categorical + numeric) | linear_model.LogisticRegression(
         optimizer=optim.SGD(0.01), loss=optim.losses.Log(weight_pos=10.0)
     )
-
-
-# For the linear models: category codes as dense one-hot columns (a code's magnitude means
-# nothing; dense, so StandardScaler sees the zeros too, whereas with sparse keys it would learn
-# mean 1, variance 0 and scale every one to 0) and log1p of the heavy-tailed amounts and gaps.
-# The -1 "no history" sentinel stays -1, below every log1p value, instead of log1p(-1) = -inf.
-_ONE_HOT = {
-    c.field: tuple([(float(i), f"{c.field}={v}") for i, v in enumerate(c.vocabulary)])
-    + ((-1.0, f"{c.field}=unknown"),)
-    for c in FEATURE_SET.categorical
-}
-_LOG1P = frozenset(
-    name
-    for name in FEATURE_SET.feature_names
-    if (name.startswith("amount") and "_count_" not in name) or name == "secs_since_previous"
-)
-
-
-def prepare(x: dict[str, float]) -> dict[str, float]:
-    """One-hot categories, log1p of skewed columns; module level so that it pickles (by name:
-    whatever loads the snapshot must be able to import it, so in the job it belongs in
-    ``streamscore``, not here)."""
-    out: dict[str, float] = {}
-    for name, value in x.items():
-        codes = _ONE_HOT.get(name)
-        if codes is not None:
-            for code, column in codes:
-                out[column] = 1.0 if value == code else 0.0
-        elif name in _LOG1P:
-            out[name] = math.log1p(value) if value >= 0.0 else -1.0
-        else:
-            out[name] = value
-    return out
 
 
 def _prepared_lr(**kwargs: Any) -> Callable[[], Any]:
