@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -28,13 +29,16 @@ def find_job(
     return None
 
 
-def submit(s: Settings, overrides: list[str], wait_s: float = 180) -> str:
+def submit(
+    s: Settings, overrides: list[str], wait_s: float = 180, from_savepoint: str | None = None
+) -> str:
     """Submit the job detached (unless it already runs) and wait until all its tasks run.
 
     The model is resolved here first, so a version asked for by name that does not exist fails
     at once, before anything reaches the cluster. The job script runs under this process's own
     Python (``-pyclientexec``), so it imports the same installed ``streamscore`` as the caller;
-    ``models_dir`` and ``state_dir`` go along as absolute paths."""
+    ``models_dir`` and ``state_dir`` go along as absolute paths. ``from_savepoint`` restores
+    the job's state (user state, the label join, the learner, the model assignment)."""
     load_for_job(s)
     existing = find_job(s)
     if existing is not None:
@@ -51,6 +55,7 @@ def submit(s: Settings, overrides: list[str], wait_s: float = 180) -> str:
         str(jar),
         "-pyclientexec",
         sys.executable,
+        *(["--fromSavepoint", from_savepoint] if from_savepoint else []),
         "-py",
         str(job_entry_script()),
     ]
@@ -107,6 +112,29 @@ def cancel(s: Settings, job_id: str | None = None) -> str | None:
             break
         time.sleep(0.5)
     return str(job["jid"])
+
+
+def stop_with_savepoint(s: Settings, job_id: str, wait_s: float = 120) -> str:
+    """Stop the job with a savepoint (its sources stop at a consistent point, its transactions
+    commit); returns the savepoint's location, for ``submit(from_savepoint=...)``."""
+    request = urllib.request.Request(
+        f"{s.flink_rest_url}/jobs/{job_id}/stop",
+        data=json.dumps({"drain": False, "formatType": "CANONICAL"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        trigger = json.loads(response.read())["request-id"]
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        status = flink.rest(s, f"/jobs/{job_id}/savepoints/{trigger}")
+        if status["status"]["id"] == "COMPLETED":
+            operation = status["operation"]
+            if "failure-cause" in operation:
+                raise StackError(f"savepoint of {job_id} failed: {operation['failure-cause']}")
+            return str(operation["location"])
+        time.sleep(1)
+    raise StackError(f"no savepoint of {job_id} after {wait_s:.0f}s")
 
 
 def checkpoints(s: Settings, job_id: str) -> dict[str, Any]:

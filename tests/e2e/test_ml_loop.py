@@ -360,3 +360,63 @@ def test_a_bad_canary_is_rolled_back_automatically(
         "canary: %d candidate predictions, rolled back %.1f s after the canary started",
         len(candidate), (rollback["issued_at"] - canary_at_ms) / 1000,
     )  # fmt: skip
+
+
+def _send_now(settings: Settings, seed: int, count: int) -> set[str]:
+    """``count`` valid events stamped from now on; their ids."""
+    codec = Codec("event")
+    now = int(time.time() * 1000)
+    txs = TransactionGenerator(
+        GeneratorConfig(users=50, seed=seed, events_per_second=200, start_ms=now)
+    ).take(count)
+    producer = new_producer(settings)
+    for tx in txs:
+        send_record(
+            producer, settings.topic_events, str(tx.event["user_id"]).encode(),
+            codec.encode(tx.event),
+        )  # fmt: skip
+    assert producer.flush(30) == 0
+    return {str(tx.event["event_id"]) for tx in txs}
+
+
+def test_the_assignment_survives_a_resubmission_from_a_savepoint(
+    two_models: Path, stack: Settings, job_settings: dict[str, str]
+) -> None:
+    """Promote v2, stop the job with a savepoint, resubmit it from the savepoint with v1 as the
+    submit-time model: it still scores with v2. The control source resumes after the ASSIGN, so
+    v2 can only come from the restored broadcast state."""
+    from streamscore.jobcontrol import cancel, stop_with_savepoint, submit
+    from streamscore.model.control import assign_record, publish
+    from streamscore.model.loading import ModelBundle
+    from tests.e2e.helpers import as_overrides
+
+    run = uuid.uuid4().hex[:8]
+    v1, v2 = list_versions(two_models)[:2]
+    overrides = {
+        **job_settings,
+        **{f"topic_{n}": f"sp-{run}-{n}" for n in ("events", "labels", "predictions",
+                                                   "dead_letters", "control", "outcomes")},
+        "models_dir": str(two_models),
+        "model_version": v1,
+    }  # fmt: skip
+    settings = Settings().with_overrides(overrides)
+    kafka.create_topics(settings)
+    job_id = submit(settings, as_overrides(overrides))
+    try:
+        bundle = ModelBundle.load(two_models, v2)
+        publish(settings, assign_record(bundle, None, 0, "promote", job_name=settings.job_name))
+        time.sleep(5)
+        before = _send_now(settings, 1, 200)
+        scored = collect(settings, settings.topic_predictions, "prediction",
+                         lambda r: r["event_id"] in before, len(before), timeout_s=120)  # fmt: skip
+        assert {p["model_version"] for p in scored} == {v2}
+
+        savepoint = stop_with_savepoint(settings, job_id)
+        job_id = submit(settings, as_overrides(overrides), from_savepoint=savepoint)
+        after = _send_now(settings, 2, 200)
+        scored = collect(settings, settings.topic_predictions, "prediction",
+                         lambda r: r["event_id"] in after, len(after), timeout_s=120)  # fmt: skip
+        assert {p["event_id"] for p in scored} == after
+        assert {p["model_version"] for p in scored} == {v2}
+    finally:
+        cancel(settings, job_id)
