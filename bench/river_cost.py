@@ -29,8 +29,8 @@ and AUCs rest on ~100 positives; use ``--events 100000`` or more to separate clo
 To measure another commit's generator and features, run from outside the repository with that
 commit's package first on the path (the editable install otherwise wins):
 
-    git archive HEAD streamscore | tar -x -C /tmp/ss-head
-    cd /tmp && PYTHONPATH=/tmp/ss-head /work/main/.venv/bin/python /work/main/bench/river_cost.py
+    mkdir -p /tmp/ss-old && git archive OLD_COMMIT streamscore | tar -x -C /tmp/ss-old
+    (cd /tmp && PYTHONPATH=/tmp/ss-old "$OLDPWD/.venv/bin/python" "$OLDPWD/bench/river_cost.py")
 
 Run one measurement at a time on a quiet machine: it is single-threaded and timing-sensitive.
 """
