@@ -90,7 +90,8 @@ class ScoringInput(NamedTuple):
 
 
 class LabelInput(NamedTuple):
-    """What travels from decode to scoring for each valid label (a plain tuple, as above)."""
+    """What travels from decode to scoring for each valid label (a plain tuple, as above).
+    Its fields after ``event_id`` are a ``state.ParkedLabel``'s, in the same order."""
 
     kind: int  # KIND_LABEL
     event_id: str
@@ -467,13 +468,13 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         yield Row(self._topic_predictions, user_id.encode(), record)
 
     def _join(self, value: tuple, ctx: Any):  # type: ignore[no-untyped-def]
-        # A LabelInput, as a plain tuple.
-        _kind, event_id, is_fraud, label_time, payload, topic, partition, offset = value
+        # A LabelInput: (kind, event_id, then a ParkedLabel's fields in its order).
+        event_id = value[1]
+        parked = ParkedLabel(*value[2:])
         user_id = ctx.get_current_key()
         state: ScoringState | None = self._state.value()
         if state is None:
             state = ScoringState(self._engine.new_state())
-        parked = ParkedLabel(is_fraud, label_time, payload, topic, partition, offset)
         packed = state.pending.get(event_id)
         if packed is not None:
             yield from self._close(state, event_id, unpack(packed), parked, user_id)
@@ -489,7 +490,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             # watermark says it can no longer be scored.
             state.parked[event_id] = parked
             self._metrics.labels.labels("parked").inc()
-            self._arm_timer(state, ctx, label_time + self._park_wait_ms)
+            self._arm_timer(state, ctx, parked.label_time + self._park_wait_ms)
         self._state.update(state)
 
     def _close(  # type: ignore[no-untyped-def]

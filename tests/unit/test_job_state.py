@@ -54,3 +54,10 @@ def test_a_pending_outcome_packs_and_unpacks_exactly() -> None:
                           "river-logistic-000000100")  # fmt: skip
     assert unpack(pack(full)) == full
     assert unpack(pack(pending(7))) == pending(7)  # the Nones survive too
+
+
+def test_a_label_envelope_ends_with_a_parked_label() -> None:
+    """The scoring operator builds a ParkedLabel from LabelInput[2:]: same fields, same order."""
+    from streamscore.job.functions import LabelInput
+
+    assert LabelInput._fields[2:] == ParkedLabel._fields
