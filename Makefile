@@ -23,7 +23,8 @@ setup: $(STAMP) ## Install system packages (if root) and the Python venv
 demo: setup ## Stack up, model, job RUNNING, events in, predictions out
 	$(BIN)/streamscore demo
 
-test: setup ## Lint, unit tests, then end-to-end tests on a real Kafka, Redis and Flink
+test: setup ## Lint, unit tests, rule tests, then end-to-end tests on a real Kafka, Redis, Flink, Prometheus
+	bash infra/setup-system.sh --test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests -ra
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # System packages the local stack needs: Java 17 (Kafka 4, Flink 2), Maven (fetches the Kafka
-# and connector jars from Maven Central) and redis-server. Installs what is missing from Debian's
-# packages when run as root; otherwise says what to install.
+# and connector jars from Maven Central), redis-server and prometheus (with promtool). With
+# --test also chromium, which the end-to-end tests use to render the health report headless.
+# Installs what is missing from Debian's packages when run as root; otherwise says what to
+# install.
 set -euo pipefail
 
 missing=()
@@ -9,6 +11,10 @@ java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | he
 if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then missing+=(openjdk-17-jdk-headless); fi
 command -v mvn >/dev/null || missing+=(maven)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null || missing+=(chromium fonts-liberation)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -16,10 +22,13 @@ fi
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "installing ${missing[*]} with apt-get"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  # Debian starts redis-server as a service on install; the stack runs its own on loopback.
-  if command -v systemctl >/dev/null; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
-  if pgrep -x redis-server >/dev/null && command -v service >/dev/null; then service redis-server stop >/dev/null 2>&1 || true; fi
+  # No recommends: prometheus would pull in node-exporter, a service the stack does not use.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts its servers as services on install; the stack runs its own on loopback.
+  for service in redis-server prometheus; do
+    if command -v systemctl >/dev/null; then systemctl disable --now "$service" >/dev/null 2>&1 || true; fi
+    if pgrep -x "$service" >/dev/null && command -v service >/dev/null; then service "$service" stop >/dev/null 2>&1 || true; fi
+  done
 else
   echo "missing system packages: ${missing[*]}" >&2
   echo "install them, e.g.: sudo apt-get install ${missing[*]}" >&2

@@ -99,6 +99,7 @@ def _print_status(s: Settings) -> bool:
     click.echo(f"redis              redis://{s.redis_host}:{s.redis_port}/{s.redis_db}")
     click.echo(f"flink web UI       {s.flink_rest_url}")
     click.echo(f"job metrics        http://{s.metrics_host}:{s.metrics_port}/metrics")
+    click.echo(f"prometheus         {s.prometheus_url} (alerts: {s.prometheus_url}/alerts)")
     return all(c.running for c in statuses)
 
 
@@ -358,6 +359,35 @@ def quality(ctx: click.Context, window_labels: int | None, timeout: float) -> No
 
     s = _settings(ctx)
     click.echo(quality_report(s, window_labels or s.quality_window_labels, timeout))
+
+
+# --- health ------------------------------------------------------------------------------------
+@main.command("report")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("health-report"),
+    show_default=True,
+    help="Folder for index.html and its PNGs.",
+)
+@click.option("--minutes", type=click.IntRange(min=1), default=30, show_default=True)
+@click.pass_context
+def health_report(ctx: click.Context, out_dir: Path, minutes: int) -> None:
+    """A static HTML health report from Prometheus: every dashboard panel, alerts, drift."""
+    from streamscore.monitoring.report import write_report
+
+    click.echo(write_report(_settings(ctx), out_dir, minutes))
+
+
+@main.command("status")
+@click.pass_context
+def health_status(ctx: click.Context) -> None:
+    """Health at a glance: the job, its rates, lag, checkpoints, drift and firing alerts."""
+    from streamscore.monitoring.status import format_status
+    from streamscore.monitoring.status import health_status as gather
+
+    click.echo(format_status(gather(_settings(ctx))))
 
 
 # --- demo --------------------------------------------------------------------------------------

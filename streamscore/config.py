@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9260
 
+    # Health (streamscore/monitoring/): drift against the model's training reference over
+    # sliding windows of event time, and the local stack's Prometheus, which scrapes the job's
+    # ``metrics_port`` range and Flink's reporter ports and evaluates monitoring/rules.yml.
+    drift_windows_s: tuple[int, ...] = Field((300, 3600), min_length=1)
+    drift_min_events: int = Field(300, ge=1)
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int = 9090
+    prometheus_scrape_interval_s: int = Field(5, ge=1)
+    prometheus_retention: str = "2d"
+
     # Model and decisions
     models_dir: Path = Path("models")
     # The MLflow model registry (model/mlflow_registry.py): a tracking server's URI, or None for
@@ -146,6 +156,14 @@ class Settings(BaseSettings):
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().resolve()
 
+    @field_validator("drift_windows_s", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``--set drift_windows_s=300,3600`` and ``STREAMSCORE_DRIFT_WINDOWS_S=300,3600``."""
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return tuple(int(part) for part in value.split(",") if part.strip())
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.review_threshold > self.decline_threshold:
@@ -173,6 +191,10 @@ class Settings(BaseSettings):
     @property
     def flink_rest_url(self) -> str:
         return f"http://{self.flink_rest_host}:{self.flink_rest_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.prometheus_host}:{self.prometheus_port}"
 
     def topic_partitions(self) -> dict[str, int]:
         return {

@@ -40,3 +40,14 @@ class Rejection(StreamscoreError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class PrometheusUnavailable(StreamscoreError):
+    """Prometheus did not answer at the configured address (the health report and ``status``
+    read every series from it); ``url`` is where it was asked."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(
+            f"Prometheus is not reachable at {url} ({detail}): run `streamscore stack up`"
+        )
+        self.url = url

@@ -168,18 +168,21 @@ class Metrics(Collector):
             self.feature_store_writes, self.expired_users, self.latency, self.scores,
             self.model_info, self.challenger_info, self.labels, self.control,
         ]  # fmt: skip
-        # Set by the learner operator: live quality gauges, computed when Prometheus scrapes.
-        self.quality_source: Callable[[], Iterator[Metric]] | None = None
+        # Readouts computed when Prometheus scrapes, by name: the learner's live quality
+        # ("quality", "concept_drift") and the scorer's data drift ("drift"). An operator sets
+        # its entry in open() and removes it in close(), so a cancelled job's readouts do not
+        # outlive it in a TaskManager that runs the next job.
+        self.sources: dict[str, Callable[[], Iterator[Metric]]] = {}
         self.registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
         for family in self._families:
             yield family.collect()  # type: ignore[attr-defined]
-        if self.quality_source is not None:
+        for name, source in list(self.sources.items()):
             try:
-                yield from self.quality_source()
+                yield from source()
             except Exception:  # a scrape must never fail because of one readout
-                log.exception("live quality readout failed")
+                log.exception("%s readout failed", name)
 
 
 _process_metrics: Metrics | None = None

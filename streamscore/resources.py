@@ -45,3 +45,8 @@ def job_entry_script() -> Path:
 def maven_pom() -> Path:
     """The pom pinning the jars the local stack fetches from Maven Central."""
     return _file("stack", "pom.xml")
+
+
+def prometheus_rules() -> Path:
+    """The Prometheus recording and alerting rules (the local stack loads them by path)."""
+    return _file("monitoring", "rules.yml")

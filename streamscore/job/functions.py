@@ -132,6 +132,22 @@ class DecodeAndValidate(ProcessFunction):
         self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
         self._max_ahead_ms = s.max_event_ahead_ms
         self._progress = PartitionProgress(s.source_idleness_ms)
+        self._progress.expect(self._own_event_partitions(runtime_context), int(time.time() * 1000))
+
+    def _own_event_partitions(self, runtime_context: RuntimeContext) -> list[tuple[str, int]]:
+        """The events topic's partitions that this subtask's source reader is assigned (this
+        operator is chained to the source, so its subtask is the reader's)."""
+        from streamscore.job.watermarks import kafka_split_owner
+        from streamscore.kafka_io import partitions_of
+
+        topic = self._settings.topic_events
+        try:
+            partitions = partitions_of(self._settings, topic)
+        except Exception:  # Kafka not reachable right now: the configured count
+            log.warning("could not list %s's partitions; assuming events_partitions", topic)
+            partitions = list(range(self._settings.events_partitions))
+        subtask, readers = _subtask_index(runtime_context), _parallelism(runtime_context)
+        return [(topic, p) for p in partitions if kafka_split_owner(topic, p, readers) == subtask]
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[override]
         # The columns of the source query in pipeline.build.
@@ -198,6 +214,15 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
     except Exception:
         j_context = runtime_context._runtime_context  # type: ignore[attr-defined]
         return int(j_context.getTaskInfo().getIndexOfThisSubtask())
+
+
+def _parallelism(runtime_context: RuntimeContext) -> int:
+    """The operator's parallelism (see ``_subtask_index`` for the Flink 2 fallback)."""
+    try:
+        return runtime_context.get_number_of_parallel_subtasks()
+    except Exception:
+        j_context = runtime_context._runtime_context  # type: ignore[attr-defined]
+        return int(j_context.getTaskInfo().getNumberOfParallelSubtasks())
 
 
 class ControlReader:
@@ -293,10 +318,36 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._challenger: Any = None  # a ShadowScorer
         self._synced = False
         self._publish_assignment()
+        self._drift = self._drift_monitor()
+        self._metrics.sources["drift"] = self._drift_samples
+
+    def _drift_monitor(self) -> Any:
+        """Data drift against the champion's training reference (monitoring/drift.py)."""
+        from streamscore.monitoring.drift import monitor_for
+
+        bundle = self._champion.bundle
+        s = self._settings
+        monitor = monitor_for(
+            bundle.metadata if bundle else None, s.drift_windows_s, s.drift_min_events
+        )
+        if monitor is None and bundle is not None:
+            log.warning(
+                "model %s has no drift reference (trained before they were stored): no drift "
+                "gauges until a model trained now is champion",
+                bundle.version,
+            )
+        return monitor
+
+    def _drift_samples(self) -> Any:
+        drift = self._drift
+        return drift.samples() if drift is not None else iter(())
 
     def close(self) -> None:
         # Also called when open() failed or was cancelled half way: a raise here would be
         # "an exception in the exception handler", which makes Flink kill the TaskManager.
+        metrics = getattr(self, "_metrics", None)
+        if metrics is not None and metrics.sources.get("drift") == self._drift_samples:
+            del metrics.sources["drift"]
         store = getattr(self, "_store", None)
         if store is not None:
             store.close()
@@ -337,6 +388,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
                 self._champion.bundle is None or champion.version != self._champion.bundle.version
             ):
                 self._champion = Scorer(champion, FEATURE_SET)
+                self._drift = self._drift_monitor()
             candidate = content.candidate
             if candidate is None:
                 self._candidate = None
@@ -414,6 +466,10 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         challenger = self._challenger
         challenger_score = challenger.score(vector) if challenger is not None else None
         challenger_version = challenger.version if challenger is not None else None
+
+        drift = self._drift
+        if drift is not None:
+            drift.observe(event_time, vector, score if champion_score is None else champion_score)
 
         event_id = event["event_id"]
         pending = state.pending
@@ -599,6 +655,7 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         from streamscore.model.challenger import DEFAULT_KIND
         from streamscore.model.decisions import CostModel
+        from streamscore.monitoring.concept import ConceptDriftMonitor
         from streamscore.quality.live import LiveQuality
 
         s = self._settings
@@ -621,13 +678,22 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
             s.rollback_margin,
             s.rollback_min_labels,
         )
-        self._metrics.quality_source = self._quality.samples
+        self._concept_drift = ConceptDriftMonitor()
+        self._metrics.sources["quality"] = self._quality.samples
+        self._metrics.sources["concept_drift"] = self._concept_drift.samples
         self._model: Any = None
         self._learned = 0
         self._assignment: Any = None  # the latest ASSIGN (control.Assignment), if any
         self._synced = False
         # No LightGBM here: the scorers load the models; this keeps only what a rollback sends.
         self._control_reader = ControlReader(s, self._schemas["control"], load_check=False)
+
+    def close(self) -> None:
+        # Readouts of a cancelled job must not stay on this TaskManager's endpoint.
+        metrics = getattr(self, "_metrics", None)
+        if metrics is not None:
+            for name in ("quality", "concept_drift"):
+                metrics.sources.pop(name, None)
 
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
         try:
@@ -676,6 +742,7 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         self._tail.add(pickle.dumps((vector, is_fraud), protocol=pickle.HIGHEST_PROTOCOL))
         self._metrics.labels.labels("learned").inc()
         rollback = self._quality.add(outcome)
+        self._concept_drift.add(outcome)
         if self._learned % self._publish_every == 0:
             data = dump_snapshot(self._model)
             self._model_state.update((data, self._learned))

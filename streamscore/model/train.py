@@ -29,6 +29,8 @@ from streamscore.model.dataset import TrainingSet, build_training_set
 from streamscore.model.decisions import CostModel
 from streamscore.model.registry import METADATA_FILE, MODEL_FILE, VERSION_PREFIX
 from streamscore.model.scorer import Thresholds
+from streamscore.monitoring.drift import METADATA_KEY as DRIFT_METADATA_KEY
+from streamscore.monitoring.drift import reference_metadata
 from streamscore.quality.bootstrap import mean_ci
 from streamscore.quality.metrics import (
     calibration,
@@ -171,6 +173,11 @@ def train(data: TrainingSet, config: TrainConfig, models_dir: Path, source: dict
             "holdout_from_event_time": int(data.event_times[test_mask].min()),
         },
         "metrics": metrics,
+        # What the job's drift gauges compare with (monitoring/drift.py): every feature and the
+        # score over all rows (see there why not the holdout alone).
+        DRIFT_METADATA_KEY: reference_metadata(
+            data.feature_names, data.features, booster.predict(data.features)
+        ),
         "params": {**params, "num_boost_round": config.num_boost_round},
         "train_config": asdict(config),
         "libraries": {

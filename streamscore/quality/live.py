@@ -34,6 +34,12 @@ ROLLBACK_CHECK_EVERY = 100  # candidate labels between two checks
 READOUT_RESAMPLES = 200
 
 
+def champion_score_of(outcome: dict[str, Any]) -> float | None:
+    """The champion's score of a labelled outcome: its own decision's score, or, for a canary
+    user whom the candidate decided, the champion's shadow score (None without one)."""
+    return outcome["score"] if outcome["arm"] == "champion" else outcome["champion_score"]
+
+
 class LiveQuality:
     def __init__(
         self, costs: CostModel, max_labels: int, rollback_margin: float, rollback_min_labels: int
@@ -57,11 +63,11 @@ class LiveQuality:
         costs = self._costs
         event_time, is_fraud, amount = outcome["event_time"], outcome["is_fraud"], outcome["amount"]
         arm = outcome["arm"]
+        champion_score = champion_score_of(outcome)
         if arm == "champion":
             self._champion_version = outcome["model_version"]
-            champion_score, champion_decision = outcome["score"], outcome["decision"]
+            champion_decision = outcome["decision"]
         else:
-            champion_score = outcome["champion_score"]
             champion_decision = (
                 costs.decide(champion_score, amount) if champion_score is not None else None
             )

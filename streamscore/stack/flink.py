@@ -85,6 +85,9 @@ def cluster_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
             "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
         ),
         "metrics.reporter.prom.port": s.flink_prometheus_port,
+        # flink_jobmanager_job_runningState (1 while RUNNING) for the "job not RUNNING" alert,
+        # next to the default <state>Time gauges.
+        "metrics.job.status.enable": ["STATE", "CURRENT_TIME"],
     }
 
 
@@ -103,7 +106,7 @@ def write_config(s: Settings, layout: StackLayout) -> None:
         if (shipped / name).exists():
             shutil.copy(shipped / name, conf / name)
     lines = [
-        f"{k}: {json.dumps(v) if isinstance(v, str) else v}"
+        f"{k}: {json.dumps(v) if isinstance(v, str | list) else v}"
         for k, v in cluster_config(s, layout).items()
     ]
     (conf / "config.yaml").write_text("\n".join(lines) + "\n")

@@ -47,6 +47,14 @@ class StackLayout:
         return self.root / "flink" / "savepoints"
 
     @property
+    def prometheus_data(self) -> Path:
+        return self.root / "prometheus" / "data"
+
+    @property
+    def prometheus_config(self) -> Path:
+        return self.root / "prometheus" / "prometheus.yml"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -66,6 +74,7 @@ class StackLayout:
             self.flink_jars,
             self.kafka_data,
             self.redis_dir,
+            self.prometheus_data,
             self.flink_conf,
             self.checkpoints,
             self.savepoints,

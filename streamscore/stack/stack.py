@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from streamscore.config import Settings
-from streamscore.stack import flink, kafka, maven, redis_server
+from streamscore.stack import flink, kafka, maven, prometheus, redis_server
 from streamscore.stack.layout import StackLayout
 from streamscore.stack.process import alive, ensure_port_free, read_pid, stop_pid
 
@@ -14,10 +14,11 @@ log = logging.getLogger(__name__)
 
 
 def components(layout: StackLayout) -> list[str]:
-    """Stop order: the job's cluster first, so nothing writes to Kafka or Redis after them.
-    TaskManagers are found by pid file, so a changed ``flink_taskmanagers`` stops them all."""
+    """Stop order: Prometheus, then the job's cluster, so nothing writes to Kafka or Redis after
+    them. TaskManagers are found by pid file, so a changed ``flink_taskmanagers`` stops them
+    all."""
     taskmanagers = sorted(p.stem for p in layout.pids.glob("flink-taskmanager*.pid"))
-    return [*taskmanagers, flink.JOBMANAGER, redis_server.NAME, kafka.NAME]
+    return [prometheus.NAME, *taskmanagers, flink.JOBMANAGER, redis_server.NAME, kafka.NAME]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ def ports_to_claim(s: Settings, layout: StackLayout) -> list[tuple[str, int, str
         ]
     if stopped(redis_server.NAME):
         ports.append((s.redis_host, s.redis_port, "Redis"))
+    if stopped(prometheus.NAME):
+        ports.append((s.prometheus_host, s.prometheus_port, "Prometheus"))
     if stopped(flink.JOBMANAGER):
         ports += [
             (s.flink_rest_host, s.flink_rest_port, "the Flink REST API / web UI"),
@@ -69,6 +72,7 @@ def up(s: Settings) -> None:
     kafka.create_topics(s)
     redis_server.start(s, layout)
     flink.start(s, layout)
+    prometheus.start(s, layout)
 
 
 def down(s: Settings) -> None:

@@ -29,6 +29,7 @@ TEST_STACK = {
     "flink_rpc_port": "16123",
     "metrics_port": "19260",
     "flink_prometheus_port": "19249-19258",
+    "prometheus_port": "19090",
     "checkpoint_interval_ms": "2000",
 }
 
@@ -51,7 +52,7 @@ def stack_overrides(models_dir: Path) -> dict[str, str]:
 def stack(stack_overrides: dict[str, str]) -> Iterator[Settings]:
     settings = Settings().with_overrides(stack_overrides)
     stack_module.down(settings)  # a previous session that died may have left servers behind
-    for sub in ("kafka", "redis", "flink", "logs", "pids"):
+    for sub in ("kafka", "redis", "flink", "prometheus", "logs", "pids"):
         shutil.rmtree(settings.state_dir / sub, ignore_errors=True)
     try:
         stack_module.up(settings)

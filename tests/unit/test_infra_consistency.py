@@ -1,13 +1,15 @@
 """docker-compose.yml, infra/k8s/ and the Dockerfile agree with the local stack.
 
 They restate values that streamscore/config.py and streamscore/stack/ own: topics and partitions,
-ports, the Kafka broker's and the Flink cluster's configs, where the image keeps its files. These
-tests read the files statically (no Docker, no servers) and fail when the two drift apart.
+ports, the Kafka broker's and the Flink cluster's configs, where the image keeps its files, what
+Prometheus scrapes and which rules it evaluates. These tests read the files statically (no
+Docker, no servers; only `promtool check config`) and fail when the two drift apart.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -21,10 +23,17 @@ from streamscore.config import Settings
 from streamscore.stack.flink import cluster_config
 from streamscore.stack.kafka import server_properties
 from streamscore.stack.layout import StackLayout
+from streamscore.stack.prometheus import scrape_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "infra" / "k8s"
 FLINK_ROLES = ("jobmanager", "taskmanager", "submit")
+RULES = ROOT / "streamscore" / "monitoring" / "rules.yml"
+# Kustomize reads no file outside infra/k8s/, so the rules ConfigMap is generated from a copy.
+K8S_RULES = K8S_DIR / "prometheus" / "rules.yml"
+# The local stack runs Debian's prometheus package (bookworm: 2.42.0; `promtool --version`
+# shows it). The containers run the same version, so the rules behave the same everywhere.
+PROMETHEUS_VERSION = "2.42.0"
 
 # Local values that containers must replace: loopback hosts become service names or 0.0.0.0
 # (taskmanager.host is left out so each TaskManager advertises its own address), and the
@@ -341,3 +350,270 @@ def test_compose_and_k8s_run_the_same_flink_config_and_cli_settings() -> None:
 def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
     assert kustomization["resources"] == sorted(p.name for p in K8S_DIR.glob("[0-9]*.yaml"))
+
+
+# --- Prometheus ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    """What one set of deployment files says about Prometheus, in the same shape for both."""
+
+    name: str  # "compose" or "k8s"
+    image: str
+    args: dict[str, str]  # --flag=value
+    files: dict[str, str]  # path in the container -> its content
+    sources: dict[str, Path]  # path in the container -> the repository file mounted there
+    targets: dict[str, set[tuple[str, int]]]  # scrape job -> (service or Deployment, port)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return yaml.safe_load(self.files[self.args["--config.file"]])
+
+
+def _flags(args: list[str]) -> dict[str, str]:
+    return dict(arg.split("=", 1) for arg in args)
+
+
+@cache
+def compose_prometheus() -> Prometheus:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    service = services["prometheus"]
+    sources = {}
+    for volume in service["volumes"]:
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):  # a bind mount, not a named volume
+            sources[target] = (ROOT / source).resolve()
+    files = {path: source.read_text() for path, source in sources.items() if source.is_file()}
+    config = yaml.safe_load(files[_flags(service["command"])["--config.file"]])
+    targets: dict[str, set[tuple[str, int]]] = {}
+    for job in config["scrape_configs"]:
+        found = targets.setdefault(job["job_name"], set())
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host, port = target.rsplit(":", 1)
+                found.add((host, int(port)))
+        for dns in job.get("dns_sd_configs", []):
+            assert dns["type"] == "A", "one A record per replica of a compose service"
+            found.update((name, dns["port"]) for name in dns["names"])
+    return Prometheus(
+        name="compose",
+        image=service["image"],
+        args=_flags(service["command"]),
+        files=files,
+        sources=sources,
+        targets=targets,
+    )
+
+
+def _generated_config_maps() -> dict[str, dict[str, Path]]:
+    """kustomization.yaml's configMapGenerator: ConfigMap name -> key -> file."""
+    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    assert kustomization["generatorOptions"]["disableNameSuffixHash"] is True
+    generated = {}
+    for generator in kustomization["configMapGenerator"]:
+        files = {}
+        for entry in generator["files"]:
+            key, _, path = entry.rpartition("=")
+            files[key or Path(path).name] = K8S_DIR / path
+        generated[generator["name"]] = files
+    return generated
+
+
+def _k8s_pods_keeping(keep: dict[str, str]) -> set[tuple[str, int]]:
+    """The (Deployment, port) pairs whose pods a pod-role ``keep`` relabelling selects."""
+    port = int(keep["__meta_kubernetes_pod_container_port_number"])
+    labels = {
+        name.removeprefix("__meta_kubernetes_pod_label_"): value
+        for name, value in keep.items()
+        if name.startswith("__meta_kubernetes_pod_label_")
+    }
+    assert labels, "select pods by their labels"
+    found = set()
+    for (kind, name), doc in k8s_docs().items():
+        if kind not in ("Deployment", "StatefulSet"):
+            continue
+        pod = doc["spec"]["template"]
+        ports = {p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+        if labels.items() <= pod["metadata"].get("labels", {}).items() and port in ports:
+            found.add((name, port))
+    return found
+
+
+@cache
+def k8s_prometheus() -> Prometheus:
+    docs = k8s_docs()
+    pod = docs[("Deployment", "prometheus")]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    generated = _generated_config_maps()
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    files, sources = {}, {}
+    for mount in container["volumeMounts"]:
+        config_map = volumes[mount["name"]].get("configMap", {}).get("name")
+        if config_map is None:
+            continue
+        if config_map in generated:
+            keys = {key: path.read_text() for key, path in generated[config_map].items()}
+            for key, path in generated[config_map].items():
+                sources[f"{mount['mountPath']}/{key}"] = path
+        else:
+            keys = docs[("ConfigMap", config_map)]["data"]
+        if "subPath" in mount:
+            files[mount["mountPath"]] = keys[mount["subPath"]]
+        else:
+            files.update({f"{mount['mountPath']}/{key}": text for key, text in keys.items()})
+    args = _flags(container["args"])
+    config = yaml.safe_load(files[args["--config.file"]])
+    targets = {}
+    for job in config["scrape_configs"]:
+        (sd,) = job["kubernetes_sd_configs"]
+        assert sd["role"] == "pod" and sd["namespaces"]["names"] == ["streamscore"], job
+        keep = {}
+        for relabel in job["relabel_configs"]:
+            if relabel.get("action") == "keep":
+                values = relabel["regex"].split(";")
+                assert len(values) == len(relabel["source_labels"]), relabel
+                keep.update(zip(relabel["source_labels"], values, strict=True))
+        targets[job["job_name"]] = _k8s_pods_keeping(keep)
+    return Prometheus(
+        name="k8s",
+        image=container["image"],
+        args=args,
+        files=files,
+        sources=sources,
+        targets=targets,
+    )
+
+
+@pytest.fixture(params=["compose", "k8s"])
+def prometheus(request: pytest.FixtureRequest) -> Prometheus:
+    return compose_prometheus() if request.param == "compose" else k8s_prometheus()
+
+
+def test_k8s_rules_are_a_copy_of_the_monitoring_rules() -> None:
+    assert K8S_RULES.read_bytes() == RULES.read_bytes(), (
+        "infra/k8s/prometheus/rules.yml is stale: "
+        "cp streamscore/monitoring/rules.yml infra/k8s/prometheus/rules.yml"
+    )
+
+
+def test_prometheus_evaluates_the_monitoring_rules(prometheus: Prometheus) -> None:
+    (rules,) = prometheus.config["rule_files"]
+    # compose mounts the rules file itself; k8s generates its ConfigMap from the copy.
+    expected = {"compose": RULES, "k8s": K8S_RULES}[prometheus.name]
+    assert prometheus.sources.get(rules) == expected
+    assert prometheus.files[rules] == RULES.read_text()
+
+
+def test_prometheus_scrapes_what_the_local_stack_scrapes(
+    prometheus: Prometheus, defaults: Settings
+) -> None:
+    """The job's /metrics on every TaskManager, Flink's reporter on every Flink process."""
+    local = scrape_config(defaults)
+    interval = f"{defaults.prometheus_scrape_interval_s}s"
+    assert prometheus.config["global"] == local["global"]
+    assert local["global"] == {"scrape_interval": interval, "evaluation_interval": interval}
+    assert [job["job_name"] for job in prometheus.config["scrape_configs"]] == [
+        job["job_name"] for job in local["scrape_configs"]
+    ]
+    reporter = cluster_config(defaults, image_layout())["metrics.reporter.prom.port"]
+    assert reporter == defaults.flink_prometheus_port
+    # One Flink process per container or pod, so each listens on the first port of the range.
+    flink_port = int(str(reporter).split("-")[0])
+    assert prometheus.targets == {
+        "streamscore": {("taskmanager", defaults.metrics_port)},
+        "flink": {("jobmanager", flink_port), ("taskmanager", flink_port)},
+    }
+
+
+def test_prometheus_is_the_local_stacks_version(prometheus: Prometheus, defaults: Settings) -> None:
+    assert prometheus.image == f"prom/prometheus:v{PROMETHEUS_VERSION}"
+    assert prometheus.args["--storage.tsdb.retention.time"] == defaults.prometheus_retention
+
+
+def test_promtool_accepts_the_prometheus_config(prometheus: Prometheus, tmp_path: Path) -> None:
+    """The config as Prometheus loads it, with rule_files pointing at the repository's files.
+
+    Debian's promtool is built without Kubernetes discovery, so the k8s config is checked with
+    static targets in its place (global settings, relabelling and rules are checked all the same).
+    """
+    config = prometheus.config
+    config["rule_files"] = [str(prometheus.sources[path]) for path in config["rule_files"]]
+    for job in config["scrape_configs"]:
+        if job.pop("kubernetes_sd_configs", None) is not None:
+            job["static_configs"] = [{"targets": ["pod:1"]}]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    check = subprocess.run(
+        ["promtool", "check", "config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_compose_publishes_prometheus_at_the_default_url(defaults: Settings) -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    (published,) = services["prometheus"]["ports"]
+    host_ip, host_port, _ = published.split(":")
+    assert f"http://{host_ip}:{host_port}" == defaults.prometheus_url
+    assert {host for targets in compose_prometheus().targets.values() for host, _ in targets} <= (
+        set(services)
+    )
+
+
+def test_compose_publishes_a_host_port_per_taskmanager_replica() -> None:
+    taskmanager = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][
+        "taskmanager"
+    ]
+    for published in taskmanager["ports"]:
+        first, _, last = published.split(":")[1].partition("-")
+        assert int(last or first) - int(first) + 1 == taskmanager["deploy"]["replicas"], published
+
+
+def test_compose_grafana_reads_prometheus_and_our_dashboards() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    mounts = {
+        target: (ROOT / source).resolve()
+        for source, target, *_ in (v.split(":") for v in services["grafana"]["volumes"])
+    }
+    provisioning = {
+        target.removeprefix("/etc/grafana/provisioning/"): path
+        for target, path in mounts.items()
+        if target.startswith("/etc/grafana/provisioning/")
+    }
+    (datasource,) = [
+        d
+        for f in sorted(provisioning["datasources"].glob("*.yml"))
+        for d in yaml.safe_load(f.read_text())["datasources"]
+    ]
+    prometheus_port = services["prometheus"]["ports"][0].rsplit(":", 1)[1]
+    assert datasource["uid"] == "prometheus"
+    assert datasource["url"] == f"http://prometheus:{prometheus_port}"
+    (provider,) = [
+        p
+        for f in sorted(provisioning["dashboards"].glob("*.yml"))
+        for p in yaml.safe_load(f.read_text())["providers"]
+    ]
+    assert mounts[provider["options"]["path"]] == ROOT / "infra" / "grafana" / "dashboards"
+
+
+def test_k8s_prometheus_may_watch_the_pods_and_is_reachable() -> None:
+    docs = k8s_docs()
+    deployment = docs[("Deployment", "prometheus")]
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    assert ("ServiceAccount", account) in docs
+    (binding,) = [
+        doc
+        for (kind, _), doc in docs.items()
+        if kind == "RoleBinding"
+        and any(s["kind"] == "ServiceAccount" and s["name"] == account for s in doc["subjects"])
+    ]
+    role = docs[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
+    assert any(
+        "pods" in rule["resources"] and {"list", "watch"} <= set(rule["verbs"])
+        for rule in role["rules"]
+    )
+    service = docs[("Service", "prometheus")]["spec"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= labels.items()
+    (port,) = service["ports"]
+    assert port["targetPort"] == 9090
