@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test unit e2e lint up down status bench clean
+.PHONY: help setup demo test unit e2e chaos lint up down status bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ unit: setup ## Unit tests only (no servers)
 
 e2e: setup ## End-to-end tests only
 	$(BIN)/python -m pytest tests/e2e -ra
+
+chaos: setup ## The full chaos suite: TaskManager, broker and Redis kills mid-stream, counted
+	STREAMSCORE_CHAOS=full $(BIN)/python -m pytest tests/e2e/test_chaos.py -ra -o log_cli=true --log-cli-level=INFO
 
 lint: setup ## ruff
 	$(BIN)/ruff check .

@@ -36,7 +36,7 @@ def collector_main(cfg: dict[str, Any], count: Any, ready: Any, stop: Any, out: 
     output whose event id has the step's prefix. Sends the arrays through ``out`` when stopped."""
     consumer = Consumer(
         {
-            "bootstrap.servers": cfg["bootstrap"],
+            **cfg["kafka"],
             "group.id": f"bench-collector-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 50,
@@ -112,7 +112,7 @@ class Collector:
     def __init__(
         self,
         ctx: Any,
-        bootstrap: str,
+        kafka: dict[str, Any],
         topic: str,
         start: dict[int, int],
         record_type: str,
@@ -122,7 +122,7 @@ class Collector:
         self.count = ctx.Value("q", 0, lock=False)
         self._ready, self._stop, self._out = ctx.Event(), ctx.Event(), ctx.Queue()
         cfg = {
-            "bootstrap": bootstrap,
+            "kafka": kafka,  # kafka_io.client_config: the brokers and, if secured, the login
             "topic": topic,
             "start": start,
             "prefix": prefix,

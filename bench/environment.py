@@ -98,10 +98,9 @@ def stale_code(s: Settings) -> str | None:
     """A warning if the package changed after the TaskManager started: in thread mode its one
     Python interpreter keeps the modules it imported for the first job, for every later job."""
     from streamscore.stack import flink
-    from streamscore.stack.process import read_pid
-    from streamscore.stack.stack import layout_of
+    from streamscore.stack.stack import pid_of
 
-    pid = read_pid(layout_of(s).pid_file(flink.taskmanager_names(s)[0]))
+    pid = pid_of(s, flink.taskmanager_names(s)[0])
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         boot = re.search(r"^btime (\d+)", Path("/proc/stat").read_text(), re.M)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from streamscore.config import Settings
-from streamscore.kafka_io import new_producer
+from streamscore.kafka_io import client_config, new_producer
 
 from collect import COLLECTOR_FIGURES, Collector
 from load import encode_events, event_id_prefix, produce_backlog, send_paced
@@ -65,7 +65,7 @@ class Bench:
         """An output consumer for one measurement, from the output topic's current end."""
         return Collector(
             self.ctx,
-            self.s.kafka_bootstrap,
+            client_config(self.s),
             system.output_topic,
             self.kafka.end_offsets(system.output_topic),
             system.record_type,

@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streamscore.config import DeliveryGuarantee, Settings, parse_overrides
-from streamscore.kafka_io import PRODUCER_CONFIG
+from streamscore.kafka_io import PRODUCER_CONFIG, client_config
 from streamscore.stack.kafka import topic_config
 
 from topics import Kafka
@@ -37,19 +37,26 @@ PASSTHROUGH_PARTITIONS = 4
 
 # --- child process (spawned: top-level function only) -----------------------------------------
 def passthrough_main(
-    bootstrap: str, source: str, sink: str, batch: int, ready: Any, stop: Any, copied: Any
+    kafka: dict[str, Any],
+    source: str,
+    sink: str,
+    batch: int,
+    ready: Any,
+    stop: Any,
+    copied: Any,
 ) -> None:
-    """The baseline: copy raw bytes (key, value, timestamp) from ``source`` to ``sink``."""
+    """The baseline: copy raw bytes (key, value, timestamp) from ``source`` to ``sink``.
+    ``kafka`` is ``kafka_io.client_config``: the brokers and, if secured, the login."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka,
             "group.id": f"bench-passthrough-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 50,
         }
     )
-    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG})
+    producer = Producer({**kafka, **PRODUCER_CONFIG})
     partitions = consumer.list_topics(source, timeout=10).topics[source].partitions
     consumer.assign([TopicPartition(source, p, OFFSET_BEGINNING) for p in partitions])
     n = 0
@@ -142,7 +149,7 @@ class PassthroughSystem(System):
             name="bench-passthrough",
             daemon=True,
             args=(
-                self._s.kafka_bootstrap,
+                client_config(self._s),
                 self.input_topic,
                 self.output_topic,
                 self._batch,

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamscore.config import Settings
+from streamscore.kafka_io import client_config
 
 # One logger for the whole benchmark, as before the split (its name is in every log line).
 log = logging.getLogger("bench")
@@ -25,10 +26,8 @@ class Kafka:
 
     def __init__(self, s: Settings) -> None:
         self.bootstrap = s.kafka_bootstrap
-        self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        self.meta = Consumer(
-            {"bootstrap.servers": self.bootstrap, "group.id": f"bench-meta-{uuid.uuid4().hex}"}
-        )
+        self.admin = AdminClient(client_config(s))
+        self.meta = Consumer({**client_config(s), "group.id": f"bench-meta-{uuid.uuid4().hex}"})
         self.created: list[str] = []
 
     def create(self, topic: str, partitions: int, config: dict[str, str] | None = None) -> None:

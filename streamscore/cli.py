@@ -74,7 +74,7 @@ def stack_up(ctx: click.Context) -> None:
 @stack.command("down")
 @click.pass_context
 def stack_down(ctx: click.Context) -> None:
-    """Stop every process the stack started, by pid."""
+    """Stop every server of the stack and its supervisor."""
     from streamscore.stack import stack as stack_module
 
     stack_module.down(_settings(ctx))
@@ -94,7 +94,10 @@ def _print_status(s: Settings) -> bool:
 
     statuses = stack_module.status(s)
     for c in statuses:
-        click.echo(f"{c.name:<18} {'running' if c.running else 'stopped':<8} pid={c.pid or '-'}")
+        click.echo(
+            f"{c.name:<20} {c.state.lower() or 'stopped':<9} pid={c.pid or '-':<8} "
+            f"restarts={c.restarts}"
+        )
     click.echo(f"kafka bootstrap    {s.kafka_bootstrap}")
     click.echo(f"redis              redis://{s.redis_host}:{s.redis_port}/{s.redis_db}")
     click.echo(f"flink web UI       {s.flink_rest_url}")
@@ -113,6 +116,30 @@ def submit(ctx: click.Context) -> None:
     s = _settings(ctx)
     job_id = submit_job(s, ctx.obj["overrides"])
     click.echo(f"job {job_id} RUNNING: {s.flink_rest_url}/#/job/running/{job_id}/overview")
+
+
+@main.command()
+@click.option(
+    "--to",
+    "changes",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="What the new job changes, e.g. --to model_version=3 --to scoring_parallelism=1 "
+    "(none: the same settings, new code).",
+)
+@click.pass_context
+def upgrade(ctx: click.Context, changes: tuple[str, ...]) -> None:
+    """Stop the job with a savepoint and run it again from there: new code, model or
+    parallelism, with every user's state kept (refused if the state layout changed)."""
+    from streamscore.config import settings_from
+    from streamscore.upgrade import upgrade as upgrade_job
+
+    old = _settings(ctx)
+    overrides = [*ctx.obj["overrides"], *changes]
+    new = settings_from(overrides)
+    savepoint, job_id = upgrade_job(old, new, overrides)
+    click.echo(f"savepoint {savepoint}")
+    click.echo(f"job {job_id} RUNNING: {new.flink_rest_url}/#/job/running/{job_id}/overview")
 
 
 @main.command()
@@ -286,6 +313,23 @@ def consume(
         pass
 
 
+# --- feature store -----------------------------------------------------------------------------
+@main.group()
+def store() -> None:
+    """The online feature store in Redis."""
+
+
+@store.command("backfill")
+@click.pass_context
+def store_backfill(ctx: click.Context) -> None:
+    """Rebuild the store from the events topic (from the beginning) with the job's feature
+    engine: each user's features as of their newest event. For a new Redis or after data loss;
+    safe while the job runs (a newer stored vector is kept)."""
+    from streamscore.store_backfill import backfill
+
+    click.echo(backfill(_settings(ctx)).summary())
+
+
 # --- model -------------------------------------------------------------------------------------
 @main.command()
 @click.option("--events", default=200_000, show_default=True, help="Synthetic history size.")
@@ -442,9 +486,14 @@ def demo(ctx: click.Context, rate: float, duration: float) -> None:
 
     click.echo("\nchampion vs challenger on the labels joined so far (streamscore quality):")
     click.echo(quality_report(s, s.quality_window_labels, idle_timeout_s=3))
+    from streamscore.monitoring.status import format_status, health_status
+
+    click.echo("\nhealth (streamscore status):")
+    click.echo(format_status(health_status(s)))
     click.echo(
-        f"\nFlink web UI: {s.flink_rest_url}   tail: streamscore consume   "
-        "quality: streamscore quality\nstop everything: streamscore stack down"
+        f"\nFlink web UI: {s.flink_rest_url}   Prometheus: {s.prometheus_url}   "
+        "tail: streamscore consume\nquality: streamscore quality   health: streamscore status, "
+        "streamscore report\nstop everything: streamscore stack down"
     )
 
 

@@ -14,9 +14,11 @@ a child process see the same folders.
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +26,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streamscore.errors import ConfigError
 
 SET_OPTION_HELP = "Override a setting (repeatable); env vars STREAMSCORE_<FIELD> work too."
+# Settings that are secrets (SecretStr): hidden in ``as_dict``, and never put on a command line
+# or into a Flink job graph; the job reads them from its TaskManagers' environment instead
+# (``STREAMSCORE_<FIELD>``, see ``Settings.secret_environment`` and ``with_secrets_from_env``).
+# Keep "password" (or "secret", "token") in their names: PyFlink's client logs the environment of
+# the job script it starts, with the values of such names hidden.
+SECRET_FIELDS = ("redis_password", "kafka_sasl_password")
 
 
 class DeliveryGuarantee(StrEnum):
@@ -32,7 +40,10 @@ class DeliveryGuarantee(StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMSCORE_", frozen=True, extra="forbid")
+    # hide_input_in_errors: a validation error would otherwise quote the input, secrets included.
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMSCORE_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     # Where the local stack keeps every data dir, log, pid file and checkpoint (git-ignored).
     state_dir: Path = Path(".stack")
@@ -57,16 +68,38 @@ class Settings(BaseSettings):
     dead_letters_partitions: int = Field(1, ge=1)
     control_partitions: int = Field(1, ge=1, le=1)  # one partition: commands stay in order
     outcomes_partitions: int = Field(2, ge=1)
+    # Kafka security: PLAINTEXT (the default, for a broker on loopback) or SASL_SSL, i.e.
+    # SCRAM-SHA-512 over TLS, which needs all of username, password and the CA (a PEM file) that
+    # signed the brokers' certificates. Every Python client takes them from
+    # ``kafka_io.client_config``; the job's Kafka connector gets all but the password
+    # (``kafka_io.connector_properties``): its JVMs read the credentials from a JAAS file given
+    # by the cluster (``-Djava.security.auth.login.config``, as the local stack does).
+    # The password is a secret (``SECRET_FIELDS``): pass it as STREAMSCORE_KAFKA_SASL_PASSWORD
+    # rather than ``--set`` (a command line is visible to every local user), and a cluster's
+    # TaskManagers need it in their environment (the local stack puts it there).
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = None
 
     # Redis (the online feature store)
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
+    # With ``redis_username`` the server has an ACL user of that name (the local stack turns its
+    # default user off); without it ``redis_password`` is the default user's (requirepass).
+    # The password is a secret like Kafka's: STREAMSCORE_REDIS_PASSWORD in the environment of
+    # whoever connects, the job's TaskManagers included.
+    redis_username: str | None = Field(None, pattern=r"^[^\s]+$")
     redis_password: SecretStr | None = None
     redis_db: int = 0
     redis_key_prefix: str = "streamscore:features:"
     feature_ttl_s: int = Field(2 * 86400, ge=1)
     redis_flush_max_records: int = Field(2000, ge=1)
     redis_flush_interval_ms: int = Field(20, ge=1)
+    # Users whose newest feature write is kept while Redis is unreachable, to be written when it
+    # is back; past it the oldest pending user is dropped and counted (dropped_pending).
+    redis_pending_max_users: int = Field(100_000, ge=1)
 
     # Flink cluster
     flink_rest_host: str = "127.0.0.1"
@@ -93,6 +126,10 @@ class Settings(BaseSettings):
     max_out_of_orderness_ms: int = Field(5_000, ge=0)
     # Events stamped further ahead of the wall clock are dead letters (invalid:event_time).
     max_event_ahead_ms: int = Field(300_000, ge=0)
+    # Events and labels larger than this are dead letters (too_large, label:too_large), refused
+    # before decoding. Ours are ~150 bytes (an event) and ~60 (a label): 64 KiB leaves room for
+    # producers that add fields, and bounds what one bad record can cost the decoder.
+    max_record_bytes: int = Field(65_536, ge=1024)
     allowed_lateness_ms: int = Field(60_000, ge=0)
     source_idleness_ms: int = Field(10_000, ge=1)
     python_execution_mode: str = "thread"
@@ -156,6 +193,12 @@ class Settings(BaseSettings):
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().resolve()
 
+    @field_validator("kafka_ssl_ca_location")
+    @classmethod
+    def _absolute_file(cls, path: Path | None) -> Path | None:
+        """Absolute, like the folders: the job's JVMs read the same file (see module doc)."""
+        return None if path is None else path.expanduser().resolve()
+
     @field_validator("drift_windows_s", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -166,6 +209,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.kafka_security_protocol == "SASL_SSL":
+            missing = [
+                name
+                for name in ("kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_ca_location")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"kafka_security_protocol SASL_SSL needs {', '.join(missing)}")
         if self.review_threshold > self.decline_threshold:
             raise ValueError("review_threshold must not exceed decline_threshold")
         if self.cost_false_decline_fixed == 0 and self.cost_false_decline_rate == 0:
@@ -183,6 +234,10 @@ class Settings(BaseSettings):
                 "would see incomplete windows"
             )
         return self
+
+    @property
+    def kafka_sasl_ssl(self) -> bool:
+        return self.kafka_security_protocol == "SASL_SSL"
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -214,9 +269,39 @@ class Settings(BaseSettings):
     def as_dict(self) -> dict[str, Any]:
         """Settings as plain JSON-able values, secrets hidden."""
         data = self.model_dump(mode="json")
-        if self.redis_password is not None:
-            data["redis_password"] = "**********"
+        for name in SECRET_FIELDS:
+            if getattr(self, name) is not None:
+                data[name] = "**********"
         return data
+
+    def secret_environment(self) -> dict[str, str]:
+        """The secrets that are set, as the ``STREAMSCORE_<FIELD>`` variables that carry them to
+        another process (``flink run``'s client, the TaskManagers): an environment is private to
+        its process and its user, where a command line or a job graph is not."""
+        env: dict[str, str] = {}
+        for name in SECRET_FIELDS:
+            secret: SecretStr | None = getattr(self, name)
+            if secret is not None:
+                env[f"STREAMSCORE_{name.upper()}"] = secret.get_secret_value()
+        return env
+
+    def without_secrets(self) -> Settings:
+        """A copy with every secret unset: what may be pickled into a Flink job graph, where
+        anyone who can read the job (its REST API, a savepoint, the blob store) could read it.
+        Not validated again: SASL_SSL without its password is expected here."""
+        return self.model_copy(update=dict.fromkeys(SECRET_FIELDS))
+
+    def with_secrets_from_env(self, environ: Mapping[str, str] | None = None) -> Settings:
+        """A copy whose unset secrets are read from ``STREAMSCORE_<FIELD>`` in ``environ`` (this
+        process's environment by default): how the job's functions get back what
+        ``without_secrets`` took out, on the TaskManager that runs them."""
+        source = os.environ if environ is None else environ
+        found = {
+            name: SecretStr(source[key])
+            for name in SECRET_FIELDS
+            if getattr(self, name) is None and (key := f"STREAMSCORE_{name.upper()}") in source
+        }
+        return self.model_copy(update=found) if found else self
 
 
 def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:

@@ -10,9 +10,12 @@ with a TTL (``feature_ttl_s``) refreshed on every write.
 
 Writes go through a Lua script that refuses to replace a newer event's features with an older
 one's, so replays after a failure and out-of-order events are harmless: the stored vector is
-always that of the newest event seen. The scoring path only appends to an in-memory buffer; a
-background thread sends batches in one pipelined round trip. When Redis is down the buffer is
-dropped (and counted), the job keeps scoring, and predictions say ``degraded: ["redis"]``.
+always that of the newest event seen. The scoring path only appends to an in-memory queue; a
+background thread sends batches in one pipelined round trip. When Redis is down the job keeps
+scoring, predictions say ``degraded: ["redis"]``, and the writes that failed are not lost: the
+newest one per user is kept (``PendingWrites``, at most ``redis_pending_max_users`` users, the
+oldest dropped and counted past it) and written once Redis answers again, through the same
+script, so a replayed write never overwrites a newer one.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from array import array
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 import orjson
 import redis
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError
 
 from streamscore.config import Settings
 from streamscore.metrics import Metrics
@@ -42,17 +49,33 @@ redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return 1
 """
 
-# user id -> (event time, event id, feature vector in the feature set's order)
-PendingWrite = tuple[int, str, list[float]]
+# (event time, event id, feature vector in the feature set's order), per user id
+PendingWrite = tuple[int, str, Sequence[float]]
+
+# Replies that mean "not now" rather than "never": the server is restarting or loading its AOF
+# (a ConnectionError in redis-py), lost its script cache in a restart, is out of memory for the
+# moment, or is a replica. A write that gets one is kept and replayed; any other error reply
+# (WRONGTYPE, say) would fail the same way forever, so that write is counted and dropped.
+TRANSIENT_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    OSError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+)
+TRANSIENT_REPLIES = ("BUSY", "MASTERDOWN", "TRYAGAIN")
 
 
 def connect(settings: Settings, timeout_s: float = 2.0) -> redis.Redis:
-    """The one way to a Redis client: address, database and password from the settings."""
+    """The one way to a Redis client: address, database, ACL user and password from the
+    settings (no user: the password is the default user's)."""
     password = settings.redis_password
     return redis.Redis(
         host=settings.redis_host,
         port=settings.redis_port,
         db=settings.redis_db,
+        username=settings.redis_username,
         password=password.get_secret_value() if password is not None else None,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
@@ -74,8 +97,127 @@ def read_features(client: redis.Redis, key_prefix: str, user_id: str) -> dict[st
     }
 
 
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed write may succeed if sent again (see ``TRANSIENT_ERRORS``)."""
+    return isinstance(error, TRANSIENT_ERRORS) or str(error).startswith(TRANSIENT_REPLIES)
+
+
+def newer(write: PendingWrite, current: PendingWrite | None) -> bool:
+    """Whether ``write`` replaces ``current`` for the same user: the store's rule (newest event
+    time wins), with the later write winning a tie, as the Lua script lets it."""
+    return current is None or write[0] >= current[0]
+
+
+class ConditionalWriter:
+    """The store's one write path: ``CONDITIONAL_WRITE`` for a batch of users, in one pipelined
+    round trip. The job's writer and ``store backfill`` both write through it, so they share the
+    key layout, the TTL and the newest-event-wins rule."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key_prefix: str,
+        feature_set_version: str,
+        feature_names: tuple[str, ...],
+        ttl_s: int,
+    ) -> None:
+        self._client = client
+        self._prefix = key_prefix
+        self._version = feature_set_version.encode()
+        self._names = feature_names
+        self._ttl_ms = str(ttl_s * 1000).encode()
+        self._sha: str | None = None
+
+    def send(self, batch: Mapping[str, PendingWrite]) -> list[Any]:
+        """One result per write, in the batch's order: 1 (written), 0 (stale: Redis holds a newer
+        event's features) or the error Redis answered for that write. A failure of the whole
+        round trip raises ``redis.RedisError`` or ``OSError``.
+
+        The JSON is built here, once per user per batch, not once per event on the scoring path.
+        """
+        if self._sha is None:
+            self._sha = self._client.script_load(CONDITIONAL_WRITE)
+        now = str(int(time.time() * 1000)).encode()
+        pipe = self._client.pipeline(transaction=False)
+        names = self._names
+        for user_id, (event_time, event_id, vector) in batch.items():
+            pipe.execute_command(
+                "EVALSHA",
+                self._sha,
+                1,
+                self._prefix + user_id,
+                event_time,
+                event_id,
+                self._version,
+                orjson.dumps(dict(zip(names, vector))),
+                now,
+                self._ttl_ms,
+            )
+        results = pipe.execute(raise_on_error=False)
+        if any(isinstance(r, NoScriptError) for r in results):
+            self._sha = None  # Redis restarted and lost the script: load it again next time
+        return results
+
+
+class PendingWrites:
+    """The newest write per user that Redis has not taken yet, bounded in users.
+
+    Kept in the order users last changed: replays go oldest first, and past ``max_users`` the
+    user untouched the longest is dropped (their next event, or a backfill, writes them again).
+    Vectors are kept as ``array("d")``: about 0.6 KB per user instead of 1.1 KB as a list of
+    float objects, which matters at 100,000 users per scoring subtask. Not thread-safe: the
+    writer thread alone touches it."""
+
+    def __init__(self, max_users: int) -> None:
+        self._max = max_users
+        self._writes: OrderedDict[str, PendingWrite] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def get(self, user_id: str) -> PendingWrite | None:
+        return self._writes.get(user_id)
+
+    def merge(self, writes: Mapping[str, PendingWrite]) -> int:
+        """Keep each user's newest write (an older one than kept is ignored); returns how many
+        users were dropped, oldest first, to stay within the bound."""
+        kept = self._writes
+        for user_id, write in writes.items():
+            current = kept.get(user_id)
+            if not newer(write, current):
+                continue
+            if current is not None:
+                kept.move_to_end(user_id)
+            kept[user_id] = (write[0], write[1], array("d", write[2]))
+        dropped = max(0, len(kept) - self._max)
+        for _ in range(dropped):
+            kept.popitem(last=False)
+        return dropped
+
+    def oldest(self, count: int) -> dict[str, PendingWrite]:
+        """Up to ``count`` writes, the oldest first (they stay until ``remove``)."""
+        return dict(islice(self._writes.items(), count))
+
+    def remove(self, user_ids: Iterable[str]) -> None:
+        for user_id in user_ids:
+            del self._writes[user_id]
+
+
+def _default_pending_max_users() -> int:
+    return int(Settings.model_fields["redis_pending_max_users"].default)
+
+
 class FeatureStoreWriter:
-    """Buffers the newest feature vector per user and flushes batches from a daemon thread."""
+    """Queues the newest feature vector per user and flushes batches from a daemon thread.
+
+    Writes whose batch fails go to ``PendingWrites`` and are replayed, oldest first, once
+    ``retry_interval_s`` has passed since the last failure; queued writes are merged into them
+    meanwhile, so memory is bounded by users, not by the length of the outage.
+
+    Metrics (``streamscore_feature_store_writes_total{result}``): ``written``; ``stale`` (Redis
+    had a newer event); ``failed`` (a first attempt failed: the write is kept pending);
+    ``rejected`` (Redis refused it for good, e.g. WRONGTYPE: not retried); ``dropped`` (queue
+    overflow: scoring outran the writer); ``dropped_pending`` (past ``max_pending_users``)."""
 
     def __init__(
         self,
@@ -87,103 +229,177 @@ class FeatureStoreWriter:
         metrics: Metrics,
         flush_max_records: int = 2000,
         flush_interval_ms: int = 20,
-        max_pending: int = 200_000,
+        max_queued: int = 200_000,
+        max_pending_users: int | None = None,
+        retry_interval_s: float = 1.0,
+        background: bool = True,
     ) -> None:
-        self._client = client
-        self._prefix = key_prefix
-        self._version = feature_set_version.encode()
-        self._names = feature_names
-        self._ttl_ms = str(ttl_s * 1000).encode()
+        """``background=False`` starts no thread: the caller flushes (tests, batch tools)."""
+        self._writer = ConditionalWriter(
+            client, key_prefix, feature_set_version, feature_names, ttl_s
+        )
         self._metrics = metrics
         self._flush_max = flush_max_records
         self._interval_s = flush_interval_ms / 1000.0
-        self._max_pending = max_pending
-        self._pending: deque[tuple[str, PendingWrite]] = deque()
+        self._max_queued = max_queued
+        self._queue: deque[tuple[str, PendingWrite]] = deque()
+        self._pending = PendingWrites(max_pending_users or _default_pending_max_users())
+        self._retry_interval_s = retry_interval_s
+        self._retry_at = 0.0  # time.monotonic() before which pending writes are not retried
+        self._dropped_this_outage = 0
+        self._flush_lock = threading.Lock()  # the thread and an explicit flush() never overlap
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._sha: str | None = None
         self.healthy = True
-        self._thread = threading.Thread(target=self._run, name="feature-store-writer", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(
+                target=self._run, name="feature-store-writer", daemon=True
+            )
+            self._thread.start()
+
+    @property
+    def pending_users(self) -> int:
+        """Users whose newest write waits for Redis to answer again."""
+        return len(self._pending)
 
     def submit(self, user_id: str, event_time: int, event_id: str, vector: list[float]) -> None:
-        """Queue a write; never blocks. Oldest writes are dropped if Redis cannot keep up.
+        """Queue a write; never blocks. Oldest writes are dropped if the writer cannot keep up.
 
         Only the vector is queued: the JSON is built at flush time, once per user per batch on
         the writer thread, instead of once per event on the scoring path."""
-        if len(self._pending) >= self._max_pending:
-            self._pending.popleft()
+        if len(self._queue) >= self._max_queued:
+            self._queue.popleft()
             self._metrics.feature_store_writes.labels("dropped").inc()
-        self._pending.append((user_id, (event_time, event_id, vector)))
-        if len(self._pending) >= self._flush_max:
+        self._queue.append((user_id, (event_time, event_id, vector)))
+        if len(self._queue) >= self._flush_max:
             self._wake.set()
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout_s)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        else:
+            self.flush(retry_now=True)
+        if self._pending:
+            log.warning(
+                "%d users' feature writes were still pending (Redis unreachable): run "
+                "`streamscore store backfill` once it is back",
+                len(self._pending),
+            )
 
-    def flush(self) -> None:
-        """Send everything queued so far (also called by the thread)."""
-        while self._pending:
-            batch: dict[str, PendingWrite] = {}
-            for _ in range(min(len(self._pending), self._flush_max * 4)):
-                user_id, write = self._pending.popleft()
-                current = batch.get(user_id)
-                if current is None or write[0] >= current[0]:
-                    batch[user_id] = write
-            self._send(batch)
+    def flush(self, retry_now: bool = False) -> None:
+        """Send everything queued so far (also called by the thread).
 
-    def _send(self, batch: dict[str, PendingWrite]) -> None:
+        While writes are pending, the queue is merged into them and the lot is replayed once the
+        retry interval has passed (at once with ``retry_now``)."""
+        with self._flush_lock:
+            if self._pending:
+                self._keep(self._take(len(self._queue)))
+                if not retry_now and time.monotonic() < self._retry_at:
+                    return
+                if not self._replay():
+                    return
+            while self._queue:
+                failed = self._send(self._take(self._flush_max * 4), first_attempt=True)
+                if failed:
+                    self._keep(failed)
+                    return
+
+    def _take(self, count: int) -> dict[str, PendingWrite]:
+        """Up to ``count`` queued writes, deduplicated per user (the newest kept)."""
+        batch: dict[str, PendingWrite] = {}
+        queue = self._queue
+        for _ in range(min(len(queue), count)):
+            user_id, write = queue.popleft()
+            if newer(write, batch.get(user_id)):
+                batch[user_id] = write
+        return batch
+
+    def _keep(self, writes: Mapping[str, PendingWrite]) -> None:
+        dropped = self._pending.merge(writes)
+        if dropped:
+            self._metrics.feature_store_writes.labels("dropped_pending").inc(dropped)
+            if not self._dropped_this_outage:
+                log.warning(
+                    "more users' feature writes pending than redis_pending_max_users: dropping "
+                    "the oldest (run `streamscore store backfill` once Redis is back)"
+                )
+            self._dropped_this_outage += dropped
+
+    def _replay(self) -> bool:
+        """Send the pending writes, oldest first; False if Redis failed again."""
+        pending = self._pending
+        while pending:
+            batch = pending.oldest(self._flush_max * 4)
+            failed = self._send(batch, first_attempt=False)
+            pending.remove(user_id for user_id in batch if user_id not in failed)
+            if failed:
+                return False
+        if self._dropped_this_outage:
+            log.warning(
+                "pending feature writes replayed; %d users' writes were dropped on the way",
+                self._dropped_this_outage,
+            )
+            self._dropped_this_outage = 0
+        return True
+
+    def _send(self, batch: dict[str, PendingWrite], first_attempt: bool) -> dict[str, PendingWrite]:
+        """Write a batch; returns the writes to keep for a retry (empty when all went through).
+
+        ``failed`` counts a write once, on its first attempt, not on every retry."""
         writes = self._metrics.feature_store_writes
         try:
-            if self._sha is None:
-                self._sha = self._client.script_load(CONDITIONAL_WRITE)
-            now = str(int(time.time() * 1000)).encode()
-            pipe = self._client.pipeline(transaction=False)
-            names = self._names
-            for user_id, (event_time, event_id, vector) in batch.items():
-                features = orjson.dumps(dict(zip(names, vector)))
-                pipe.execute_command(
-                    "EVALSHA",
-                    self._sha,
-                    1,
-                    self._prefix + user_id,
-                    event_time,
-                    event_id,
-                    self._version,
-                    features,
-                    now,
-                    self._ttl_ms,
-                )
-            results = pipe.execute(raise_on_error=False)
+            results = self._writer.send(batch)
         except (redis.RedisError, OSError) as exc:
-            self._mark_unhealthy(exc, len(batch))
-            return
-        errors = [r for r in results if isinstance(r, Exception)]
-        if errors:
-            if any("NOSCRIPT" in str(e) for e in errors):
-                self._sha = None  # Redis restarted and lost the script: reload on next flush
-            self._mark_unhealthy(errors[0], len(errors))
-        written = sum(1 for r in results if r == 1)
+            if first_attempt:
+                writes.labels("failed").inc(len(batch))
+            self._mark_unhealthy(exc)
+            return batch
+        retry: dict[str, PendingWrite] = {}
+        written = rejected = 0
+        error: BaseException | None = None
+        for (user_id, write), result in zip(batch.items(), results):
+            if isinstance(result, Exception):
+                error = error or result
+                if is_transient(result):
+                    retry[user_id] = write
+                else:
+                    rejected += 1
+            elif result == 1:
+                written += 1
         writes.labels("written").inc(written)
-        writes.labels("stale").inc(len(results) - written - len(errors))
-        if not errors and not self.healthy:
+        writes.labels("stale").inc(len(results) - written - len(retry) - rejected)
+        if rejected:
+            writes.labels("rejected").inc(rejected)
+        if retry and first_attempt:
+            writes.labels("failed").inc(len(retry))
+        if error is not None:
+            self._mark_unhealthy(error)
+        elif not self.healthy:
             log.info("feature store reachable again")
             self.healthy = True
+        return retry
 
-    def _mark_unhealthy(self, exc: BaseException, lost: int) -> None:
-        self._metrics.feature_store_writes.labels("failed").inc(lost)
+    def _mark_unhealthy(self, exc: BaseException) -> None:
+        self._retry_at = time.monotonic() + self._retry_interval_s
         if self.healthy:
-            log.warning("feature store write failed (%s); scoring continues without it", exc)
+            log.warning(
+                "feature store write failed (%s); scoring continues, the newest write per user "
+                "is kept for when Redis is back",
+                exc,
+            )
         self.healthy = False
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self._interval_s if self.healthy else 1.0)
+            self._wake.wait(
+                self._interval_s if self.healthy else max(self._retry_interval_s, self._interval_s)
+            )
             self._wake.clear()
             try:
                 self.flush()
             except Exception:  # the thread must survive anything to keep the store fresh
                 log.exception("feature store flush failed")
-        self.flush()
+        self.flush(retry_now=True)

@@ -7,10 +7,12 @@ import logging
 import re
 import sys
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
-from streamscore.config import Settings
+from streamscore.config import SECRET_FIELDS, Settings, parse_overrides
 from streamscore.errors import StackError
 from streamscore.model.loading import load_for_job
 from streamscore.resources import job_entry_script
@@ -29,23 +31,20 @@ def find_job(
     return None
 
 
-def submit(
-    s: Settings, overrides: list[str], wait_s: float = 180, from_savepoint: str | None = None
-) -> str:
-    """Submit the job detached (unless it already runs) and wait until all its tasks run.
+def public_overrides(overrides: list[str]) -> list[str]:
+    """``overrides`` without the secret settings (``SECRET_FIELDS``)."""
+    secret = {name.lower() for name in SECRET_FIELDS}
+    return [item for item in overrides if next(iter(parse_overrides([item]))).lower() not in secret]
 
-    The model is resolved here first, so a version asked for by name that does not exist fails
-    at once, before anything reaches the cluster. The job script runs under this process's own
-    Python (``-pyclientexec``), so it imports the same installed ``streamscore`` as the caller;
-    ``models_dir`` and ``state_dir`` go along as absolute paths. ``from_savepoint`` restores
-    the job's state (user state, the label join, the learner, the model assignment)."""
-    load_for_job(s)
-    existing = find_job(s)
-    if existing is not None:
-        log.info("job %s already %s (%s)", s.job_name, existing["state"], existing["jid"])
-        return str(existing["jid"])
-    layout = layout_of(s)
-    jar = maven.connector_jar(layout.flink_jars)
+
+def run_arguments(
+    s: Settings, overrides: list[str], jar: Path, from_savepoint: str | None = None
+) -> list[str]:
+    """``flink run``'s arguments: the job script and its ``--set`` settings, secrets excepted.
+
+    A command line is visible to every local user and written to Flink's client log; the
+    secrets go to the job script through its environment instead (``submit``), and from there
+    to no further than its own process (``pipeline.build`` drops them from the job graph)."""
     args = [
         "run",
         "-d",
@@ -59,9 +58,32 @@ def submit(
         "-py",
         str(job_entry_script()),
     ]
-    for item in [f"models_dir={s.models_dir}", f"state_dir={s.state_dir}", *overrides]:
+    items = [f"models_dir={s.models_dir}", f"state_dir={s.state_dir}", *overrides]
+    for item in public_overrides(items):
         args += ["--set", item]
-    result = flink.flink_cli(layout, *args)
+    return args
+
+
+def submit(
+    s: Settings, overrides: list[str], wait_s: float = 180, from_savepoint: str | None = None
+) -> str:
+    """Submit the job detached (unless it already runs) and wait until all its tasks run.
+
+    The model is resolved here first, so a version asked for by name that does not exist fails
+    at once, before anything reaches the cluster. The job script runs under this process's own
+    Python (``-pyclientexec``), so it imports the same installed ``streamscore`` as the caller;
+    ``models_dir`` and ``state_dir`` go along as absolute paths. ``from_savepoint`` restores
+    the job's state (user state, the label join, the learner, the model assignment). Secret
+    settings reach the job script as STREAMSCORE_* variables, never as arguments."""
+    load_for_job(s)
+    existing = find_job(s)
+    if existing is not None:
+        log.info("job %s already %s (%s)", s.job_name, existing["state"], existing["jid"])
+        return str(existing["jid"])
+    layout = layout_of(s)
+    jar = maven.connector_jar(layout.flink_jars)
+    args = run_arguments(s, overrides, jar, from_savepoint)
+    result = flink.flink_cli(layout, *args, extra_env=s.secret_environment())
     match = re.search(r"JobID ([0-9a-f]{32})", result.stdout + result.stderr)
     if result.returncode != 0 or match is None:
         raise StackError(
@@ -105,7 +127,12 @@ def cancel(s: Settings, job_id: str | None = None) -> str | None:
     request = urllib.request.Request(
         f"{s.flink_rest_url}/jobs/{job['jid']}?mode=cancel", method="PATCH"
     )
-    urllib.request.urlopen(request, timeout=10).read()
+    try:
+        urllib.request.urlopen(request, timeout=10).read()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:  # 409: the job already ended (e.g. stopped with a savepoint)
+            raise
+        return None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if flink.rest(s, f"/jobs/{job['jid']}")["state"] in ("CANCELED", "FAILED", "FINISHED"):

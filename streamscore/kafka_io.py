@@ -3,7 +3,9 @@
 The CLI (``produce``, ``consume``), the benchmark and the tests all produce and read through
 here, so they share one producer configuration (the one the job's Kafka sink behaves like:
 idempotent, ``acks=all``, 5 ms linger) and one loop that turns "broker down" and "no such
-topic" into errors a person can act on instead of a client that retries forever.
+topic" into errors a person can act on instead of a client that retries forever. Every
+client, the stack's and the benchmark's too, is configured from ``client_config``, so a secured
+broker (SASL_SSL) needs its settings in one place only.
 """
 
 from __future__ import annotations
@@ -36,9 +38,42 @@ PRODUCER_CONFIG: dict[str, Any] = {
 METADATA_TIMEOUT_S = 5.0
 
 
+def client_config(settings: Settings) -> dict[str, Any]:
+    """How a librdkafka client (producer, consumer, admin) reaches the brokers: the bootstrap
+    servers and, for SASL_SSL, the SCRAM credentials and the CA to check the brokers against.
+
+    The dict holds the password in clear (librdkafka needs it so): never log it."""
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap}
+    if settings.kafka_sasl_ssl:
+        config["security.protocol"] = "SASL_SSL"
+        config["sasl.mechanisms"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+        config["ssl.ca.location"] = str(settings.kafka_ssl_ca_location)
+    return config
+
+
+def connector_properties(settings: Settings) -> dict[str, str]:
+    """The Java Kafka client properties of the job's Flink connector (source and sink) for a
+    secured broker; empty for PLAINTEXT.
+
+    No credentials: a ``sasl.jaas.config`` here would put the password into the job graph. The
+    cluster's JVMs read a JAAS file with a ``KafkaClient`` section instead (the local stack
+    writes one and points ``-Djava.security.auth.login.config`` at it)."""
+    if not settings.kafka_sasl_ssl:
+        return {}
+    return {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": settings.kafka_sasl_mechanism,
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(settings.kafka_ssl_ca_location),
+    }
+
+
 def new_producer(settings: Settings, **overrides: Any) -> Producer:
     """A producer with the shared configuration (``overrides`` win)."""
-    return Producer({"bootstrap.servers": settings.kafka_bootstrap, **PRODUCER_CONFIG, **overrides})
+    return Producer({**client_config(settings), **PRODUCER_CONFIG, **overrides})
 
 
 def send_record(
@@ -62,7 +97,7 @@ def partitions_of(settings: Settings, topic: str) -> list[int]:
 
     Asked through a client of its own whose librdkafka logging is off: while the broker is down
     that log repeats "connection refused" every 50 ms, and the one-line error says it better."""
-    probe = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    probe = AdminClient({**client_config(settings), "log_level": 0})
     try:
         metadata = probe.list_topics(topic, timeout=METADATA_TIMEOUT_S)
     except KafkaException as exc:
@@ -99,7 +134,7 @@ def read_messages(
     partitions = partitions_of(settings, topic)
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings),
             "group.id": f"streamscore-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed" if read_committed else "read_uncommitted",

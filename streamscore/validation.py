@@ -12,8 +12,8 @@ from typing import Any
 
 from streamscore.errors import Rejection
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_CURRENCY = re.compile(r"[A-Z]{3}")  # fullmatch: "$" would accept a trailing newline
+_COUNTRY = re.compile(r"[A-Z]{2}")
 # Event times must fall in a sane range: 2000-01-01 .. 2100-01-01 (epoch millis).
 MIN_EVENT_TIME_MS = 946_684_800_000
 MAX_EVENT_TIME_MS = 4_102_444_800_000
@@ -48,9 +48,9 @@ def validate_event(
     amount = event["amount"]
     if not (math.isfinite(amount) and 0.0 < amount <= MAX_AMOUNT):
         raise Rejection("invalid:amount", f"amount {amount!r} is not in (0, {MAX_AMOUNT:.0f}]")
-    if not _CURRENCY.match(event["currency"]):
+    if not _CURRENCY.fullmatch(event["currency"]):
         raise Rejection("invalid:currency", f"currency {event['currency']!r} is not ISO 4217")
-    if not _COUNTRY.match(event["country"]):
+    if not _COUNTRY.fullmatch(event["country"]):
         raise Rejection("invalid:country", f"country {event['country']!r} is not ISO 3166 alpha-2")
 
 

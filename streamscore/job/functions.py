@@ -41,6 +41,7 @@ from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
 from streamscore.job import records
+from streamscore.job.decode import decode_event, decode_label
 from streamscore.job.records import DeadLetters
 from streamscore.job.state import (
     ParkedLabel,
@@ -57,7 +58,6 @@ from streamscore.model.control import canary_arm
 from streamscore.model.loading import ModelBundle
 from streamscore.model.scorer import Scorer
 from streamscore.serde import Codec
-from streamscore.validation import validate_event, validate_label
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ class DecodeAndValidate(ProcessFunction):
         self._schemas = schemas
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        s = self._settings
+        # Secrets are not in the job graph: the Kafka password comes from this TaskManager.
+        self._settings = s = self._settings.with_secrets_from_env()
         self._events = Codec("event", self._schemas["event"])
         self._labels = Codec("label", self._schemas["label"])
         self._labels_topic = s.topic_labels
@@ -155,15 +156,11 @@ class DecodeAndValidate(ProcessFunction):
         if topic == self._labels_topic:
             yield from self._label(payload, topic, partition, offset)
             return
+        now_ms = int(time.time() * 1000)
         try:
-            if not payload:
-                raise Rejection("decode_error", "empty record value")
-            try:
-                event = self._events.decode(payload)
-            except Exception as exc:  # fastavro raises many kinds on garbage
-                raise Rejection("decode_error", f"{type(exc).__name__}: {exc}") from None
-            now_ms = int(time.time() * 1000)
-            validate_event(event, now_ms, self._max_ahead_ms)
+            event = decode_event(
+                payload, self._events, now_ms, self._max_ahead_ms, self._settings.max_record_bytes
+            )
         except Rejection as rejection:
             yield DEAD_LETTERS, self._dead.row(rejection, topic, partition, offset, payload)
             return
@@ -181,11 +178,7 @@ class DecodeAndValidate(ProcessFunction):
 
     def _label(self, payload: bytes, topic: str, partition: int, offset: int):  # type: ignore[no-untyped-def]
         try:
-            try:
-                label = self._labels.decode(payload)
-            except Exception as exc:
-                raise Rejection("label:decode_error", f"{type(exc).__name__}: {exc}") from None
-            validate_label(label)
+            label = decode_label(payload, self._labels, self._settings.max_record_bytes)
         except Rejection as rejection:
             self._metrics.labels.labels(rejection.reason).inc()
             yield DEAD_LETTERS, self._dead.row(rejection, topic, partition, offset, payload)
@@ -272,7 +265,8 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         from streamscore.feature_store import FeatureStoreWriter, connect
         from streamscore.model.decisions import CostModel
 
-        s = self._settings
+        # Secrets are not in the job graph: the Redis password comes from this TaskManager.
+        s = self._settings.with_secrets_from_env()
         # PICKLED_BYTE_ARRAY: the ScoringState is pickled once per write (thread mode's
         # PRIMITIVE_ARRAY state converter would copy byte by byte, and fails on absent values).
         # Idle users and due labels are handled by event-time timers, not a state TTL: in thread
@@ -304,6 +298,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             self._metrics,
             s.redis_flush_max_records,
             s.redis_flush_interval_ms,
+            max_pending_users=s.redis_pending_max_users,
         )
         self._lateness = s.allowed_lateness_ms
         self._control = ControlReader(s, self._schemas["control"], load_check=True)

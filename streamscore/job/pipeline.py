@@ -47,6 +47,7 @@ from streamscore.job.functions import (
     LearnChallenger,
     ScoreEvents,
 )
+from streamscore.kafka_io import connector_properties
 from streamscore.model.loading import ModelBundle
 from streamscore.resources import RECORD_TYPES, schema
 
@@ -93,6 +94,10 @@ def source_ddl(
         else ""
     )
     idle = "'scan.watermark.idle-timeout' = '1 s'," if end_of_time_watermark else ""
+    security = "".join(
+        f"'properties.{key}' = '{_quote(value)}',\n            "
+        for key, value in connector_properties(s).items()
+    )
     return f"""
         CREATE TEMPORARY TABLE {table} (
             payload BYTES,
@@ -108,7 +113,7 @@ def source_ddl(
             'properties.isolation.level' = 'read_committed',
             'scan.startup.mode' = '{startup_mode}',
             'properties.auto.offset.reset' = 'earliest',
-            'format' = 'raw'
+            {security}'format' = 'raw'
         )"""
 
 
@@ -153,6 +158,8 @@ def kafka_sink(s: Settings, topic: str | None, name: str) -> KafkaSink:
         j_serializer.setValueSerializationSchema(RowFieldExtractorSchema(2)._j_serialization_schema)
         builder._j_builder.setRecordSerializer(j_serializer.build())
     builder.set_property("linger.ms", "5")
+    for key, value in connector_properties(s).items():
+        builder.set_property(key, value)
     if s.delivery_guarantee is Guarantee.EXACTLY_ONCE:
         builder = (
             builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
@@ -198,6 +205,9 @@ def _event_time_keyed(decoded: DataStream, s: Settings) -> KeyedStream:
 
 
 def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | None) -> None:
+    # The functions below are pickled into the job graph with these settings: no secrets in
+    # there (the functions read them from their TaskManager's environment, see functions.py).
+    s = s.without_secrets()
     schemas: dict[str, dict[str, Any]] = {name: schema(name) for name in RECORD_TYPES}
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("table.local-time-zone", "UTC")

@@ -39,6 +39,11 @@ class DeadLetters:
         )
 
 
+# A dead letter keeps at most this much of its input: a ``too_large`` record near the broker's
+# message size limit must not make a dead letter the broker refuses (which would fail the job).
+MAX_ORIGINAL_BYTES = 64 * 1024
+
+
 def dead_letter(
     codec: Codec,
     rejection: Rejection,
@@ -47,14 +52,19 @@ def dead_letter(
     offset: int,
     original: bytes | None,
 ) -> bytes:
+    original = original or b""
+    detail = rejection.detail[:1000]
+    if len(original) > MAX_ORIGINAL_BYTES:
+        detail += f" (original cut to its first {MAX_ORIGINAL_BYTES} of {len(original)} bytes)"
+        original = original[:MAX_ORIGINAL_BYTES]
     return codec.encode(
         {
             "reason": rejection.reason,
-            "detail": rejection.detail[:1000],
+            "detail": detail,
             "source_topic": topic,
             "source_partition": partition,
             "source_offset": offset,
-            "original": original or b"",
+            "original": original,
             "dead_letter_time": int(time.time() * 1000),
         }
     )

@@ -162,6 +162,20 @@ MODEL_HEALTH = Row(
             "The score distribution against the training reference, over 5 min and 1 h windows.",
         ),
         Panel(
+            "Concept drift (ADWIN)",
+            (
+                Query("streamscore_concept_drift_error_rate", "mean |label - score| ({{model}})"),
+                Query(
+                    "increase(streamscore_concept_drift_detections_total[15m])",
+                    "detections in 15 min ({{model}})",
+                ),
+            ),
+            "short",
+            Kind.LINE,
+            "The champion's error on the joined labels over ADWIN's adaptive window; a detection "
+            "is a change in it (alert StreamscoreConceptDrift).",
+        ),
+        Panel(
             "Decision mix",
             (Query("streamscore:predictions:rate1m", "{{decision}} ({{model_version}})"),),
             "ops",

@@ -166,8 +166,15 @@ def format_status(status: HealthStatus) -> str:
     else:
         lines.append("  top feature drift (PSI 5m)   no data")
     lines.append(f"alerts firing: {len(status.alerts) or 'none'}")
+    by_name: dict[str, list[Alert]] = {}
     for alert in status.alerts:
-        lines.append(f"  {alert.name}: {alert.summary}")
+        by_name.setdefault(alert.name, []).append(alert)
+    for name, alerts in by_name.items():
+        # One line per alert name: a drift alert fires once per drifted feature.
+        lines.append(f"  {name}: {alerts[0].summary}")
+        if len(alerts) > 1:
+            others = [a.labels.get("variable") or a.summary for a in alerts[1:]]
+            lines.append(f"    and {len(others)} more: {', '.join(others)}")
     return "\n".join(lines)
 
 

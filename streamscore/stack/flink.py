@@ -3,6 +3,11 @@
 The wheel ships a full distribution (``bin/``, ``lib/`` with the RocksDB backend, ``opt/``,
 ``plugins/`` with the Prometheus reporter); we only point ``FLINK_CONF_DIR`` at a config folder
 inside the stack's state dir, so the installed package is never edited.
+
+Secured (SASL_SSL), every Flink JVM gets ``-Djava.security.auth.login.config`` pointing at a
+JAAS file under the stack's secrets folder, which the job's Kafka connector logs in with, and
+the TaskManagers get the secret settings (``Settings.secret_environment``) in their environment,
+where the job's Python functions read them: neither is then part of the job graph.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import Any
 
 from streamscore.config import Settings
 from streamscore.errors import StackError
+from streamscore.stack import credentials
 from streamscore.stack.layout import StackLayout
-from streamscore.stack.process import alive, read_pid, start_detached, wait_until
+from streamscore.stack.process import wait_until
+from streamscore.stack.supervision import Program
 
 log = logging.getLogger(__name__)
 JOBMANAGER = "flink-jobmanager"
@@ -44,11 +51,20 @@ def shipped_java_opts() -> str:
     return str(shipped.get("env", {}).get("java", {}).get("opts", {}).get("all", ""))
 
 
+def java_opts(s: Settings, layout: StackLayout) -> str:
+    """The wheel's JVM flags, plus the Kafka client JAAS file when Kafka is SASL_SSL."""
+    opts = shipped_java_opts()
+    if s.kafka_sasl_ssl:
+        jaas = credentials.client_jaas_file(layout)
+        opts = f"{opts} -Djava.security.auth.login.config={jaas}".strip()
+    return opts
+
+
 def cluster_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
     python = sys.executable
     work = layout.flink_work
     return {
-        "env.java.opts.all": shipped_java_opts(),
+        "env.java.opts.all": java_opts(s, layout),
         "jobmanager.rpc.address": "127.0.0.1",
         "jobmanager.rpc.port": s.flink_rpc_port,
         "jobmanager.bind-host": "127.0.0.1",
@@ -73,6 +89,13 @@ def cluster_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
         "execution.checkpointing.savepoint-dir": layout.savepoints.as_uri(),
         "execution.checkpointing.num-retained": 2,
         "restart-strategy.type": "exponential-delay",
+        # A lost TaskManager is restarted by the supervisor within seconds: notice it as fast
+        # (heartbeats every 2 s, lost after 10 s instead of 50 s) and retry the job at most 10 s
+        # apart, so a kill -9 costs seconds of output, not a minute (tests/e2e/test_chaos.py).
+        "restart-strategy.exponential-delay.initial-backoff": "1 s",
+        "restart-strategy.exponential-delay.max-backoff": "10 s",
+        "heartbeat.interval": 2000,
+        "heartbeat.timeout": 10000,
         # pemja (PyFlink's thread mode) cannot be loaded by a second user-code class loader in
         # one JVM on Java 17 (FLINK-37727), which breaks resubmitting a job to the same
         # TaskManager. flink-python is on the cluster class path instead (see build_lib_dir),
@@ -132,16 +155,22 @@ def build_lib_dir(layout: StackLayout) -> Path:
     return lib
 
 
+def flink_env_overrides(layout: StackLayout) -> dict[str, str]:
+    """What Flink's scripts need on top of the caller's environment."""
+    return {
+        "FLINK_HOME": str(flink_home()),
+        "FLINK_LIB_DIR": str(layout.flink_work / "lib"),
+        "FLINK_CONF_DIR": str(layout.flink_conf),
+        "FLINK_LOG_DIR": str(layout.logs),
+        "FLINK_PID_DIR": str(layout.pids),
+        # The venv's bin first, so `python` in Flink's scripts is the project's interpreter.
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+
+
 def flink_env(layout: StackLayout) -> dict[str, str]:
-    env = dict(os.environ)
-    env["FLINK_HOME"] = str(flink_home())
-    env["FLINK_LIB_DIR"] = str(build_lib_dir(layout))
-    env["FLINK_CONF_DIR"] = str(layout.flink_conf)
-    env["FLINK_LOG_DIR"] = str(layout.logs)
-    env["FLINK_PID_DIR"] = str(layout.pids)
-    # The venv's bin first, so `python` in Flink's scripts is the project's interpreter.
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    return env
+    build_lib_dir(layout)
+    return {**os.environ, **flink_env_overrides(layout)}
 
 
 def rest(s: Settings, path: str, timeout_s: float = 3.0) -> Any:
@@ -157,49 +186,57 @@ def overview_ok(s: Settings) -> bool:
     )
 
 
-def start(s: Settings, layout: StackLayout) -> None:
+def prepare(s: Settings, layout: StackLayout) -> None:
+    if s.kafka_sasl_ssl:
+        credentials.write_client_jaas(s, layout)
+    write_config(s, layout)
+    build_lib_dir(layout)
+
+
+def programs(s: Settings, layout: StackLayout) -> list[Program]:
     """A JobManager and ``flink_taskmanagers`` TaskManagers. Each TaskManager is a JVM with its
     own embedded Python interpreter: in thread mode that is what lets Python operators in
-    different slot sharing groups run on different cores (one interpreter means one GIL)."""
-    jm = read_pid(layout.pid_file(JOBMANAGER))
-    tms = {name: read_pid(layout.pid_file(name)) for name in taskmanager_names(s)}
-    if alive(jm) and all(alive(pid) for pid in tms.values()):
-        return
-    write_config(s, layout)
-    env = flink_env(layout)
+    different slot sharing groups run on different cores (one interpreter means one GIL).
+
+    The TaskManagers' environment carries the secret settings the job's functions read there
+    (``Settings.with_secrets_from_env``); it ends up in the supervisor's config, which is
+    therefore private to its owner (supervision.py)."""
+    env = flink_env_overrides(layout)
+    secrets = s.secret_environment()
     bin_dir = flink_home() / "bin"
-    if not alive(jm):
-        jm = start_detached(
-            [str(bin_dir / "jobmanager.sh"), "start-foreground"],
-            layout.log_file(JOBMANAGER),
-            layout.pid_file(JOBMANAGER),
-            env=env,
-        )
-    for name, pid in tms.items():
-        if not alive(pid):
-            tms[name] = start_detached(
-                [str(bin_dir / "taskmanager.sh"), "start-foreground"],
-                layout.log_file(name),
-                layout.pid_file(name),
-                env={**env, "FLINK_IDENT_STRING": name},
-            )
-    wait_until(lambda: overview_ok(s), "Flink", 120, layout.log_file(JOBMANAGER), jm)
-    log.info(
-        "Flink up: web UI %s (JobManager pid %s, TaskManager pids %s)",
-        s.flink_rest_url,
-        jm,
-        ", ".join(str(p) for p in tms.values()),
+    jobmanager = Program(
+        JOBMANAGER, [str(bin_dir / "jobmanager.sh"), "start-foreground"], env, start_seconds=5
     )
+    return [jobmanager] + [
+        Program(
+            name,
+            [str(bin_dir / "taskmanager.sh"), "start-foreground"],
+            {**env, **secrets, "FLINK_IDENT_STRING": name},
+            start_seconds=5,
+        )
+        for name in taskmanager_names(s)
+    ]
+
+
+def wait_ready(s: Settings, layout: StackLayout) -> None:
+    wait_until(lambda: overview_ok(s), "Flink", 120, layout.log_file(JOBMANAGER))
+    log.info("Flink up: web UI %s", s.flink_rest_url)
 
 
 def flink_cli(
-    layout: StackLayout, *args: str, timeout_s: float = 300
+    layout: StackLayout,
+    *args: str,
+    timeout_s: float = 300,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Run Flink's CLI; ``extra_env`` (e.g. secret settings) goes into its environment: unlike
+    its arguments, that is not in the process list, and Flink's client log, which lists the
+    job script's environment, masks the values of names with "password" in them."""
     if not layout.flink_conf.joinpath("config.yaml").exists():
         raise StackError("no Flink config yet: run `streamscore stack up` first")
     return subprocess.run(
         [str(flink_home() / "bin" / "flink"), *args],
-        env=flink_env(layout),
+        env={**flink_env(layout), **(extra_env or {})},
         capture_output=True,
         text=True,
         timeout=timeout_s,

@@ -62,6 +62,14 @@ class StackLayout:
     def pids(self) -> Path:
         return self.root / "pids"
 
+    @property
+    def supervisor_config(self) -> Path:
+        return self.root / "supervisord.conf"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.root / "supervisor.sock"
+
     def pid_file(self, name: str) -> Path:
         return self.pids / f"{name}.pid"
 

@@ -20,7 +20,8 @@ from streamscore.config import Settings
 from streamscore.errors import StackError
 from streamscore.resources import prometheus_rules
 from streamscore.stack.layout import StackLayout
-from streamscore.stack.process import alive, read_pid, start_detached, wait_until
+from streamscore.stack.process import wait_until
+from streamscore.stack.supervision import Program
 
 log = logging.getLogger(__name__)
 NAME = "prometheus"
@@ -59,19 +60,19 @@ def ready(s: Settings) -> bool:
         return response.status == 200
 
 
-def start(s: Settings, layout: StackLayout) -> int:
-    pid = read_pid(layout.pid_file(NAME))
-    if alive(pid):
-        return pid  # type: ignore[return-value]
+def prepare(s: Settings, layout: StackLayout) -> None:
+    layout.prometheus_data.mkdir(parents=True, exist_ok=True)
+    layout.prometheus_config.write_text(yaml.safe_dump(scrape_config(s), sort_keys=False))
+
+
+def program(s: Settings, layout: StackLayout) -> Program:
     binary = shutil.which("prometheus")
     if binary is None:
         raise StackError(
             "prometheus is not installed: apt-get install prometheus "
             "(`make setup` installs it when run as root)"
         )
-    layout.prometheus_data.mkdir(parents=True, exist_ok=True)
-    layout.prometheus_config.write_text(yaml.safe_dump(scrape_config(s), sort_keys=False))
-    cmd = [
+    command = [
         binary,
         f"--config.file={layout.prometheus_config}",
         f"--storage.tsdb.path={layout.prometheus_data}",
@@ -79,7 +80,9 @@ def start(s: Settings, layout: StackLayout) -> int:
         f"--web.listen-address={s.prometheus_host}:{s.prometheus_port}",
         "--web.enable-lifecycle",
     ]
-    pid = start_detached(cmd, layout.log_file(NAME), layout.pid_file(NAME))
-    wait_until(lambda: ready(s), "Prometheus", 60, layout.log_file(NAME), pid)
-    log.info("Prometheus up: %s (pid %d)", s.prometheus_url, pid)
-    return pid
+    return Program(NAME, command)
+
+
+def wait_ready(s: Settings, layout: StackLayout) -> None:
+    wait_until(lambda: ready(s), "Prometheus", 60, layout.log_file(NAME))
+    log.info("Prometheus up: %s", s.prometheus_url)

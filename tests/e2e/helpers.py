@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from streamscore.config import Settings
+from streamscore.features.engine import FeatureEngine
 from streamscore.kafka_io import new_producer, read_messages, send_record
 from streamscore.serde import Codec
 
@@ -85,3 +86,18 @@ def taskmanager_pid_of(settings: Settings, job_id: str, operator: str) -> int:
             assert pid, line
             return int(pid.group(1))
     raise AssertionError(f"no process listens on the TaskManager's port {match.group(1)}")
+
+
+def expected_store(events: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str, float]]]:
+    """Per user: the event with the newest event time, and its features, computed offline (what
+    the online store must hold after the job has seen ``events``)."""
+    engine = FeatureEngine()
+    states: dict[str, Any] = {}
+    newest: dict[str, tuple[int, str, dict[str, float]]] = {}
+    for event in events:
+        state = states.setdefault(event["user_id"], engine.new_state())
+        features = dict(zip(engine.names, engine.update(state, event)))
+        current = newest.get(event["user_id"])
+        if current is None or event["event_time"] >= current[0]:
+            newest[event["user_id"]] = (event["event_time"], event["event_id"], features)
+    return {user: (event_id, f) for user, (_, event_id, f) in newest.items()}

@@ -208,10 +208,8 @@ def test_drift_alert_fires_and_health_is_visible(
         # Prometheus' own graph page (the classic UI in Debian's build): its chart is drawn by
         # scripts after the page loads, so the check is on the rendered DOM: one line (an SVG
         # path) per series, none for a query without data.
-        graph_url = (
-            f"{settings.prometheus_url}/graph?g0.expr={{expr}}&g0.tab=0&g0.range_input=15m"
-        )
-        psi_url = graph_url.format(expr='streamscore%3Adrift_psi%3Aavg%7Bwindow%3D%225m%22%7D')
+        graph_url = f"{settings.prometheus_url}/graph?g0.expr={{expr}}&g0.tab=0&g0.range_input=15m"
+        psi_url = graph_url.format(expr="streamscore%3Adrift_psi%3Aavg%7Bwindow%3D%225m%22%7D")
         assert len(re.findall(r'<path[^>]* d="M', rendered_dom(psi_url))) >= 22
         assert "<path" not in rendered_dom(graph_url.format(expr="no_such_series"))
         screenshot(psi_url, SCREENSHOTS / "prometheus-graph.png", height=1000,

@@ -38,6 +38,7 @@ from streamscore.kafka_io import new_producer, read_messages, send_record
 from streamscore.model.challenger import load_snapshot, new_learner
 from streamscore.model.registry import list_versions
 from streamscore.model.train import TrainConfig, train_from_generator
+from streamscore.monitoring.prom_api import PrometheusClient
 from streamscore.quality.metrics import roc_auc
 from streamscore.serde import Codec
 from streamscore.stack import kafka
@@ -244,6 +245,14 @@ def test_labels_challenger_promotion_and_failover(
         len(outcomes), dict(label_dead),
     )  # fmt: skip
     assert challenger_auc > champion_auc, (challenger_auc, champion_auc)
+
+    # The same drift, seen by ADWIN in the learner on the champion's labelled error (the
+    # learner restarted after the kill, before the drift), as Prometheus scraped it.
+    detections = PrometheusClient(settings.prometheus_url).query(
+        "max(streamscore_concept_drift_detections_total)"
+    )
+    log_figures.info("ADWIN detections after the concept drift: %s", detections)
+    assert detections and detections[0].value >= 1
 
     # Exactly-once learning across the kill: the last snapshot is the offline model of the
     # first N committed outcomes.

@@ -18,15 +18,15 @@ import pytest
 
 from streamscore.config import Settings
 from streamscore.feature_store import connect, read_features
-from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.jobcontrol import checkpoints, find_job
+from streamscore.kafka_io import client_config
 from streamscore.model.decisions import CostModel
 from streamscore.model.registry import resolve
 from streamscore.model.scorer import FALLBACK_VERSION
 from streamscore.produce import malform
 from streamscore.serde import Codec
-from tests.e2e.helpers import RunJob, collect, send
+from tests.e2e.helpers import RunJob, collect, expected_store, send
 
 pytestmark = pytest.mark.e2e
 
@@ -54,20 +54,6 @@ def _events(seed: int, count: int, users: int) -> list[dict[str, Any]]:
         if rng.random() < 0.05:  # out of order, within the bounded out-of-orderness
             event["event_time"] -= rng.randint(1, 3_000)
     return events
-
-
-def _expected_store(events: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str, float]]]:
-    """Per user: the event with the newest event time, and its features, computed offline."""
-    engine = FeatureEngine()
-    states: dict[str, list] = {}
-    newest: dict[str, tuple[int, str, dict[str, float]]] = {}
-    for event in events:
-        state = states.setdefault(event["user_id"], engine.new_state())
-        features = dict(zip(engine.names, engine.update(state, event)))
-        current = newest.get(event["user_id"])
-        if current is None or event["event_time"] >= current[0]:
-            newest[event["user_id"]] = (event["event_time"], event["event_id"], features)
-    return {user: (event_id, f) for user, (_, event_id, f) in newest.items()}
 
 
 def test_exactly_once_scoring_end_to_end(run_job: RunJob) -> None:
@@ -166,7 +152,7 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     assert len(scored_late) == 1
 
     # Redis holds, per user, the features of the newest event, equal to the offline computation.
-    expected = _expected_store(valid + [late_ok])
+    expected = expected_store(valid + [late_ok])
     client = connect(settings)
     for user, (event_id, features) in expected.items():
         stored = read_features(client, settings.redis_key_prefix, user)
@@ -179,7 +165,7 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     # Outputs carry the broker's append time, never a rejected event timestamp.
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings))
     for topic in (settings.topic_predictions, settings.topic_dead_letters):
         resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
         config = admin.describe_configs([resource])[resource].result()

@@ -24,6 +24,7 @@ from streamscore.stack.flink import cluster_config
 from streamscore.stack.kafka import server_properties
 from streamscore.stack.layout import StackLayout
 from streamscore.stack.prometheus import scrape_config
+from streamscore.stack.redis_server import server_args
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "infra" / "k8s"
@@ -57,6 +58,9 @@ KAFKA_CONTAINER_KEYS = {
     "controller.quorum.bootstrap.servers",
     "log.dirs",
 }
+# Redis in a container listens beyond loopback (the network is the boundary, so protected mode
+# is off) and keeps its data dir on a volume of its own; every other flag is the local one.
+REDIS_CONTAINER_FLAGS = {"--bind", "--daemonize", "--dir", "--protected-mode"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Stack:
     topic_spec: str  # the init-topics step's TOPICS value
     redis_args: list[str]
     redis_ports: set[int]  # where other containers (and the host) reach Redis
+    redis_volume_mounts: set[str]  # Redis's paths backed by a volume
     images: dict[str, set[str]]  # Flink role -> images of its containers
     config_mounts: dict[str, str]  # Flink role -> where config.yaml is mounted
     volume_mounts: dict[str, set[str]]  # Flink role -> paths backed by a volume
@@ -109,6 +114,11 @@ def compose_stack() -> Stack:
         topic_spec=services["init-topics"]["environment"]["TOPICS"],
         redis_args=services["redis"]["command"],
         redis_ports=published("redis"),
+        redis_volume_mounts={
+            v.split(":")[1]
+            for v in services["redis"].get("volumes", [])
+            if not v.startswith((".", "/"))  # a named volume, not a bind mount
+        },
         images={role: {services[role]["image"]} for role in FLINK_ROLES},
         config_mounts={
             role: next(
@@ -158,6 +168,8 @@ def k8s_stack() -> Stack:
         cli_env.update(docs[("ConfigMap", source["configMapRef"]["name"])]["data"])
     init_topics = {e["name"]: e["value"] for e in container("Job", "init-topics")["env"]}
     redis_service = docs[("Service", "redis")]["spec"]["ports"]
+    redis_pod = docs[("Deployment", "redis")]["spec"]["template"]["spec"]
+    redis_volumes = {v["name"]: v for v in redis_pod.get("volumes", [])}
     return Stack(
         flink_config=yaml.safe_load(docs[("ConfigMap", "flink-config")]["data"]["config.yaml"]),
         cli_env=_strings(cli_env),
@@ -166,6 +178,11 @@ def k8s_stack() -> Stack:
         topic_spec=init_topics["TOPICS"],
         redis_args=container("Deployment", "redis")["args"],
         redis_ports={p["port"] for p in redis_service} | {p["targetPort"] for p in redis_service},
+        redis_volume_mounts={
+            m["mountPath"]
+            for m in redis_pod["containers"][0].get("volumeMounts", [])
+            if "persistentVolumeClaim" in redis_volumes[m["name"]]
+        },
         images={
             role: {c["image"] for c in pod["containers"] + pod.get("initContainers", [])}
             for role, pod in pods.items()
@@ -246,6 +263,27 @@ def test_redis_serves_on_the_settings_port(stack: Stack, defaults: Settings) -> 
     args = stack.redis_args
     assert args[args.index("--port") + 1] == str(defaults.redis_port)
     assert stack.redis_ports == {defaults.redis_port}
+
+
+def _redis_flags(args: list[str]) -> dict[str, str]:
+    """``["redis-server", "--port", "6379", "--save", ""]`` -> ``{"--port": "6379", ...}``."""
+    first = next(i for i, arg in enumerate(args) if arg.startswith("--"))
+    flags = args[first:]
+    assert len(flags) % 2 == 0 and all(f.startswith("--") for f in flags[::2]), args
+    return dict(zip(flags[::2], flags[1::2], strict=True))
+
+
+def test_redis_persists_like_the_local_one(stack: Stack, defaults: Settings) -> None:
+    """The same AOF flags as the local server (appendonly, everysec, no RDB snapshots), and the
+    data dir on a volume, so a restarted container finds the store it left."""
+    local = _redis_flags(server_args(defaults, image_layout()))
+    container = _redis_flags(stack.redis_args)
+    assert local["--appendonly"] == "yes" and local["--appendfsync"] == "everysec"
+    assert set(container) <= set(local), "a flag the local server does not run with"
+    for flag, value in local.items():
+        if flag not in REDIS_CONTAINER_FLAGS:
+            assert container.get(flag) == value, flag
+    assert container["--dir"] in stack.redis_volume_mounts
 
 
 def test_kafka_broker_is_configured_like_the_local_one(stack: Stack, defaults: Settings) -> None:

@@ -47,8 +47,9 @@ def test_psi_and_js_by_hand() -> None:
     expected_psi = sum((x - y) * math.log(x / y) for y, x in zip(e, a))
     assert psi([10, 30], [30, 10]) == pytest.approx(expected_psi)
     m = [(x + y) / 2 for x, y in zip(e, a)]
-    divergence = sum(0.5 * x * math.log2(x / z) + 0.5 * y * math.log2(y / z)
-                     for x, y, z in zip(e, a, m))
+    divergence = sum(
+        0.5 * x * math.log2(x / z) + 0.5 * y * math.log2(y / z) for x, y, z in zip(e, a, m)
+    )
     assert js_distance([10, 30], [30, 10]) == pytest.approx(math.sqrt(divergence))
     assert psi([100, 300], [100, 300]) == pytest.approx(0.0, abs=1e-9)
     assert js_distance([100, 300], [100, 300]) == pytest.approx(0.0, abs=1e-6)
@@ -141,5 +142,7 @@ def test_adwin_detects_when_the_champion_starts_missing_fraud() -> None:
     assert monitor.detections >= 1
     assert monitor.error_rate > 0.05
     # A canary user's outcome counts with the champion's shadow score; without one, not at all.
-    assert monitor.add({"arm": "candidate", "score": 0.5, "champion_score": None,
-                        "is_fraud": True}) is False
+    assert (
+        monitor.add({"arm": "candidate", "score": 0.5, "champion_score": None, "is_fraud": True})
+        is False
+    )

@@ -311,3 +311,31 @@ def test_status_of_servers_that_are_down() -> None:
     assert status.prometheus_error and "streamscore stack up" in status.prometheus_error
     text = format_status(status)
     assert "Flink is not reachable" in text and "Prometheus is not reachable" in text
+
+
+def test_status_groups_an_alert_that_fires_per_feature() -> None:
+    drifted = tuple(
+        Alert(
+            name="StreamscoreFeatureDrift",
+            state="firing",
+            labels={"variable": variable},
+            annotations={"summary": f"Feature {variable} drifted"},
+        )
+        for variable in ("amount", "amount_sum_1h", "country_distinct_24h")
+    )
+    text = format_status(
+        HealthStatus(
+            flink_url="http://127.0.0.1:8081",
+            prometheus_url="http://127.0.0.1:9090",
+            jobs=(JOB,),
+            input_rate=1.0,
+            output_rate=1.0,
+            consumer_lag=0.0,
+            top_psi=(),
+            alerts=drifted,
+        )
+    )
+    assert "alerts firing: 3" in text
+    assert text.count("StreamscoreFeatureDrift") == 1
+    assert "StreamscoreFeatureDrift: Feature amount drifted" in text
+    assert "and 2 more: amount_sum_1h, country_distinct_24h" in text

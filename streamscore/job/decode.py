@@ -1,0 +1,55 @@
+"""From a Kafka value to a checked event or label, or the ``Rejection`` that says why not.
+
+Pure functions, without Flink: the decode operator calls them per record, and the property
+tests (tests/unit/test_fuzz_decode.py) feed them arbitrary and mutated bytes. Their contract is
+that any input ends as a valid record or a ``Rejection`` with a stable reason; nothing else may
+escape, since an exception out of the operator would fail and restart the whole job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamscore.errors import Rejection
+from streamscore.serde import Codec
+from streamscore.validation import validate_event, validate_label
+
+
+def decode_event(
+    payload: bytes | None, codec: Codec, now_ms: int, max_ahead_ms: int, max_record_bytes: int
+) -> dict[str, Any]:
+    """A decoded event that passed validation; ``Rejection`` with reason ``decode_error``,
+    ``too_large`` or one of ``validate_event``'s otherwise."""
+    if not payload:
+        raise Rejection("decode_error", "empty record value")
+    _check_size(payload, max_record_bytes, "too_large")
+    event = _decode(codec, payload, "decode_error")
+    validate_event(event, now_ms, max_ahead_ms)
+    return event
+
+
+def decode_label(payload: bytes | None, codec: Codec, max_record_bytes: int) -> dict[str, Any]:
+    """A decoded label that can be joined; ``Rejection`` with reason ``label:decode_error``,
+    ``label:too_large`` or ``label:invalid`` otherwise."""
+    payload = payload or b""  # a tombstone: decoding it fails like any other empty value
+    _check_size(payload, max_record_bytes, "label:too_large")
+    label = _decode(codec, payload, "label:decode_error")
+    validate_label(label)
+    return label
+
+
+def _check_size(payload: bytes, max_record_bytes: int, reason: str) -> None:
+    """Refuse a record above the limit before decoding it: a bad record must not cost the decoder
+    more than a good one could."""
+    if len(payload) > max_record_bytes:
+        detail = f"{len(payload)} bytes, above max_record_bytes ({max_record_bytes})"
+        raise Rejection(reason, detail)
+
+
+def _decode(codec: Codec, payload: bytes, reason: str) -> dict[str, Any]:
+    """The broad catch covers only the decoder: fastavro raises many kinds on garbage (EOFError,
+    IndexError on a bad enum or union index, UnicodeDecodeError, ValueError, ...)."""
+    try:
+        return codec.decode(payload)
+    except Exception as exc:
+        raise Rejection(reason, f"{type(exc).__name__}: {exc}") from None

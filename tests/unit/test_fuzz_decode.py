@@ -1,0 +1,327 @@
+"""Property tests of decode + validation: whatever bytes arrive, each ends as a valid record or a
+dead letter with a known reason, and nothing else escapes (an exception out of the decode
+operator would fail and restart the whole job).
+
+Derandomized, with a fixed number of examples per property, so CI runs the same cases every
+time; a failure prints the shrunk input to reproduce it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamscore.config import Settings
+from streamscore.errors import Rejection
+from streamscore.generator import TransactionGenerator
+from streamscore.job.decode import decode_event, decode_label
+from streamscore.resources import schema
+from streamscore.serde import Codec
+from streamscore.validation import MAX_AMOUNT, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
+
+FUZZ = settings(
+    max_examples=1000,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+EVENTS = Codec("event")
+LABELS = Codec("label")
+NOW_MS = 1_767_312_000_000  # the day after the generator's first event
+MAX_AHEAD_MS = 300_000
+DEFAULT_LIMIT: int = Settings.model_fields["max_record_bytes"].default
+LIMIT = 1024  # the smallest allowed, so generated inputs cross it often
+TEXT_FIELDS = ("event_id", "user_id", "merchant_id", "merchant_category")
+EVENT_REASONS = {
+    "decode_error",
+    "too_large",
+    "invalid:event_time",
+    "invalid:amount",
+    "invalid:currency",
+    "invalid:country",
+    *(f"invalid:{field}" for field in TEXT_FIELDS),
+}
+LABEL_REASONS = {"label:decode_error", "label:too_large", "label:invalid"}
+
+VALID_EVENTS = [
+    {**t.event, "event_time": NOW_MS - 60_000 * i}
+    for i, t in enumerate(TransactionGenerator().take(12))
+]
+VALID_EVENTS[0] = {**VALID_EVENTS[0], "device_id": None}
+VALID_LABELS = [
+    {
+        "event_id": e["event_id"],
+        "user_id": e["user_id"],
+        "is_fraud": i % 2 == 0,
+        "label_time": e["event_time"] + 5_000,
+    }
+    for i, e in enumerate(VALID_EVENTS)
+]
+
+
+def broken_rules(event: dict[str, Any]) -> set[str]:
+    """The reasons an event deserves, from the documented rules (README, event.avsc), written
+    independently of streamscore.validation so the two check each other."""
+    broken = {
+        f"invalid:{field}"
+        for field in TEXT_FIELDS
+        if not event[field].strip() or len(event[field]) > 256
+    }
+    ts = event["event_time"]
+    if not (MIN_EVENT_TIME_MS <= ts < MAX_EVENT_TIME_MS and ts <= NOW_MS + MAX_AHEAD_MS):
+        broken.add("invalid:event_time")
+    amount = event["amount"]
+    if not (math.isfinite(amount) and 0.0 < amount <= MAX_AMOUNT):
+        broken.add("invalid:amount")
+    if not re.fullmatch("[A-Z]{3}", event["currency"]):
+        broken.add("invalid:currency")
+    if not re.fullmatch("[A-Z]{2}", event["country"]):
+        broken.add("invalid:country")
+    return broken
+
+
+def check_event(payload: bytes | None, limit: int = LIMIT) -> str:
+    """Decode one payload and check the contract; the outcome: ``"valid"`` or the reason."""
+    try:
+        event = decode_event(payload, EVENTS, NOW_MS, MAX_AHEAD_MS, limit)
+    except Rejection as rejection:
+        assert rejection.reason in EVENT_REASONS
+        assert rejection.detail
+        if rejection.reason == "too_large":
+            assert payload is not None and len(payload) > limit
+        return rejection.reason
+    assert payload is not None and len(payload) <= limit
+    assert broken_rules(event) == set(), event
+    assert EVENTS.decode(EVENTS.encode(event)) == event  # a well-formed record, re-encodable
+    return "valid"
+
+
+def check_label(payload: bytes | None, limit: int = LIMIT) -> str:
+    try:
+        label = decode_label(payload, LABELS, limit)
+    except Rejection as rejection:
+        assert rejection.reason in LABEL_REASONS
+        assert rejection.detail
+        if rejection.reason == "label:too_large":
+            assert payload is not None and len(payload) > limit
+        return rejection.reason
+    assert payload is not None and len(payload) <= limit
+    for field in ("event_id", "user_id"):
+        assert label[field].strip() and len(label[field]) <= 256
+    assert MIN_EVENT_TIME_MS <= label["label_time"] < MAX_EVENT_TIME_MS
+    assert isinstance(label["is_fraud"], bool)
+    return "valid"
+
+
+# Arbitrary bytes: mostly small, some just around and above the limit.
+ANY_BYTES = st.one_of(
+    st.none(),
+    st.binary(max_size=64),
+    st.binary(max_size=400),
+    st.binary(min_size=LIMIT - 8, max_size=LIMIT + 64),
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, originals: list[bytes]) -> bytes:
+    """A valid record with a few random edits: bit flips, byte replacements, insertions,
+    truncation and appended garbage, at random positions."""
+    data = bytearray(draw(st.sampled_from(originals)))
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "replace", "insert", "truncate", "append"]))
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        if kind == "flip" and data:
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "replace" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif kind == "truncate":
+            del data[at:]
+        elif kind == "append":
+            data += draw(st.binary(min_size=1, max_size=2 * LIMIT))
+    return bytes(data)
+
+
+@FUZZ
+@given(ANY_BYTES)
+def test_arbitrary_bytes_end_as_an_event_or_a_known_rejection(payload: bytes | None) -> None:
+    check_event(payload)
+
+
+@settings(FUZZ, max_examples=2000)
+@given(mutated([EVENTS.encode(e) for e in VALID_EVENTS]))
+def test_mutated_events_end_as_an_event_or_a_known_rejection(payload: bytes) -> None:
+    check_event(payload)
+
+
+@FUZZ
+@given(st.one_of(ANY_BYTES, mutated([LABELS.encode(label) for label in VALID_LABELS])))
+def test_arbitrary_and_mutated_labels_end_as_a_label_or_a_known_rejection(
+    payload: bytes | None,
+) -> None:
+    check_label(payload)
+
+
+# Schema-valid events: valid ones, with up to two fields set to what a producer could get wrong.
+_GOOD = {
+    "event_id": st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1),
+    "user_id": st.text(min_size=1, max_size=256).filter(str.strip),
+    "event_time": st.integers(MIN_EVENT_TIME_MS, NOW_MS + MAX_AHEAD_MS),
+    "amount": st.floats(min_value=0.0, max_value=MAX_AMOUNT, exclude_min=True),
+    "currency": st.from_regex("[A-Z]{3}", fullmatch=True),
+    "merchant_id": st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1),
+    "merchant_category": st.sampled_from(["grocery", "electronics", "travel"]),
+    "country": st.from_regex("[A-Z]{2}", fullmatch=True),
+    "channel": st.sampled_from(["POS", "ONLINE", "ATM"]),
+    "device_id": st.one_of(st.none(), st.text(max_size=40)),
+}
+_ID = st.one_of(
+    st.text(max_size=300),
+    st.text(st.characters(codec="ascii"), min_size=250, max_size=300),
+    st.sampled_from(["", " ", "\t\n", "\u3000"]),
+)
+# A code with a trailing newline is left to test_a_code_with_a_trailing_newline_is_refused.
+_CODE = st.text(st.characters(codec="ascii"), max_size=4).filter(lambda s: not s.endswith("\n"))
+_WILD = {
+    **dict.fromkeys(TEXT_FIELDS, _ID),
+    "event_time": st.one_of(
+        st.integers(-(2**63), 2**63 - 1),
+        st.integers(MIN_EVENT_TIME_MS - 2, MIN_EVENT_TIME_MS + 2),
+        st.integers(MAX_EVENT_TIME_MS - 2, MAX_EVENT_TIME_MS + 2),
+        st.integers(NOW_MS + MAX_AHEAD_MS - 2, NOW_MS + MAX_AHEAD_MS + 2),
+    ),
+    "amount": st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from([0.0, -0.0, 5e-324, -1.0, MAX_AMOUNT, math.nextafter(MAX_AMOUNT, 2e9)]),
+    ),
+    "currency": st.one_of(_CODE, st.sampled_from(["eur", "EURO", "€UR"])),
+    "country": st.one_of(_CODE, st.sampled_from(["de", "DEU", "D"])),
+}
+
+
+@st.composite
+def events(draw: st.DrawFn) -> dict[str, Any]:
+    wild = draw(st.permutations(sorted(_WILD)))[: draw(st.integers(0, 2))]
+    event = draw(st.fixed_dictionaries(_GOOD))
+    for field in wild:
+        event[field] = draw(_WILD[field])
+    return event
+
+
+@FUZZ
+@given(events())
+def test_generated_events_decode_to_themselves_or_the_documented_reason(
+    event: dict[str, Any],
+) -> None:
+    outcome = check_event(EVENTS.encode(event), DEFAULT_LIMIT)
+    expected = broken_rules(event)
+    if expected:
+        assert outcome in expected
+    else:
+        assert outcome == "valid"
+        decoded = decode_event(EVENTS.encode(event), EVENTS, NOW_MS, MAX_AHEAD_MS, DEFAULT_LIMIT)
+        assert decoded == event
+
+
+@pytest.mark.parametrize("field,code", [("currency", "EUR\n"), ("country", "DE\n")])
+def test_a_code_with_a_trailing_newline_is_refused(field: str, code: str) -> None:
+    assert check_event(EVENTS.encode({**VALID_EVENTS[1], field: code})) == f"invalid:{field}"
+
+
+def padded_event(size: int) -> bytes:
+    """A valid event encoded in exactly ``size`` bytes (its device_id is the padding)."""
+    base = len(EVENTS.encode({**VALID_EVENTS[1], "device_id": ""}))
+    for n in range(max(size - base - 4, 0), size - base + 1):
+        payload = EVENTS.encode({**VALID_EVENTS[1], "device_id": "x" * n})
+        if len(payload) == size:
+            return payload
+    raise AssertionError(f"no padding gives {size} bytes")
+
+
+@pytest.mark.parametrize("limit", [LIMIT, DEFAULT_LIMIT])
+def test_the_size_limit_is_inclusive(limit: int) -> None:
+    assert check_event(padded_event(limit), limit) == "valid"
+    assert check_event(padded_event(limit + 1), limit) == "too_large"
+    label = LABELS.encode(VALID_LABELS[0])
+    at_limit = label + bytes(limit - len(label))  # trailing bytes: undecodable, not too large
+    assert check_label(at_limit, limit) == "label:decode_error"
+    assert check_label(at_limit + b"\x00", limit) == "label:too_large"
+
+
+def test_the_default_limit_is_far_above_real_records() -> None:
+    assert 1024 <= DEFAULT_LIMIT
+    assert max(len(EVENTS.encode(e)) for e in VALID_EVENTS) * 100 < DEFAULT_LIMIT
+
+
+# --- the operator itself, without Flink -------------------------------------------------------
+
+
+class _FakeRuntimeContext:
+    """What ``DecodeAndValidate.open`` asks of Flink's RuntimeContext."""
+
+    def get_index_of_this_subtask(self) -> int:
+        return 0
+
+    def get_number_of_parallel_subtasks(self) -> int:
+        return 1
+
+
+@pytest.fixture(scope="module")
+def operator() -> Any:
+    from streamscore import kafka_io
+    from streamscore.job.functions import DecodeAndValidate
+
+    overrides = {"metrics_port": 0, "max_record_bytes": LIMIT}
+    settings_ = Settings().with_overrides(
+        {**overrides, "topic_events": "events", "topic_labels": "labels"}
+    )
+    schemas = {name: schema(name) for name in ("event", "label", "dead_letter")}
+    op = DecodeAndValidate(settings_, schemas)
+    with pytest.MonkeyPatch.context() as patch:  # no Kafka to ask for the partitions
+        patch.setattr(kafka_io, "partitions_of", lambda _settings, _topic: [0, 1, 2, 3])
+        op.open(_FakeRuntimeContext())
+    return op
+
+
+@settings(FUZZ, max_examples=500)
+@given(
+    st.sampled_from(["events", "labels"]),
+    st.one_of(ANY_BYTES, mutated([EVENTS.encode(e) for e in VALID_EVENTS[:3]])),
+)
+def test_the_operator_emits_one_record_per_input_and_never_raises(
+    operator: Any, topic: str, payload: bytes | None
+) -> None:
+    from streamscore.job.functions import DEAD_LETTERS
+
+    out = list(operator.process_element((payload, topic, 0, 7, NOW_MS), None))
+    assert len(out) == 1
+    first, second = out[0]
+    if first is DEAD_LETTERS:
+        letter = Codec("dead_letter").decode(second[1])
+        assert letter["reason"] in (LABEL_REASONS if topic == "labels" else EVENT_REASONS)
+        assert letter["original"] == (payload or b"")
+        assert (letter["source_topic"], letter["source_partition"]) == (topic, 0)
+        assert letter["source_offset"] == 7
+        assert bytes(second[0]) == f"{topic}/0".encode()
+    else:
+        assert isinstance(second, int)  # the watermark driver
+
+
+def test_a_dead_letter_keeps_at_most_64_kib_of_its_input() -> None:
+    from streamscore.errors import Rejection
+    from streamscore.job.records import MAX_ORIGINAL_BYTES, dead_letter
+    from streamscore.serde import Codec
+
+    codec = Codec("dead_letter")
+    huge = b"x" * (MAX_ORIGINAL_BYTES * 4)
+    record = codec.decode(dead_letter(codec, Rejection("too_large", "big"), "events", 0, 7, huge))
+    assert record["original"] == huge[:MAX_ORIGINAL_BYTES]
+    assert "cut to its first 65536 of 262144 bytes" in record["detail"]

@@ -1,0 +1,44 @@
+"""What ``streamscore upgrade`` refuses, and the savepoint manifest it relies on."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from streamscore.config import Settings
+from streamscore.upgrade import (
+    StateManifest,
+    UpgradeRefused,
+    check_compatible,
+    read_manifest,
+    write_manifest,
+)
+
+
+def test_manifest_round_trip_beside_a_local_savepoint(tmp_path: Path) -> None:
+    manifest = StateManifest.current(Settings())
+    savepoint = tmp_path / "savepoint-abc"
+    savepoint.mkdir()
+    write_manifest(savepoint.as_uri(), manifest)
+    assert read_manifest(savepoint.as_uri()) == manifest
+    assert read_manifest((tmp_path / "elsewhere").as_uri()) is None
+
+
+def test_parallelism_and_model_may_change() -> None:
+    saved = StateManifest.current(Settings())
+    check_compatible(saved, replace(saved, scoring_parallelism=1, model_version="fraud-x"))
+    check_compatible(None, saved)  # a savepoint without a manifest: nothing to compare
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [("state_version", 1, "layout version 1"), ("feature_set_version", "fs-v0", "fs-v0")],
+)
+def test_another_state_layout_or_feature_set_is_refused(
+    field: str, value: object, words: str
+) -> None:
+    new = StateManifest.current(Settings())
+    with pytest.raises(UpgradeRefused, match=words):
+        check_compatible(replace(new, **{field: value}), new)
