@@ -173,7 +173,7 @@ class DecodeAndValidate(ProcessFunction):
         # scoring step uses the event's own time.
         yield (
             Row(event["user_id"], envelope),
-            self._progress.observe((topic, partition), event["event_time"], now_ms),
+            self._progress.observe((topic, partition), event["event_time"], now_ms, ingest_time),
         )
 
     def _label(self, payload: bytes, topic: str, partition: int, offset: int):  # type: ignore[no-untyped-def]

@@ -49,13 +49,22 @@ class PartitionProgress:
             default=NO_PROGRESS,
         )
 
-    def observe(self, partition: Hashable, event_time: int, now_ms: int) -> int:
+    def observe(
+        self, partition: Hashable, event_time: int, now_ms: int, appended_ms: int | None = None
+    ) -> int:
         """Record an event; return the time the watermark may advance to (before the
-        out-of-orderness bound is subtracted): the minimum newest time over active partitions."""
-        if now_ms - self._last_any > self._idleness_ms:
-            # The whole input was silent (a new job, a paused producer): every partition gets a
-            # fresh idleness period to deliver, so the one whose records happen to come first
-            # cannot carry the watermark past the others' waiting records.
+        out-of-orderness bound is subtracted): the minimum newest time over active partitions.
+
+        ``appended_ms`` is the record's Kafka timestamp. While the reader is behind (the record
+        waited in Kafka longer than ``idleness_ms``) no partition ages towards idle: a silent
+        partition's records are most likely waiting behind the others' (the Kafka consumer
+        hands out one partition's fetched batch before the next), not missing. This is what
+        Flink's own idleness does with a clock that pauses while the source is behind."""
+        catching_up = appended_ms is not None and now_ms - appended_ms > self._idleness_ms
+        if catching_up or now_ms - self._last_any > self._idleness_ms:
+            # Behind, or the whole input was silent (a new job, a paused producer): every
+            # partition gets a fresh idleness period to deliver, so the one whose records happen
+            # to come first cannot carry the watermark past the others' waiting records.
             for known in self._last_seen:
                 self._last_seen[known] = now_ms
         self._last_any = now_ms

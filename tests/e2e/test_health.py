@@ -132,7 +132,18 @@ def wait_for_psi(client: PrometheusClient, events: int, timeout_s: float) -> dic
             series = client.query('streamscore:drift_psi:avg{window="5m"}')
             return {s.labels["variable"]: s.value for s in series}
         time.sleep(2)
-    raise AssertionError(f"the job did not count {events} events in {timeout_s:.0f}s")
+    outcomes = {
+        f"{s.labels.get('outcome')}": s.value
+        for s in client.query("sum by (outcome) (streamscore_events_total)")
+    }
+    late = {
+        f"{s.labels.get('handling')}": s.value
+        for s in client.query("sum by (handling) (streamscore_late_events_total)")
+    }
+    raise AssertionError(
+        f"the job did not count {events} events in {timeout_s:.0f}s "
+        f"(events by outcome {outcomes}, late {late})"
+    )
 
 
 def test_drift_alert_fires_and_health_is_visible(

@@ -66,3 +66,17 @@ def test_kafka_split_owner_is_round_robin_from_the_topics_start_index() -> None:
     start = owners[0]
     assert owners == [(start + p) % 3 for p in range(6)]
     assert all(kafka_split_owner("events", p, 1) == 0 for p in range(4))
+
+
+def test_while_the_reader_is_behind_no_partition_turns_idle() -> None:
+    # A backlog: every record was appended at 0, and is read 20 s and more later. Partition 0's
+    # batch is handed out first; partition 1's records wait behind it, for longer than 10 s.
+    progress = PartitionProgress(idleness_ms=10_000)
+    progress.expect([0, 1], now_ms=0)
+    assert progress.observe(0, 1_000, now_ms=20_000, appended_ms=0) == NO_PROGRESS
+    assert progress.observe(0, 300_000, now_ms=35_000, appended_ms=0) == NO_PROGRESS
+    assert progress.observe(1, 2_000, now_ms=36_000, appended_ms=0) == 2_000
+    # Caught up (fresh records): a partition silent for 10 s is idle again.
+    assert progress.observe(0, 310_000, now_ms=40_000, appended_ms=39_990) == 2_000
+    assert progress.observe(0, 315_000, now_ms=45_000, appended_ms=44_990) == 2_000
+    assert progress.observe(0, 320_000, now_ms=50_001, appended_ms=50_000) == 320_000
