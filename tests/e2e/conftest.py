@@ -6,7 +6,6 @@ and it starts from empty data every session. Jars fetched from Maven are kept be
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,7 @@ from streamscore.config import Settings
 from streamscore.generator import GeneratorConfig
 from streamscore.jobcontrol import cancel, submit
 from streamscore.model.train import TrainConfig, train_from_generator
-from streamscore.stack import stack as stack_module
-from tests.e2e.helpers import REPO, RunJob, as_overrides
+from tests.e2e.helpers import REPO, RunJob, as_overrides, fresh_stack
 
 TEST_STACK = {
     "state_dir": str(REPO / ".stack-test"),
@@ -50,15 +48,8 @@ def stack_overrides(models_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack(stack_overrides: dict[str, str]) -> Iterator[Settings]:
-    settings = Settings().with_overrides(stack_overrides)
-    stack_module.down(settings)  # a previous session that died may have left servers behind
-    for sub in ("kafka", "redis", "flink", "prometheus", "logs", "pids"):
-        shutil.rmtree(settings.state_dir / sub, ignore_errors=True)
-    try:
-        stack_module.up(settings)
+    with fresh_stack(Settings().with_overrides(stack_overrides)) as settings:
         yield settings
-    finally:
-        stack_module.down(settings)
 
 
 @pytest.fixture()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from streamscore.config import Settings
 from streamscore.features.engine import FeatureEngine
+from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.kafka_io import new_producer, read_messages, send_record
 from streamscore.serde import Codec
 
@@ -101,3 +104,40 @@ def expected_store(events: list[dict[str, Any]]) -> dict[str, tuple[str, dict[st
         if current is None or event["event_time"] >= current[0]:
             newest[event["user_id"]] = (event["event_time"], event["event_id"], features)
     return {user: (event_id, f) for user, (_, event_id, f) in newest.items()}
+
+
+def recent_events(
+    seed: int, count: int, users: int, out_of_order: float = 0.05, rate: float = 100.0
+) -> list[dict[str, Any]]:
+    """Valid events whose times end about now, so the watermark moves in real time; a share
+    ``out_of_order`` of them 1-3 s out of order, within the bounded out-of-orderness (so none
+    is late)."""
+    now = int(time.time() * 1000)
+    generator = TransactionGenerator(
+        GeneratorConfig(users=users, seed=seed, events_per_second=rate, start_ms=now)
+    )
+    events = [t.event for t in generator.take(count)]
+    shift = now - events[-1]["event_time"]
+    rng = random.Random(seed)
+    for event in events:
+        event["event_time"] += shift
+        if rng.random() < out_of_order:
+            event["event_time"] -= rng.randint(1, 3_000)
+    return events
+
+
+@contextmanager
+def fresh_stack(settings: Settings) -> Iterator[Settings]:
+    """A stack started from empty data (jars fetched from Maven are kept) and always stopped."""
+    import shutil
+
+    from streamscore.stack import stack as stack_module
+
+    stack_module.down(settings)  # a previous session that died may have left servers behind
+    for sub in ("kafka", "redis", "flink", "prometheus", "logs", "pids"):
+        shutil.rmtree(settings.state_dir / sub, ignore_errors=True)
+    try:
+        stack_module.up(settings)
+        yield settings
+    finally:
+        stack_module.down(settings)

@@ -18,7 +18,6 @@ import pytest
 
 from streamscore.config import Settings
 from streamscore.feature_store import connect, read_features
-from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.jobcontrol import checkpoints, find_job
 from streamscore.kafka_io import client_config
 from streamscore.model.decisions import CostModel
@@ -26,7 +25,7 @@ from streamscore.model.registry import resolve
 from streamscore.model.scorer import FALLBACK_VERSION
 from streamscore.produce import malform
 from streamscore.serde import Codec
-from tests.e2e.helpers import RunJob, collect, expected_store, send
+from tests.e2e.helpers import RunJob, collect, expected_store, recent_events, send
 
 pytestmark = pytest.mark.e2e
 
@@ -40,22 +39,6 @@ EXPECTED_REASON = {
 }
 
 
-def _events(seed: int, count: int, users: int) -> list[dict[str, Any]]:
-    """Valid events whose times end about now, so the watermark moves in real time."""
-    now = int(time.time() * 1000)
-    generator = TransactionGenerator(
-        GeneratorConfig(users=users, seed=seed, events_per_second=100, start_ms=now)
-    )
-    events = [t.event for t in generator.take(count)]
-    shift = now - events[-1]["event_time"]
-    rng = random.Random(seed)
-    for event in events:
-        event["event_time"] += shift
-        if rng.random() < 0.05:  # out of order, within the bounded out-of-orderness
-            event["event_time"] -= rng.randint(1, 3_000)
-    return events
-
-
 def test_exactly_once_scoring_end_to_end(run_job: RunJob) -> None:
     settings = run_job()
     job = find_job(settings)
@@ -65,7 +48,7 @@ def test_exactly_once_scoring_end_to_end(run_job: RunJob) -> None:
 
 def _run_scenario(settings: Settings, job_id: str) -> None:
     events_codec = Codec("event")
-    valid = _events(seed=101, count=1500, users=60)
+    valid = recent_events(seed=101, count=1500, users=60)
     rng = random.Random(7)
     malformed: dict[bytes, str] = {}
     for i, kind in enumerate(sorted(set(EXPECTED_REASON) - {"future"}) * 4):
@@ -201,7 +184,7 @@ def _predictions_of(
 ) -> tuple[set[str], list[dict[str, Any]]]:
     """Send valid events to a running job, return (their ids, its predictions)."""
     codec = Codec("event")
-    valid = _events(seed=seed, count=count, users=users)
+    valid = recent_events(seed=seed, count=count, users=users)
     send(settings, [(e["user_id"].encode(), codec.encode(e)) for e in valid])
     ids = {e["event_id"] for e in valid}
     predictions = collect(

@@ -11,13 +11,10 @@ the stack's log files, Flink's files (its blob store holds the job graph) and co
 from __future__ import annotations
 
 import secrets
-import shutil
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -26,14 +23,21 @@ from confluent_kafka.admin import AdminClient
 
 from streamscore.config import Settings
 from streamscore.feature_store import connect, read_features
-from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.jobcontrol import cancel, submit
 from streamscore.kafka_io import client_config
 from streamscore.serde import Codec
 from streamscore.stack import credentials, flink, tls
 from streamscore.stack import stack as stack_module
 from tests.e2e.conftest import TEST_STACK
-from tests.e2e.helpers import REPO, as_overrides, collect, expected_store, send
+from tests.e2e.helpers import (
+    REPO,
+    as_overrides,
+    collect,
+    expected_store,
+    fresh_stack,
+    recent_events,
+    send,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -80,15 +84,8 @@ def secured_overrides(models_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def secured(secured_overrides: dict[str, str]) -> Iterator[Settings]:
-    settings = Settings().with_overrides(secured_overrides)
-    stack_module.down(settings)  # a previous session that died may have left servers behind
-    for sub in ("kafka", "redis", "flink", "prometheus", "logs", "pids"):
-        shutil.rmtree(settings.state_dir / sub, ignore_errors=True)
-    try:
-        stack_module.up(settings)
+    with fresh_stack(Settings().with_overrides(secured_overrides)) as settings:
         yield settings
-    finally:
-        stack_module.down(settings)
 
 
 def _passwords(settings: Settings) -> dict[str, str]:
@@ -100,19 +97,6 @@ def _passwords(settings: Settings) -> dict[str, str]:
         "redis_password": settings.redis_password.get_secret_value(),
         "broker password": credentials.broker_password(layout),
     }
-
-
-def _recent_events(count: int, users: int, seed: int) -> list[dict[str, Any]]:
-    """Valid events whose times end about now, so the watermark moves in real time."""
-    now = int(time.time() * 1000)
-    generator = TransactionGenerator(
-        GeneratorConfig(users=users, seed=seed, events_per_second=100, start_ms=now)
-    )
-    events = [t.event for t in generator.take(count)]
-    shift = now - events[-1]["event_time"]
-    for event in events:
-        event["event_time"] += shift
-    return events
 
 
 def _leaks(text: str, passwords: dict[str, str]) -> list[str]:
@@ -129,7 +113,7 @@ def test_scoring_over_secured_connections(
     # Secrets among the overrides on purpose: submit must keep them off the command line.
     job_id = submit(settings, as_overrides(overrides))
     try:
-        events = _recent_events(count=300, users=40, seed=211)
+        events = recent_events(seed=211, count=300, users=40, out_of_order=0.0)
         codec = Codec("event")
         send(settings, [(e["user_id"].encode(), codec.encode(e)) for e in events])
 

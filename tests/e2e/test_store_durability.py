@@ -29,7 +29,6 @@ from streamscore.cli import main
 from streamscore.config import Settings
 from streamscore.feature_store import FeatureStoreWriter, connect, read_features
 from streamscore.features.engine import FeatureEngine
-from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.metrics import Metrics
 from streamscore.model.dataset import replay_features
 from streamscore.produce import malform
@@ -39,7 +38,7 @@ from streamscore.stack import stack as stack_module
 from streamscore.stack.kafka import create_topics
 from streamscore.stack.layout import StackLayout
 from streamscore.store_backfill import backfill
-from tests.e2e.helpers import as_overrides, send
+from tests.e2e.helpers import as_overrides, recent_events, send
 
 pytestmark = pytest.mark.e2e
 PREFIX = "durability:"
@@ -212,23 +211,6 @@ def test_the_stack_runs_redis_with_that_aof_in_its_dir(stack: Settings) -> None:
     assert Path(config["dir"]) == stack_module.layout_of(stack).redis_dir
 
 
-def _events(seed: int, count: int, users: int) -> list[dict[str, Any]]:
-    """Valid events whose times end about now; some out of order, within the watermark's
-    bound (so none is late)."""
-    now = int(time.time() * 1000)
-    generator = TransactionGenerator(
-        GeneratorConfig(users=users, seed=seed, events_per_second=100, start_ms=now)
-    )
-    events = [t.event for t in generator.take(count)]
-    shift = now - events[-1]["event_time"]
-    rng = random.Random(seed)
-    for event in events:
-        event["event_time"] += shift
-        if rng.random() < 0.05:
-            event["event_time"] -= rng.randint(1, 3_000)
-    return events
-
-
 def _offline_store(events: list[dict[str, Any]]) -> dict[str, tuple[int, str, dict[str, float]]]:
     """Per user: their newest event (the later on a tie) and its vector from replay_features."""
     engine = FeatureEngine()
@@ -249,7 +231,7 @@ def test_backfill_after_flushall_writes_the_offline_replay(
     settings = Settings().with_overrides(overrides)
     assert create_topics(settings) == [settings.topic_events]  # a log of this test's own
     codec = Codec("event")
-    valid = _events(seed=303, count=400, users=40)
+    valid = recent_events(seed=303, count=400, users=40)
     records = [(e["user_id"].encode(), codec.encode(e)) for e in valid]
     # What the job refuses never reaches the store: a record it cannot decode, an invalid event
     # (of a user with no other event), and one stamped an hour ahead of its arrival.
