@@ -17,6 +17,7 @@ bytes are appended at send time.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from streamscore.produce import FRAUD_LABEL_DELAY_FACTOR
 from streamscore.produce import produce as produce_events
 from streamscore.resources import schema
 from streamscore.serde import Codec
+
+log = logging.getLogger("bench")
 
 if TYPE_CHECKING:
     from streamscore.produce import ProduceStats
@@ -122,11 +125,12 @@ def _check_label_head(codec: Codec, head: bytes, expected: dict[str, Any]) -> No
 
 def encode_events(
     count: int, rate: float, users: int, seed: int, start_ms: int, labels: bool = False
-) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+) -> tuple[list[tuple[bytes, bytes, int]], list[tuple[bytes, bytes]]]:
     """Generate and Avro-encode ``count`` events up front, so sending them costs no Python;
     with ``labels``, also each event's label without its ``label_time`` (``label_head``).
 
-    Returns (events, labels) as (key, value) pairs; labels is empty without ``labels``."""
+    Returns (events, labels): events as (key, value, event time), labels as (key, head); labels
+    is empty without ``labels``."""
     generator = TransactionGenerator(
         GeneratorConfig(users=users, seed=seed, start_ms=start_ms, events_per_second=max(rate, 1.0))
     )
@@ -136,7 +140,7 @@ def encode_events(
         transaction = next(generator)
         event = transaction.event
         key = str(event["user_id"]).encode()
-        records.append((key, codec.encode(event)))
+        records.append((key, codec.encode(event), int(event["event_time"])))
         if labels:
             ids = (str(event["event_id"]), str(event["user_id"]), bool(transaction.is_fraud))
             label_heads.append((key, label_head(label_codec, *ids)))
@@ -149,25 +153,35 @@ def encode_events(
 def send_paced(
     producer: Producer,
     topic: str,
-    records: list[tuple[bytes, bytes]],
+    records: list[tuple[bytes, bytes, int]],
     rate: float,
     warmup_s: float,
     labels_topic: str | None = None,
     labels: list[tuple[bytes, bytes]] | None = None,
     label_delay_s: float = 0.0,
 ) -> dict[str, float]:
-    """Send at ``rate``/s: each ~10 ms slice sends what is due by then, then sleeps.
+    """Send each event when the wall clock reaches its event time, stamped with that time (the
+    contract for the events topic: timestamp = event time); each ~10 ms slice sends what is due
+    by then, then sleeps. The events' times were generated at ``rate``/s from a start ahead of
+    the clock (see ``Bench.step``), so the load is a Poisson stream at ``rate``/s.
 
     ``labels`` (from ``encode_events``, one per event and in the same order) go to
-    ``labels_topic``, each ``label_delay_s`` after its event is due, after the slice's events;
-    their ``label_time`` is the slice's wall clock in ms. The load (``wall_end``,
-    ``input_rate``) ends with the last event; the labels still due after it are sent after that,
-    before the producer is flushed."""
+    ``labels_topic``, each ``label_delay_s`` after its event's time, after the slice's events;
+    their ``label_time`` (and timestamp) is the slice's wall clock in ms. The load
+    (``wall_end``, ``input_rate``) ends with the last event; the labels still due after it are
+    sent after that, before the producer is flushed."""
     labels = labels or []
     if labels and not labels_topic:
         raise ValueError("labels need a labels_topic")
     label_topic = labels_topic or ""
+    label_delay_ms = int(label_delay_s * 1000)
     n, n_labels = len(records), len(labels)
+    if n:
+        ahead_ms = records[0][2] - time.time() * 1000
+        if ahead_ms < 0:
+            log.warning("the load starts %.0f ms behind its first event time", -ahead_ms)
+        else:
+            time.sleep(ahead_ms / 1000)
     t0 = time.monotonic()
     wall0 = time.time()
     warm_at = t0 + warmup_s
@@ -177,21 +191,24 @@ def send_paced(
     t_end: float | None = None
     while sent < n or labels_sent < n_labels:
         now = time.monotonic()
+        now_ms = int(time.time() * 1000)
         if not warm_seen and now >= warm_at:
             warm_seen, sent_at_warmup, t_warm = True, sent, now
-        due = min(n, int((now - t0) * rate) + 1)
-        while sent < due:
-            key, value = records[sent]
-            send_record(producer, topic, key, value)
+        while sent < n and records[sent][2] <= now_ms:
+            key, value, event_time = records[sent]
+            send_record(producer, topic, key, value, event_time)
             sent += 1
-        if labels_sent < n_labels and now - t0 >= label_delay_s:
-            due_labels = min(n_labels, int((now - t0 - label_delay_s) * rate) + 1)
-            if labels_sent < due_labels:
-                label_time = avro_long(int(time.time() * 1000))
-                while labels_sent < due_labels:
-                    key, head = labels[labels_sent]
-                    send_record(producer, label_topic, key, head + label_time)
-                    labels_sent += 1
+        if labels_sent < n_labels and labels_sent < sent:
+            label_time = None
+            while (
+                labels_sent < min(n_labels, sent)
+                and records[labels_sent][2] + label_delay_ms <= now_ms
+            ):
+                if label_time is None:
+                    label_time = avro_long(now_ms)
+                key, head = labels[labels_sent]
+                send_record(producer, label_topic, key, head + label_time, now_ms)
+                labels_sent += 1
         next_slice = t0 + (math.floor((now - t0) / SLICE_S) + 1) * SLICE_S
         pause = next_slice - time.monotonic()
         if pause > 0:

@@ -106,8 +106,10 @@ class Settings(BaseSettings):
     flink_rest_port: int = 8081
     flink_rpc_port: int = 6123
     # Several single-slot TaskManagers, not one with several slots: each has its own Python
-    # interpreter (thread mode), so decoding, the two scoring subtasks and the learner run on
-    # interpreters of their own (one Python operator per TaskManager; see job/functions.py).
+    # interpreter (thread mode), so the scoring subtasks and the learner run on interpreters of
+    # their own (one Python operator per TaskManager; see job/functions.py). The job needs
+    # scoring_parallelism + 1 slots; the fourth TaskManager is a spare that takes over at once
+    # when one is lost (tests/e2e/test_chaos.py), while the supervisor restarts the lost one.
     flink_taskmanagers: int = Field(4, ge=1)
     flink_taskmanager_slots: int = Field(1, ge=1)
     flink_jobmanager_memory: str = "1024m"
@@ -116,15 +118,21 @@ class Settings(BaseSettings):
 
     # The scoring job
     job_name: str = "streamscore-scoring"
-    parallelism: int = Field(1, ge=1)  # source and decode
-    # The scoring stage (features, model, Redis, sinks) is the busiest: it gets its own.
-    # Needs parallelism + scoring_parallelism + 1 (the learner) slots (see flink_taskmanagers).
+    parallelism: int = Field(1, ge=1)  # the control and outcomes sources
+    # The events and labels source, the scoring operator (decode, features, model, Redis) and
+    # its sink run at this parallelism, one of each per slot. The job needs
+    # scoring_parallelism + 1 (the learner) slots (see flink_taskmanagers).
     scoring_parallelism: int = Field(2, ge=1)
+    # Users whose state each scoring subtask keeps in Python in front of Flink's keyed state
+    # (job/state.py UserStateCache): a hit spares a JVM call, a RocksDB read and an unpickle.
+    # Least recently used go first; 0 turns the cache off.
+    state_cache_users: int = Field(50_000, ge=0)
     delivery_guarantee: DeliveryGuarantee = DeliveryGuarantee.EXACTLY_ONCE
     checkpoint_interval_ms: int = Field(5000, ge=100)
     transaction_timeout_ms: int = Field(600_000, ge=1000, le=900_000)
     max_out_of_orderness_ms: int = Field(5_000, ge=0)
-    # Events stamped further ahead of the wall clock are dead letters (invalid:event_time).
+    # Events stamped further ahead of the wall clock are dead letters (invalid:event_time); the
+    # events and labels topics also refuse records whose Kafka timestamp is that far ahead.
     max_event_ahead_ms: int = Field(300_000, ge=0)
     # Events and labels larger than this are dead letters (too_large, label:too_large), refused
     # before decoding. Ours are ~150 bytes (an event) and ~60 (a label): 64 KiB leaves room for

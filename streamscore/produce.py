@@ -169,7 +169,8 @@ def produce(
                 "%s drift from %g s of event time after the first event", drift.kind, drift.at_s
             )
         source = ((t.event, t.is_fraud) for t in TransactionGenerator(config))
-    pending_labels: list[tuple[int, int, bytes, bytes]] = []  # heap: (due wall ms, seq, key, value)
+    # heap: (due wall ms, seq, key, value, label_time)
+    pending_labels: list[tuple[int, int, bytes, bytes, int]] = []
     stats = ProduceStats()
     started = time.monotonic()
     first_event_ms: int | None = None
@@ -208,7 +209,16 @@ def produce(
                 }
                 stats.out_of_order += 1
             value = events_codec.encode(event)
-        send_record(producer, settings.topic_events, key, value)
+        # The contract for the events topic: key = user_id, timestamp = event_time (the job
+        # computes its watermark from the timestamps). A record stamped ahead of the clock would
+        # drag the watermark forward: it gets the send time, and the job refuses it.
+        send_record(
+            producer,
+            settings.topic_events,
+            key,
+            value,
+            min(event["event_time"], int(time.time() * 1000)),
+        )
         stats.events += 1
         if labels and is_fraud is not None:
             delay = delays.sample_ms(delay_rng, bool(is_fraud))
@@ -219,7 +229,10 @@ def produce(
                 "label_time": event["event_time"] + delay,
             }
             due = int(time.time() * 1000) + delay
-            heapq.heappush(pending_labels, (due, stats.events, key, labels_codec.encode(label)))
+            heapq.heappush(
+                pending_labels,
+                (due, stats.events, key, labels_codec.encode(label), label["label_time"]),
+            )
         stats.labels += _send_due_labels(
             producer, settings.topic_labels, pending_labels, int(time.time() * 1000)
         )
@@ -237,12 +250,16 @@ def produce(
 
 
 def _send_due_labels(
-    producer: Producer, topic: str, pending: list[tuple[int, int, bytes, bytes]], now_ms: int | None
+    producer: Producer,
+    topic: str,
+    pending: list[tuple[int, int, bytes, bytes, int]],
+    now_ms: int | None,
 ) -> int:
-    """Send the labels due by ``now_ms`` (all of them with ``None``), earliest first."""
+    """Send the labels due by ``now_ms`` (all of them with ``None``), earliest first, each
+    stamped with its ``label_time`` (never ahead of the clock)."""
     sent = 0
     while pending and (now_ms is None or pending[0][0] <= now_ms):
-        _, _, key, value = heapq.heappop(pending)
-        send_record(producer, topic, key, value)
+        _, _, key, value, label_time = heapq.heappop(pending)
+        send_record(producer, topic, key, value, min(label_time, int(time.time() * 1000)))
         sent += 1
     return sent

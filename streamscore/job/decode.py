@@ -38,6 +38,47 @@ def decode_label(payload: bytes | None, codec: Codec, max_record_bytes: int) -> 
     return label
 
 
+def read_event(
+    payload: bytes | None,
+    key: str,
+    timestamp: int | None,
+    codec: Codec,
+    now_ms: int,
+    max_ahead_ms: int,
+    max_record_bytes: int,
+) -> dict[str, Any]:
+    """``decode_event``, then the record's envelope against its content (the contract for
+    producers of the events topic): the Kafka key is the event's ``user_id``
+    (``key_mismatch`` otherwise: the job keeps a user's state under the key it partitions by),
+    and the Kafka timestamp is the event's ``event_time`` (``timestamp_mismatch`` otherwise:
+    the watermark is computed from the timestamps, in the JVM, before any payload is read)."""
+    event = decode_event(payload, codec, now_ms, max_ahead_ms, max_record_bytes)
+    if key != event["user_id"]:
+        raise Rejection(
+            "key_mismatch", f"Kafka key {key!r} is not the event's user_id {event['user_id']!r}"
+        )
+    if timestamp != event["event_time"]:
+        raise Rejection(
+            "timestamp_mismatch",
+            f"Kafka timestamp {timestamp} is not the event's event_time {event['event_time']}",
+        )
+    return event
+
+
+def read_label(
+    payload: bytes | None, key: str, codec: Codec, max_record_bytes: int
+) -> dict[str, Any]:
+    """``decode_label``, then its key: the label's ``user_id`` (``label:key_mismatch``
+    otherwise). A label's Kafka timestamp only moves the watermark, so it is not checked."""
+    label = decode_label(payload, codec, max_record_bytes)
+    if key != label["user_id"]:
+        raise Rejection(
+            "label:key_mismatch",
+            f"Kafka key {key!r} is not the label's user_id {label['user_id']!r}",
+        )
+    return label
+
+
 def _check_size(payload: bytes, max_record_bytes: int, reason: str) -> None:
     """Refuse a record above the limit before decoding it: a bad record must not cost the decoder
     more than a good one could."""

@@ -1,22 +1,23 @@
 """The job's Python operators.
 
-``DecodeAndValidate`` (before the shuffle) turns raw Kafka bytes of the events and labels topics
-into keyed envelopes with their watermark driver, or into dead letters. The control topic
-(model assignments, challenger snapshots) is broadcast as raw rows and checked where it is
-applied (``ControlReader``). ``ScoreEvents`` (keyed by user, state in RocksDB, the control
-broadcast as its second input) applies the late rule, updates the user's windowed aggregates,
-scores with the champion or the canary candidate and the challenger in shadow, decides by
-expected cost, joins labels to what was decided, and emits every record it produces
-(predictions, dead letters, labelled outcomes) as ``(topic, key, value)`` for one Kafka sink
-that picks the topic in the JVM. ``LearnChallenger`` (one subtask) learns from the labelled
-outcomes, measures live quality and publishes challenger snapshots and automatic rollbacks to
-the control topic.
+``ScoreEvents`` (keyed by the Kafka key, i.e. the user; state in RocksDB; the control broadcast
+as its second input) gets each record of the events and labels topics as raw bytes: it decodes
+and validates it (or dead-letters it with the reason), checks it against its key and timestamp,
+applies the late rule, updates the user's windowed aggregates, scores with the champion or the
+canary candidate and the challenger in shadow, decides by expected cost, joins labels to what
+was decided, and returns every record it produces (predictions, dead letters, labelled
+outcomes) as ``(topic, key, value)`` for one Kafka sink that picks the topic in the JVM. The
+control topic (model assignments, challenger snapshots) is broadcast as raw rows and checked
+where it is applied (``ControlReader``). ``LearnChallenger`` (one subtask) learns from the
+labelled outcomes, measures live quality and publishes challenger snapshots and automatic
+rollbacks to the control topic.
 
-Each record crosses between the JVM and Python once per operator, and touches keyed state twice
-(one read, one write of the user's packed state): measured, those crossings and state calls are
-what bound PyFlink's throughput, so everything else is done in plain Python between them. In
-thread mode each TaskManager has one Python interpreter; the job keeps one Python operator per
-TaskManager (decode; each scoring subtask; the learner).
+Each record crosses between the JVM and Python once: measured, those crossings and keyed-state
+calls are what bound PyFlink's throughput, so everything else is done in plain Python between
+them. An event costs one read of the user's state only when it is not cached
+(``state.UserStateCache``), one write of it, and one write to the label-join map; a label one
+read and one write of that map. In thread mode each TaskManager has one Python interpreter; the
+job keeps one Python operator per TaskManager (each scoring subtask; the learner).
 """
 
 from __future__ import annotations
@@ -24,14 +25,12 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import (
     KeyedBroadcastProcessFunction,
-    OutputTag,
-    ProcessFunction,
     RuntimeContext,
 )
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
@@ -41,18 +40,28 @@ from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
 from streamscore.job import records
-from streamscore.job.decode import decode_event, decode_label
+from streamscore.job.decode import read_event, read_label
+from streamscore.job.prediction_codec import PredictionEncoder
 from streamscore.job.records import DeadLetters
 from streamscore.job.state import (
+    CLOSED,
+    PARKED,
+    PENDING,
+    JoinEntry,
     ParkedLabel,
     PendingOutcome,
     ScoringState,
+    UserStateCache,
+    closed_entry,
+    entry_deadline,
     next_deadline,
-    pack,
     packed_event_time,
-    unpack,
+    parked_entry,
+    parked_label,
+    pending_entry,
+    pending_outcome,
+    timer_time,
 )
-from streamscore.job.watermarks import PartitionProgress
 from streamscore.metrics import process_metrics
 from streamscore.model.control import canary_arm
 from streamscore.model.loading import ModelBundle
@@ -68,135 +77,19 @@ KAFKA_RECORD = Types.ROW([BYTES, BYTES])
 # from the first column in the JVM (no Python on the way out).
 ROUTED_RECORD = Types.ROW([Types.STRING(), BYTES, BYTES])
 
-KIND_EVENT = 0
-KIND_LABEL = 1
 
-
-class ScoringInput(NamedTuple):
-    """What travels from decode to scoring for each valid event.
-
-    It crosses pickled, as a plain tuple in this field order: a NamedTuple pickles with a
-    reference to its class, which measured +2.5 µs per event (dumps + loads, 6 fields). Pickling
-    the decoded event (≈ 1 µs out, 2 µs in) spares the scoring stage, the busiest one, a second
-    Avro decode (≈ 5-9 µs)."""
-
-    kind: int  # KIND_EVENT
-    event: dict[str, Any]  # decoded and validated
-    payload: bytes  # the original Kafka value, for a dead letter if the event turns out late
-    ingest_time: int  # the input's Kafka timestamp, epoch millis
-    topic: str
-    partition: int
-    offset: int
-
-
-class LabelInput(NamedTuple):
-    """What travels from decode to scoring for each valid label (a plain tuple, as above).
-    Its fields after ``event_id`` are a ``state.ParkedLabel``'s, in the same order."""
-
-    kind: int  # KIND_LABEL
-    event_id: str
-    is_fraud: bool
-    label_time: int
-    payload: bytes
-    topic: str
-    partition: int
-    offset: int
-
-
-ENVELOPE = Types.PICKLED_BYTE_ARRAY()
-KEYED_ENVELOPE = Types.ROW([Types.STRING(), ENVELOPE])
-# The decode output: (keyed envelope, watermark driver) for the JVM timestamp assigner.
-TIMESTAMPED_ENVELOPE = Types.TUPLE([KEYED_ENVELOPE, Types.LONG()])
+# What the scoring operator receives per Kafka record of the events and labels topics: the
+# columns of pipeline._input_rows, (key, payload, topic, partition, offset, Kafka timestamp).
+INPUT_ROW = Types.ROW(
+    [Types.STRING(), BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()]
+)
+# The same, behind the key the JVM partitions by (its first field; Python gets the second).
+KEYED_INPUT = Types.ROW([Types.STRING(), INPUT_ROW])
 # The control topic's rows, broadcast to the scorers and the learner as the source reads them:
 # (payload, topic, partition, offset, ingest time), the columns of pipeline._source_rows.
 CONTROL_ROW = Types.ROW([BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()])
 # Per kind, the latest valid command: (kind, content), pickled.
 CONTROL_STATE = MapStateDescriptor("model-control", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
-
-DEAD_LETTERS = OutputTag("dead-letters", KAFKA_RECORD)
-
-
-class DecodeAndValidate(ProcessFunction):
-    """Events and labels, from one Kafka source over both topics."""
-
-    def __init__(self, settings: Settings, schemas: dict[str, dict[str, Any]]) -> None:
-        self._settings = settings
-        self._schemas = schemas
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        # Secrets are not in the job graph: the Kafka password comes from this TaskManager.
-        self._settings = s = self._settings.with_secrets_from_env()
-        self._events = Codec("event", self._schemas["event"])
-        self._labels = Codec("label", self._schemas["label"])
-        self._labels_topic = s.topic_labels
-        self._metrics = process_metrics(s.metrics_host, s.metrics_port)
-        self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
-        self._max_ahead_ms = s.max_event_ahead_ms
-        self._progress = PartitionProgress(s.source_idleness_ms)
-        self._progress.expect(self._own_event_partitions(runtime_context), int(time.time() * 1000))
-
-    def _own_event_partitions(self, runtime_context: RuntimeContext) -> list[tuple[str, int]]:
-        """The events topic's partitions that this subtask's source reader is assigned (this
-        operator is chained to the source, so its subtask is the reader's)."""
-        from streamscore.job.watermarks import kafka_split_owner
-        from streamscore.kafka_io import partitions_of
-
-        topic = self._settings.topic_events
-        try:
-            partitions = partitions_of(self._settings, topic)
-        except Exception:  # Kafka not reachable right now: the configured count
-            log.warning("could not list %s's partitions; assuming events_partitions", topic)
-            partitions = list(range(self._settings.events_partitions))
-        subtask, readers = _subtask_index(runtime_context), _parallelism(runtime_context)
-        return [(topic, p) for p in partitions if kafka_split_owner(topic, p, readers) == subtask]
-
-    def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[override]
-        # The columns of the source query in pipeline.build.
-        payload, topic, partition, offset, ingest_time = value
-        if topic == self._labels_topic:
-            yield from self._label(payload, topic, partition, offset)
-            return
-        now_ms = int(time.time() * 1000)
-        try:
-            event = decode_event(
-                payload, self._events, now_ms, self._max_ahead_ms, self._settings.max_record_bytes
-            )
-        except Rejection as rejection:
-            yield DEAD_LETTERS, self._dead.row(rejection, topic, partition, offset, payload)
-            return
-        if ingest_time is None:
-            ingest_time = now_ms
-        envelope = tuple(
-            ScoringInput(KIND_EVENT, event, payload, ingest_time, topic, partition, offset)
-        )
-        # The record's Flink timestamp drives the watermark only (see job/watermarks.py); the
-        # scoring step uses the event's own time.
-        yield (
-            Row(event["user_id"], envelope),
-            self._progress.observe((topic, partition), event["event_time"], now_ms, ingest_time),
-        )
-
-    def _label(self, payload: bytes, topic: str, partition: int, offset: int):  # type: ignore[no-untyped-def]
-        try:
-            label = decode_label(payload, self._labels, self._settings.max_record_bytes)
-        except Rejection as rejection:
-            self._metrics.labels.labels(rejection.reason).inc()
-            yield DEAD_LETTERS, self._dead.row(rejection, topic, partition, offset, payload)
-            return
-        envelope = tuple(
-            LabelInput(
-                KIND_LABEL,
-                label["event_id"],
-                label["is_fraud"],
-                label["label_time"],
-                payload,
-                topic,
-                partition,
-                offset,
-            )
-        )
-        # A label has no event time of its own: it neither advances nor holds the watermark.
-        yield Row(label["user_id"], envelope), self._progress.current(int(time.time() * 1000))
 
 
 def _subtask_index(runtime_context: RuntimeContext) -> int:
@@ -271,9 +164,21 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         # PRIMITIVE_ARRAY state converter would copy byte by byte, and fails on absent values).
         # Idle users and due labels are handled by event-time timers, not a state TTL: in thread
         # mode PyFlink 2.3 cannot hand a TTL config to the JVM.
-        self._state = runtime_context.get_state(
-            ValueStateDescriptor("scoring-state-v2", Types.PICKLED_BYTE_ARRAY())
+        self._state = UserStateCache(
+            runtime_context.get_state(
+                ValueStateDescriptor("scoring-user-v3", Types.PICKLED_BYTE_ARRAY())
+            ),
+            s.state_cache_users,
         )
+        # event id -> its entry in the label join (job/state.py): a record touches one entry.
+        self._join_map = runtime_context.get_map_state(
+            MapStateDescriptor("label-join-v3", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+        )
+        self._events = Codec("event", self._schemas["event"])
+        self._labels = Codec("label", self._schemas["label"])
+        self._topic_labels = s.topic_labels
+        self._max_ahead_ms = s.max_event_ahead_ms
+        self._max_record_bytes = s.max_record_bytes
         self._retention_ms = FEATURE_SET.max_window_ms + FEATURE_SET.retention_slack_ms
         self._horizon_ms = s.label_horizon_ms
         self._park_wait_ms = s.allowed_lateness_ms + s.max_out_of_orderness_ms
@@ -283,12 +188,17 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._costs = CostModel.from_settings(s)
         self._metrics = process_metrics(s.metrics_host, s.metrics_port)
         self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
-        self._predictions = Codec("prediction", self._schemas["prediction"])
+        self._predictions = PredictionEncoder(self._schemas["prediction"])
         self._outcomes = Codec("outcome", self._schemas["outcome"])
         self._topic_predictions = s.topic_predictions
         self._topic_outcomes = s.topic_outcomes
         self._topic_dead = s.topic_dead_letters
-        self._scored = self._metrics.events.labels("scored")
+        metrics = self._metrics
+        self._scored = metrics.events.labels("scored")
+        self._late_dropped = metrics.late_events.labels("dead_letter")
+        self._late_scored = metrics.late_events.labels("scored")
+        self._latency = metrics.latency
+        self._score_histogram = metrics.scores
         self._store = FeatureStoreWriter(
             connect(s),
             s.redis_key_prefix,
@@ -418,38 +328,73 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             )
 
     # --- records -----------------------------------------------------------------------------
-    def process_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
+    def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
+        """One Kafka record of the events or labels topic (``INPUT_ROW``): decoded, checked and
+        applied here, in the one Python call the record costs; what it produces is returned as
+        a list (a generator would cost the JVM more calls to drain it)."""
         if not self._synced:
             self._sync(ctx)
-        if value[0] == KIND_EVENT:
-            yield from self._score(value, ctx)
-        else:
-            yield from self._join(value, ctx)
+        key, payload, topic, partition, offset, timestamp = value
+        if topic == self._topic_labels:
+            return self._label(key, payload, topic, partition, offset, ctx)
+        try:
+            event = read_event(
+                payload,
+                key,
+                timestamp,
+                self._events,
+                int(time.time() * 1000),
+                self._max_ahead_ms,
+                self._max_record_bytes,
+            )
+        except Rejection as rejection:
+            return [self._dead_letter(rejection, topic, partition, offset, payload)]
+        return self._score(event, key, payload, timestamp, topic, partition, offset, ctx)
 
-    def _score(self, value: tuple, ctx: Any):  # type: ignore[no-untyped-def]
-        # A ScoringInput, as a plain tuple (see there why).
-        _kind, event, payload, ingest_time, topic, partition, offset = value
+    def _label(  # type: ignore[no-untyped-def]
+        self, key: str, payload: bytes, topic: str, partition: int, offset: int, ctx: Any
+    ):
+        try:
+            label = read_label(payload, key, self._labels, self._max_record_bytes)
+        except Rejection as rejection:
+            self._metrics.labels.labels(rejection.reason).inc()
+            return [self._dead_letter(rejection, topic, partition, offset, payload)]
+        parked = ParkedLabel(
+            label["is_fraud"], label["label_time"], payload, topic, partition, offset
+        )
+        return self._join(key, label["event_id"], parked, ctx)
+
+    def _score(  # type: ignore[no-untyped-def]
+        self,
+        event: dict[str, Any],
+        user_id: str,
+        payload: bytes,
+        ingest_time: int,
+        topic: str,
+        partition: int,
+        offset: int,
+        ctx: Any,
+    ):
         event_time = event["event_time"]
         watermark = ctx.timer_service().current_watermark()
         metrics = self._metrics
         if event_time <= watermark:
             if event_time <= watermark - self._lateness:
-                metrics.late_events.labels("dead_letter").inc()
+                self._late_dropped.inc()
                 late = Rejection(
                     "late",
                     f"event_time {event_time} is more than allowed_lateness_ms={self._lateness} "
                     f"behind the watermark {watermark}",
                 )
-                yield self._dead_letter(late, topic, partition, offset, payload)
-                return
-            metrics.late_events.labels("scored").inc()
+                return [self._dead_letter(late, topic, partition, offset, payload)]
+            self._late_scored.inc()
 
-        state: ScoringState | None = self._state.value()
+        out: list[Row] = []
+        state: ScoringState | None = self._state.get(user_id)
         if state is None:
             state = ScoringState(self._engine.new_state())
         vector = self._engine.update(state.features, event)
 
-        user_id = event["user_id"]
         amount = event["amount"]
         scorer, arm = self._champion, "champion"
         champion_score: float | None = None
@@ -467,10 +412,6 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             drift.observe(event_time, vector, score if champion_score is None else champion_score)
 
         event_id = event["event_id"]
-        pending = state.pending
-        if len(pending) >= self._max_pending:
-            del pending[next(iter(pending))]  # the oldest: dicts keep insertion order
-            metrics.labels.labels("dropped_pending").inc()
         outcome = PendingOutcome(
             event_time,
             amount,
@@ -484,12 +425,15 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             challenger_score,
             challenger_version,
         )
-        pending[event_id] = pack(outcome)
-        parked = state.parked.pop(event_id, None)
-        if parked is not None:  # its label came first
-            yield from self._close(state, event_id, outcome, parked, user_id)
+        join = self._join_map
+        entry = join.get(event_id) if state.parked else None
+        if entry is not None and entry[0] == PARKED:  # its label came first
+            state.parked -= 1
+            out.extend(self._close(event_id, outcome, parked_label(entry), user_id))
+        else:
+            join.put(event_id, pending_entry(outcome))
         self._arm_timer(state, ctx, event_time + self._horizon_ms)
-        self._state.update(state)
+        self._state.put(user_id, state)
 
         degraded = []
         if fell_back:
@@ -514,48 +458,40 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         )
         self._scored.inc()
         metrics.predictions.labels(decision, model_version).inc()
-        metrics.scores.observe(score)
-        metrics.latency.observe(max(0.0, time.time() - ingest_time / 1000.0))
-        yield Row(self._topic_predictions, user_id.encode(), record)
+        self._score_histogram.observe(score)
+        self._latency.observe(max(0.0, time.time() - ingest_time / 1000.0))
+        out.append(Row(self._topic_predictions, user_id.encode(), record))
+        return out
 
-    def _join(self, value: tuple, ctx: Any):  # type: ignore[no-untyped-def]
-        # A LabelInput: (kind, event_id, then a ParkedLabel's fields in its order).
-        event_id = value[1]
-        parked = ParkedLabel(*value[2:])
-        user_id = ctx.get_current_key()
-        state: ScoringState | None = self._state.value()
-        if state is None:
-            state = ScoringState(self._engine.new_state())
-        packed = state.pending.get(event_id)
-        if packed is not None:
-            yield from self._close(state, event_id, unpack(packed), parked, user_id)
-        elif event_id in state.closed:
-            reason = (
-                "label:duplicate" if state.closed[event_id][1] == "labelled" else "label:expired"
-            )
-            yield self._label_dead_letter(reason, "", parked)
-        elif event_id in state.parked:
-            yield self._label_dead_letter("label:duplicate", "its event has not come yet", parked)
-        else:
+    def _join(self, user_id: str, event_id: str, label: ParkedLabel, ctx: Any) -> list[Row]:
+        join = self._join_map
+        entry = join.get(event_id)
+        if entry is None:
             # Its event may still come (topics are read at uneven speeds): wait for it until the
             # watermark says it can no longer be scored.
-            state.parked[event_id] = parked
+            state: ScoringState | None = self._state.get(user_id)
+            if state is None:
+                state = ScoringState(self._engine.new_state())
+            join.put(event_id, parked_entry(label))
+            state.parked += 1
             self._metrics.labels.labels("parked").inc()
-            self._arm_timer(state, ctx, parked.label_time + self._park_wait_ms)
-        self._state.update(state)
+            self._arm_timer(state, ctx, label.label_time + self._park_wait_ms)
+            self._state.put(user_id, state)
+            return []
+        kind = entry[0]
+        if kind == PENDING:
+            return list(self._close(event_id, pending_outcome(entry), label, user_id))
+        if kind == CLOSED:
+            reason = "label:duplicate" if entry[2] == "labelled" else "label:expired"
+            return [self._label_dead_letter(reason, "", label)]
+        return [self._label_dead_letter("label:duplicate", "its event has not come yet", label)]
 
     def _close(  # type: ignore[no-untyped-def]
-        self,
-        state: ScoringState,
-        event_id: str,
-        outcome: PendingOutcome,
-        label: ParkedLabel,
-        user_id: str,
+        self, event_id: str, outcome: PendingOutcome, label: ParkedLabel, user_id: str
     ):
         """Join a label to its pending outcome: an outcome record, or ``label:expired``."""
-        del state.pending[event_id]
         if label.label_time - outcome.event_time > self._horizon_ms:
-            state.closed[event_id] = (outcome.event_time, "expired")
+            self._join_map.put(event_id, closed_entry(outcome.event_time, "expired"))
             yield self._label_dead_letter(
                 "label:expired",
                 f"label_time {label.label_time} is more than label_horizon_ms="
@@ -563,7 +499,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
                 label,
             )
             return
-        state.closed[event_id] = (outcome.event_time, "labelled")
+        self._join_map.put(event_id, closed_entry(outcome.event_time, "labelled"))
         self._metrics.labels.labels("joined").inc()
         yield Row(
             self._topic_outcomes,
@@ -572,46 +508,67 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         )
 
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):  # type: ignore[override]
-        state: ScoringState | None = self._state.value()
+        """Walk the user's join map: expire what is due, cap what is pending, re-arm."""
+        user_id = ctx.get_current_key()
+        state: ScoringState | None = self._state.get(user_id)
         if state is None:
             return
         state.timer_at = -1
-        for event_id, packed in list(state.pending.items()):
-            event_time = packed_event_time(packed)
-            if event_time + self._horizon_ms <= timestamp:
-                del state.pending[event_id]
-                state.closed[event_id] = (event_time, "expired")
+        join = self._join_map
+        horizon, park_wait = self._horizon_ms, self._park_wait_ms
+        out: list[Row] = []
+        kept: list[JoinEntry] = []
+        pending: list[tuple[int, str]] = []  # (event time, event id) of what stays pending
+        for event_id, entry in list(join.items()):
+            kind = entry[0]
+            if entry_deadline(entry, horizon, park_wait) > timestamp:
+                kept.append(entry)
+                if kind == PENDING:
+                    pending.append((packed_event_time(entry[1:]), event_id))
+            elif kind == PENDING:
+                join.put(event_id, closed_entry(packed_event_time(entry[1:]), "expired"))
+                kept.append(closed_entry(packed_event_time(entry[1:]), "expired"))
                 self._metrics.labels.labels("expired_unlabelled").inc()
-        for event_id, (event_time, _why) in list(state.closed.items()):
-            if event_time + 2 * self._horizon_ms <= timestamp:
-                del state.closed[event_id]
-        for event_id, parked in list(state.parked.items()):
-            if parked.label_time + self._park_wait_ms <= timestamp:
-                del state.parked[event_id]
-                yield self._label_dead_letter(
-                    "label:unknown_event",
-                    f"no event {event_id} for this user by the watermark {timestamp}",
-                    parked,
+            elif kind == CLOSED:
+                join.remove(event_id)
+            else:
+                join.remove(event_id)
+                state.parked -= 1
+                out.append(
+                    self._label_dead_letter(
+                        "label:unknown_event",
+                        f"no event {event_id} for this user by the watermark {timestamp}",
+                        parked_label(entry),
+                    )
                 )
+        # A user with more unlabelled events than the cap loses the oldest: checked here, not
+        # per event, so it bounds the state between timers rather than at every record.
+        if len(pending) > self._max_pending:
+            pending.sort()
+            for _, event_id in pending[: len(pending) - self._max_pending]:
+                join.remove(event_id)
+                self._metrics.labels.labels("dropped_pending").inc()
         newest = state.features.newest
         idle = newest < 0 or newest + self._retention_ms <= timestamp
-        if idle and not state.pending and not state.closed and not state.parked:
-            self._state.clear()
+        if idle and not kept:
+            self._state.clear(user_id)
             self._metrics.expired_users.inc()
-            return
+            return out
         self._arm_timer(
             state,
             ctx,
-            next_deadline(state, self._retention_ms, self._horizon_ms, self._park_wait_ms),
+            next_deadline(state, kept, self._retention_ms, horizon, park_wait),
         )
-        self._state.update(state)
+        self._state.put(user_id, state)
+        return out
 
     # --- helpers -----------------------------------------------------------------------------
     def _arm_timer(self, state: ScoringState, ctx: Any, deadline: int) -> None:
-        """Keep one event-time timer per user, at its earliest deadline."""
-        if state.timer_at < 0 or deadline < state.timer_at:
-            ctx.timer_service().register_event_time_timer(deadline)
-            state.timer_at = deadline
+        """Keep one event-time timer per user, at its earliest deadline (rounded up)."""
+        at = timer_time(deadline)
+        if state.timer_at < 0 or at < state.timer_at:
+            ctx.timer_service().register_event_time_timer(at)
+            state.timer_at = at
 
     def _dead_letter(
         self, rejection: Rejection, topic: str, partition: int, offset: int, payload: bytes

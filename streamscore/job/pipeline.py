@@ -1,19 +1,21 @@
 """Builds the scoring job's graph.
 
-  Kafka events + labels (one Table API source, raw bytes + topic/partition/offset/timestamp)
-    → DecodeAndValidate (Python) ─ side output → dead letters
-    → event-time timestamps + per-partition bounded-out-of-orderness watermarks (JVM)
-    → keyBy user (JVM) ─┐
+  Kafka events + labels (one Table API source: key, raw bytes, topic/partition/offset, and
+    per-partition watermarks from the Kafka timestamps, with idleness, all in the JVM)
+    → keyBy the Kafka key (JVM) ─┐
   Kafka control (raw rows, JVM) ─ broadcast ─┤
-    → ScoreEvents (Python, RocksDB state, keyed + broadcast) → (topic, key, value)
+    → ScoreEvents (Python, RocksDB state, keyed + broadcast): decode, validate, late rule,
+      features, scores, label join → (topic, key, value)
     → one Kafka sink: predictions, dead letters, labelled outcomes (topic picked in the JVM)
   Kafka outcomes → keyBy a constant (JVM) → LearnChallenger (Python, 1 subtask)
     → Kafka control (challenger snapshots, automatic rollbacks)
 
-The timestamp assignment and key extraction use the same JVM classes PyFlink's own
-``assign_timestamps_and_watermarks``/``key_by`` use, but fed directly by the decode function, so an
-event crosses into Python twice instead of four times. Flink 2 has no stream iterations: the
-learner reaches the scorers through the control topic, read back as broadcast state.
+Each event and label crosses into Python once. That rests on the contract for producers of the
+events topic: the record's key is the event's ``user_id`` and its timestamp the event's
+``event_time`` (``streamscore produce`` stamps both); the scoring operator checks both per record
+and dead-letters a record that breaks it (``key_mismatch``, ``timestamp_mismatch``). Flink 2 has
+no stream iterations: the learner reaches the scorers through the control topic, read back as
+broadcast state.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.serialization import RowFieldExtractorSchema
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
@@ -37,13 +38,10 @@ from streamscore.job.functions import (
     BYTES,
     CONTROL_ROW,
     CONTROL_STATE,
-    DEAD_LETTERS,
-    ENVELOPE,
+    INPUT_ROW,
     KAFKA_RECORD,
-    KEYED_ENVELOPE,
+    KEYED_INPUT,
     ROUTED_RECORD,
-    TIMESTAMPED_ENVELOPE,
-    DecodeAndValidate,
     LearnChallenger,
     ScoreEvents,
 )
@@ -53,11 +51,7 @@ from streamscore.resources import RECORD_TYPES, schema
 
 log = logging.getLogger(__name__)
 
-# Scoring and the sinks get their own slots (so, on single-slot TaskManagers, their own JVM and
-# Python interpreter) apart from the source and decoding: the two Python stages then run in
-# parallel instead of taking turns on one interpreter's GIL.
-SCORING_SLOTS = "scoring"
-# The learner too, on a TaskManager (interpreter) of its own: one Python operator per
+# The learner, on a TaskManager (interpreter) of its own: one Python operator per
 # TaskManager (see functions.ControlReader).
 LEARNING_SLOTS = "learning"
 END_OF_TIME = 253_402_300_799_000  # 9999-12-31T23:59:59Z, SQL's last timestamp
@@ -79,33 +73,50 @@ def source_ddl(
     topics: list[str],
     group: str,
     startup_mode: str,
-    end_of_time_watermark: bool = False,
+    watermark: str = "none",
 ) -> str:
     """A raw-bytes Kafka source with the record's topic, partition, offset and timestamp.
 
-    ``end_of_time_watermark``: the source's watermark is a constant far in the future, and the
-    source is idle when quiet. For the control topic, broadcast into operators whose watermark is
-    the minimum of their inputs': commands carry no event time and must never hold it back."""
-    watermark = (
-        f"""end_of_time AS TO_TIMESTAMP_LTZ({END_OF_TIME}, 3),
+    ``watermark``:
+    * ``"event_time"``: the record's Kafka timestamp is its event time. The source keeps a
+      watermark per partition (bounded out-of-orderness ``max_out_of_orderness_ms``, idle after
+      ``source_idleness_ms`` without records) and emits their minimum, so a partition read
+      faster than another cannot push the watermark past the other's waiting events. It also
+      has the record's key (``msg_key``), the column the job partitions by.
+    * ``"end_of_time"``: a constant far in the future, idle when quiet. For the control topic,
+      broadcast into operators whose watermark is the minimum of their inputs': commands carry
+      no event time and must never hold it back.
+    * ``"none"``: no watermark (the learner's outcomes)."""
+    columns, options = "", ""
+    if watermark == "event_time":
+        bound_s = s.max_out_of_orderness_ms / 1000
+        columns = f"""WATERMARK FOR kafka_time AS kafka_time - INTERVAL '{bound_s:.3f}' SECOND,
+            """
+        options = f"""'scan.watermark.idle-timeout' = '{s.source_idleness_ms} ms',
+            'key.format' = 'raw',
+            'key.fields' = 'msg_key',
+            'value.fields-include' = 'EXCEPT_KEY',
+            'value.format' = 'raw'"""
+    elif watermark == "end_of_time":
+        columns = f"""end_of_time AS TO_TIMESTAMP_LTZ({END_OF_TIME}, 3),
             WATERMARK FOR end_of_time AS end_of_time,
             """
-        if end_of_time_watermark
-        else ""
-    )
-    idle = "'scan.watermark.idle-timeout' = '1 s'," if end_of_time_watermark else ""
+        options = "'scan.watermark.idle-timeout' = '1 s', 'format' = 'raw'"
+    else:
+        options = "'format' = 'raw'"
+    key = "msg_key STRING,\n            " if watermark == "event_time" else ""
     security = "".join(
         f"'properties.{key}' = '{_quote(value)}',\n            "
         for key, value in connector_properties(s).items()
     )
     return f"""
         CREATE TEMPORARY TABLE {table} (
-            payload BYTES,
+            {key}payload BYTES,
             src_topic STRING METADATA FROM 'topic' VIRTUAL,
             src_partition INT METADATA FROM 'partition' VIRTUAL,
             src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
-            {watermark}kafka_time TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
-        ) WITH ({idle}
+            {columns}kafka_time TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
+        ) WITH (
             'connector' = 'kafka',
             'topic' = '{_quote(";".join(topics))}',
             'properties.bootstrap.servers' = '{_quote(s.kafka_bootstrap)}',
@@ -113,23 +124,39 @@ def source_ddl(
             'properties.isolation.level' = 'read_committed',
             'scan.startup.mode' = '{startup_mode}',
             'properties.auto.offset.reset' = 'earliest',
-            {security}'format' = 'raw'
+            {security}{options}
         )"""
 
 
-def _source_rows(t_env: StreamTableEnvironment, table: str) -> DataStream:
-    """The source table as rows (payload, topic, partition, offset, ingest time in millis).
+# The Kafka timestamp as epoch millis. Thread mode hands TIMESTAMP_LTZ to Python as an opaque
+# Java object, and SQL forbids casting it to a number; EXTRACT works on the value itself (a
+# string round trip through UNIX_TIMESTAMP showed up in the JVM's profile).
+_EPOCH_MILLIS = "EXTRACT(EPOCH FROM kafka_time) * 1000 + EXTRACT(MILLISECOND FROM kafka_time)"
 
-    Thread mode hands TIMESTAMP_LTZ to Python as an opaque Java object, and SQL forbids casting
-    it to a number, so the Kafka timestamp becomes epoch millis here (the session is UTC, so the
-    string round trip is exact)."""
+
+def _source_rows(t_env: StreamTableEnvironment, table: str) -> DataStream:
+    """The source table as rows (payload, topic, partition, offset, ingest time in millis)."""
     return t_env.to_data_stream(
         t_env.sql_query(
             "SELECT payload, src_topic, src_partition, src_offset, "
-            "UNIX_TIMESTAMP(CAST(kafka_time AS STRING)) * 1000 "
-            f"+ EXTRACT(MILLISECOND FROM kafka_time) AS ingest_time FROM {table}"
+            f"{_EPOCH_MILLIS} AS ingest_time FROM {table}"
         )
     )
+
+
+def _input_rows(t_env: StreamTableEnvironment, table: str) -> KeyedStream:
+    """The events and labels, keyed by the Kafka key in the JVM, as ``INPUT_ROW``s.
+
+    A record without a key is keyed by ``''``: the scoring operator dead-letters it
+    (``key_mismatch``), as the JVM's key selector cannot take a null."""
+    rows = t_env.to_data_stream(
+        t_env.sql_query(
+            "SELECT COALESCE(msg_key, ''), ROW(COALESCE(msg_key, ''), payload, src_topic, "
+            f"src_partition, src_offset, {_EPOCH_MILLIS}) FROM {table}"
+        )
+    )
+    j_rows = _as_row_type(rows, KEYED_INPUT)._j_data_stream
+    return _keyed_by_first_field(j_rows, INPUT_ROW)
 
 
 def kafka_sink(s: Settings, topic: str | None, name: str) -> KafkaSink:
@@ -185,25 +212,6 @@ def _keyed_by_first_field(j_rows: Any, value_type: Any) -> KeyedStream:
     return KeyedStream(j_keyed, value_type, DataStream(j_rows))
 
 
-def _event_time_keyed(decoded: DataStream, s: Settings) -> KeyedStream:
-    """Timestamps/watermarks from the decode output's second field, then key by its key field."""
-    gateway = get_gateway()
-    jvm = gateway.jvm
-    strategy = WatermarkStrategy.for_bounded_out_of_orderness(
-        Duration.of_millis(s.max_out_of_orderness_ms)
-    ).with_idleness(Duration.of_millis(s.source_idleness_ms))
-    j_timestamped = decoded._j_data_stream.assignTimestampsAndWatermarks(
-        strategy._j_watermark_strategy.withTimestampAssigner(
-            jvm.org.apache.flink.streaming.api.functions.python.eventtime.CustomTimestampAssigner()
-        )
-    ).name("event-time-watermarks")
-    j_keyed_envelopes = j_timestamped.map(
-        jvm.org.apache.flink.streaming.api.functions.python.eventtime.RemoveTimestampMapFunction(),
-        KEYED_ENVELOPE.get_java_type_info(),
-    ).name("strip-timestamp")
-    return _keyed_by_first_field(j_keyed_envelopes, ENVELOPE)
-
-
 def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | None) -> None:
     # The functions below are pickled into the job graph with these settings: no secrets in
     # there (the functions read them from their TaskManager's environment, see functions.py).
@@ -213,12 +221,13 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     t_env.get_config().set("table.local-time-zone", "UTC")
     startup = _STARTUP_MODES[s.start_from]
     t_env.execute_sql(
-        source_ddl(s, "raw_input", [s.topic_events, s.topic_labels], s.consumer_group, startup)
-    )
+        source_ddl(s, "raw_input", [s.topic_events, s.topic_labels], s.consumer_group, startup,
+                   watermark="event_time")
+    )  # fmt: skip
     # The control topic is compacted: from its start, a new job gets the latest commands.
     t_env.execute_sql(
         source_ddl(s, "raw_control", [s.topic_control], f"{s.consumer_group}-control",
-                   "earliest-offset", end_of_time_watermark=True)
+                   "earliest-offset", watermark="end_of_time")
     )  # fmt: skip
     # The learner starts at the end: it learns from this job's outcomes, not earlier runs'.
     t_env.execute_sql(
@@ -226,27 +235,21 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
                    "latest-offset")
     )  # fmt: skip
 
-    decoded = _source_rows(t_env, "raw_input").process(
-        DecodeAndValidate(s, schemas), output_type=TIMESTAMPED_ENVELOPE
-    )
-    decoded.name("decode-validate").uid("decode-validate")
+    # The source runs at the scoring parallelism, in the scorers' slots: each TaskManager reads
+    # its share of the partitions, and the key shuffle sends each record to its user's scorer.
+    t_env.get_config().set("table.exec.resource.default-parallelism", str(s.scoring_parallelism))
+    keyed_input = _input_rows(t_env, "raw_input")
+    t_env.get_config().set("table.exec.resource.default-parallelism", str(s.parallelism))
 
     control = _as_row_type(_source_rows(t_env, "raw_control"), CONTROL_ROW)
 
-    scored = (
-        _event_time_keyed(decoded, s)
-        .connect(control.broadcast(CONTROL_STATE))
-        .process(ScoreEvents(s, schemas, model), output_type=ROUTED_RECORD)
+    scored = keyed_input.connect(control.broadcast(CONTROL_STATE)).process(
+        ScoreEvents(s, schemas, model), output_type=ROUTED_RECORD
     )
-    scored.name("features-score").uid("features-score").slot_sharing_group(SCORING_SLOTS)
+    scored.name("decode-features-score").uid("features-score")
     scored.set_parallelism(s.scoring_parallelism)
     routed = scored.sink_to(kafka_sink(s, None, "scored"))
-    routed.name("scored-sink").uid("scored-sink")
-    routed.slot_sharing_group(SCORING_SLOTS).set_parallelism(s.scoring_parallelism)
-
-    dead = decoded.get_side_output(DEAD_LETTERS)
-    dead_letters = dead.sink_to(kafka_sink(s, s.topic_dead_letters, "dead-letters"))
-    dead_letters.name("dead-letters-sink").uid("dead-letters-sink")
+    routed.name("scored-sink").uid("scored-sink").set_parallelism(s.scoring_parallelism)
 
     outcomes = _as_row_type(
         t_env.to_data_stream(t_env.sql_query("SELECT 'all', payload FROM raw_outcomes")),

@@ -14,6 +14,7 @@ from streamscore.metrics import Metrics
 from streamscore.serde import Codec
 
 if TYPE_CHECKING:
+    from streamscore.job.prediction_codec import PredictionEncoder
     from streamscore.job.state import ParkedLabel, PendingOutcome
 
 
@@ -71,7 +72,7 @@ def dead_letter(
 
 
 def prediction(
-    codec: Codec,
+    encoder: PredictionEncoder,
     event: dict[str, Any],
     score: float,
     decision: str,
@@ -83,23 +84,21 @@ def prediction(
     challenger_score: float | None = None,
     challenger_version: str | None = None,
 ) -> bytes:
-    return codec.encode(
-        {
-            "event_id": event["event_id"],
-            "user_id": event["user_id"],
-            "event_time": event["event_time"],
-            "score": score,
-            "decision": decision,
-            "model_version": model_version,
-            "feature_set_version": feature_set_version,
-            "degraded": degraded,
-            "ingest_time": ingest_time,
-            "scored_time": int(time.time() * 1000),
-            "amount": event["amount"],
-            "arm": arm,
-            "challenger_score": challenger_score,
-            "challenger_version": challenger_version,
-        }
+    return encoder.encode(
+        event["event_id"],
+        event["user_id"],
+        event["event_time"],
+        score,
+        decision,
+        model_version,
+        feature_set_version,
+        degraded,
+        ingest_time,
+        int(time.time() * 1000),
+        event["amount"],
+        arm,
+        challenger_score,
+        challenger_version,
     )
 
 

@@ -1,23 +1,28 @@
 """What the scoring operator keeps per user in RocksDB, and the rules of the label join.
 
-One value per user (one state read and one write per record, the measured rule for PyFlink's
-thread mode) holds:
+Two pieces of keyed state per user, so that what an event costs does not grow with what the
+user has pending (measured: with ~30 unlabelled and ~200 recently labelled events per user, one
+value holding all of it pickled to 16 KB, written on every event):
 
-* ``features``: the feature engine's ``UserState``;
-* ``pending``: what learning and quality need of each scored event whose label has not come yet
-  (``PendingOutcome``), until the label arrives or ``label_horizon_ms`` of event time passes;
-* ``closed``: event ids already labelled or expired, with their event time, remembered for one
-  more horizon so a second label is told apart (``label:duplicate`` / ``label:expired``) from a
-  label of an event never seen (``label:unknown_event``);
-* ``parked``: labels that arrived before their event (topics are read at uneven speeds, e.g.
-  draining a backlog). A parked label waits until the watermark passes its label time plus the
-  allowed lateness: by then its event can no longer be scored, so it is a dead letter;
-* ``timer_at``: the one event-time timer registered for the user (the earliest deadline), so a
-  timer is registered about once per horizon per user, not per record.
+* a value, ``ScoringState``, read once (then cached, ``UserStateCache``) and written per record:
+  the feature engine's ``UserState``, the one event-time timer registered for the user
+  (``timer_at``, so a timer is registered about once per horizon, not per record) and the
+  number of parked labels;
+* a map from event id to its entry in the label join, of which a record reads or writes one:
+  - *pending* (``PendingOutcome``, packed): what learning and quality need of a scored event
+    whose label has not come yet, until the label arrives or ``label_horizon_ms`` of event time
+    passes;
+  - *closed*: an event already labelled or expired, with its event time, remembered for one
+    more horizon so a second label is told apart (``label:duplicate`` / ``label:expired``) from
+    a label of an event never seen (``label:unknown_event``);
+  - *parked*: a label that arrived before its event (topics are read at uneven speeds, e.g.
+    draining a backlog). It waits until the watermark passes its label time plus the allowed
+    lateness: by then its event can no longer be scored, so it is a dead letter.
 
-Everything here is plain data in checkpointed state, so after a failure each label is joined,
-learned from and counted exactly once. The pickled layout is a tuple; ``STATE_VERSION`` names it
-for savepoint upgrades.
+The timer walks the user's map when it fires; its deadlines are rounded up to ``TIMER_STEP_MS``
+so that a busy user's timer fires at most that often. Everything here is plain data in
+checkpointed state, so after a failure each label is joined, learned from and counted exactly
+once. ``STATE_VERSION`` names the layout for savepoint upgrades.
 """
 
 from __future__ import annotations
@@ -29,7 +34,11 @@ from typing import Any, NamedTuple
 
 from streamscore.features.engine import UserState
 
-STATE_VERSION = 2  # 1: the features' UserState alone (before the label join)
+# 1: the features' UserState alone (before the label join); 2: one value with the join's dicts;
+# 3: the value and the join map (state names "scoring-user-v3", "label-join-v3").
+STATE_VERSION = 3
+# Timer deadlines are rounded up to this step of event time (see the module's docstring).
+TIMER_STEP_MS = 10_000
 
 
 class PendingOutcome(NamedTuple):
@@ -114,37 +123,125 @@ class ParkedLabel(NamedTuple):
 
 
 class ScoringState:
-    __slots__ = ("closed", "features", "parked", "pending", "timer_at")
+    __slots__ = ("features", "parked", "timer_at")
 
-    def __init__(
-        self,
-        features: UserState,
-        pending: dict[str, PackedOutcome] | None = None,
-        closed: dict[str, tuple[int, str]] | None = None,
-        parked: dict[str, ParkedLabel] | None = None,
-        timer_at: int = -1,
-    ) -> None:
+    def __init__(self, features: UserState, timer_at: int = -1, parked: int = 0) -> None:
         self.features = features
-        self.pending = pending if pending is not None else {}
-        self.closed = closed if closed is not None else {}
-        self.parked = parked if parked is not None else {}
         self.timer_at = timer_at
+        self.parked = parked  # labels of this user parked in the join map
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return ScoringState, (self.features, self.pending, self.closed, self.parked, self.timer_at)
+        return ScoringState, (self.features, self.timer_at, self.parked)
+
+
+# The join map's entries (event id → entry), tagged tuples that pickle small.
+PENDING, CLOSED, PARKED = 0, 1, 2
+JoinEntry = tuple[Any, ...]
+
+
+def pending_entry(outcome: PendingOutcome) -> JoinEntry:
+    return (PENDING, *pack(outcome))
+
+
+def pending_outcome(entry: JoinEntry) -> PendingOutcome:
+    return unpack(entry[1:])  # type: ignore[arg-type]
+
+
+def closed_entry(event_time: int, why: str) -> JoinEntry:
+    return (CLOSED, event_time, why)
+
+
+def parked_entry(label: ParkedLabel) -> JoinEntry:
+    return (PARKED, *label)
+
+
+def parked_label(entry: JoinEntry) -> ParkedLabel:
+    return ParkedLabel(*entry[1:])
+
+
+def entry_deadline(entry: JoinEntry, horizon_ms: int, park_wait_ms: int) -> int:
+    """The event time at which an entry is due: a pending outcome expires, a closed id is
+    forgotten, a parked label gives up."""
+    kind = entry[0]
+    if kind == PENDING:
+        return packed_event_time(entry[1:]) + horizon_ms  # type: ignore[arg-type]
+    if kind == CLOSED:
+        return int(entry[1]) + 2 * horizon_ms
+    return int(entry[2]) + park_wait_ms  # PARKED: (kind, is_fraud, label_time, ...)
 
 
 def next_deadline(
-    state: ScoringState, retention_ms: int, horizon_ms: int, park_wait_ms: int
+    state: ScoringState,
+    entries: Any,
+    retention_ms: int,
+    horizon_ms: int,
+    park_wait_ms: int,
 ) -> int:
-    """The earliest event time at which something of the user's state is due:
-    a pending outcome expires, a closed id is forgotten, a parked label gives up, or the whole
-    user expires (no event for the longest window plus the slack)."""
+    """The earliest event time at which something of the user's state is due: an entry of the
+    join map (``entries``: its values), or the whole user expires (no event for the longest
+    window plus the slack)."""
     deadline = state.features.newest + retention_ms if state.features.newest >= 0 else 2**62
-    for packed in state.pending.values():
-        deadline = min(deadline, packed_event_time(packed) + horizon_ms)
-    for event_time, _ in state.closed.values():
-        deadline = min(deadline, event_time + 2 * horizon_ms)
-    for parked in state.parked.values():
-        deadline = min(deadline, parked.label_time + park_wait_ms)
+    for entry in entries:
+        deadline = min(deadline, entry_deadline(entry, horizon_ms, park_wait_ms))
     return deadline
+
+
+def timer_time(deadline: int) -> int:
+    """``deadline`` rounded up to ``TIMER_STEP_MS``."""
+    return -(-deadline // TIMER_STEP_MS) * TIMER_STEP_MS
+
+
+class UserStateCache:
+    """A write-through cache of users' ``ScoringState`` in front of Flink's keyed value state.
+
+    In thread mode each ``value()`` is a call into the JVM, a RocksDB read and an unpickle, and
+    PyFlink keeps no cache of its own there. The state is only ever changed by this subtask's
+    function, so a copy kept here stays exact: a hit skips the read. Every change is still
+    written through (``put``), so each checkpoint holds the same state as without the cache.
+    The cache lives in the function object: a restored, restarted or rescaled job builds new
+    function objects, which start empty and read from Flink's state again.
+
+    ``get``/``put``/``clear`` act on the current key of the keyed state, which must be ``user``
+    (the operator passes the record's key). At most ``capacity`` users are kept, the least
+    recently used go first.
+    """
+
+    def __init__(self, state: Any, capacity: int) -> None:
+        from collections import OrderedDict
+
+        self._state = state
+        self._capacity = capacity
+        self._entries: OrderedDict[str, ScoringState] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, user: str) -> ScoringState | None:
+        entries = self._entries
+        found = entries.get(user)
+        if found is not None:
+            entries.move_to_end(user)
+            self.hits += 1
+            return found
+        self.misses += 1
+        found = self._state.value()
+        if found is not None:
+            self._remember(user, found)
+        return found
+
+    def put(self, user: str, value: ScoringState) -> None:
+        self._state.update(value)
+        self._remember(user, value)
+
+    def clear(self, user: str) -> None:
+        self._state.clear()
+        self._entries.pop(user, None)
+
+    def _remember(self, user: str, value: ScoringState) -> None:
+        entries = self._entries
+        entries[user] = value
+        entries.move_to_end(user)
+        if len(entries) > self._capacity:
+            entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)

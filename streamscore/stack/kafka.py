@@ -248,6 +248,11 @@ def topic_config(s: Settings, topic: str) -> dict[str, str]:
     if topic == s.topic_control:
         # Compacted (the latest record per kind survives) and room for model files.
         return {"cleanup.policy": "compact", "max.message.bytes": str(CONTROL_MAX_BYTES)}
+    if topic in (s.topic_events, s.topic_labels):
+        # The job's watermark comes from these records' timestamps: the broker refuses one
+        # stamped further ahead of its clock than the job accepts an event (a producer's broken
+        # clock would otherwise make every later event late).
+        return {"message.timestamp.after.max.ms": str(s.max_event_ahead_ms)}
     return {}
 
 

@@ -27,10 +27,22 @@ def as_overrides(settings: dict[str, str]) -> list[str]:
 
 
 def send(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
+    """Send to the events topic as a producer that follows the contract does: each record
+    stamped with its event time; one it cannot read, or whose event time is ahead of the clock,
+    with the send time."""
     producer = new_producer(settings)
+    codec = Codec("event")
     for key, value in records:
-        send_record(producer, settings.topic_events, key, value)
+        send_record(producer, settings.topic_events, key, value, _event_time_or_none(codec, value))
     assert producer.flush(30) == 0
+
+
+def _event_time_or_none(codec: Codec, value: bytes) -> int | None:
+    try:
+        event_time = int(codec.decode(value)["event_time"])
+    except Exception:
+        return None
+    return event_time if event_time <= time.time() * 1000 else None
 
 
 def collect(

@@ -87,7 +87,7 @@ def _produce(settings: Settings, run: Run, seconds: float) -> None:
             time.sleep(wait)
         event = tx.event
         key = str(event["user_id"]).encode()
-        send_record(producer, settings.topic_events, key, codec.encode(event))
+        send_record(producer, settings.topic_events, key, codec.encode(event), event["event_time"])
         run.sent.append(event)
         run.sent_at[event["event_id"]] = time.time()
         if i % MALFORMED_EVERY == MALFORMED_EVERY - 1:

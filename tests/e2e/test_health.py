@@ -91,7 +91,13 @@ class Traffic:
 
     def _send(self, event: dict[str, Any]) -> None:
         key = str(event["user_id"]).encode()
-        send_record(self.producer, self.settings.topic_events, key, self.codec.encode(event))
+        send_record(
+            self.producer,
+            self.settings.topic_events,
+            key,
+            self.codec.encode(event),
+            event["event_time"],
+        )
         self.sent += 1
 
     def calm_backlog(self) -> None:

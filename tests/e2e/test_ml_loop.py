@@ -110,7 +110,7 @@ def _traffic_for(
         if wait > 0:
             time.sleep(wait)
         key = str(event["user_id"]).encode()
-        send_record(producer, settings.topic_events, key, events.encode(event))
+        send_record(producer, settings.topic_events, key, events.encode(event), event["event_time"])
         log["events"].append(event)
         if i % 499 == 7:
             continue  # never labelled: expires in the job, silently by design
@@ -382,7 +382,7 @@ def _send_now(settings: Settings, seed: int, count: int) -> set[str]:
     for tx in txs:
         send_record(
             producer, settings.topic_events, str(tx.event["user_id"]).encode(),
-            codec.encode(tx.event),
+            codec.encode(tx.event), tx.event["event_time"],
         )  # fmt: skip
     assert producer.flush(30) == 0
     return {str(tx.event["event_id"]) for tx in txs}

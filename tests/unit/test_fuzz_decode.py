@@ -20,7 +20,6 @@ from streamscore.config import Settings
 from streamscore.errors import Rejection
 from streamscore.generator import TransactionGenerator
 from streamscore.job.decode import decode_event, decode_label
-from streamscore.resources import schema
 from streamscore.serde import Codec
 from streamscore.validation import MAX_AMOUNT, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
 
@@ -261,58 +260,50 @@ def test_the_default_limit_is_far_above_real_records() -> None:
     assert max(len(EVENTS.encode(e)) for e in VALID_EVENTS) * 100 < DEFAULT_LIMIT
 
 
-# --- the operator itself, without Flink -------------------------------------------------------
-
-
-class _FakeRuntimeContext:
-    """What ``DecodeAndValidate.open`` asks of Flink's RuntimeContext."""
-
-    def get_index_of_this_subtask(self) -> int:
-        return 0
-
-    def get_number_of_parallel_subtasks(self) -> int:
-        return 1
-
-
-@pytest.fixture(scope="module")
-def operator() -> Any:
-    from streamscore import kafka_io
-    from streamscore.job.functions import DecodeAndValidate
-
-    overrides = {"metrics_port": 0, "max_record_bytes": LIMIT}
-    settings_ = Settings().with_overrides(
-        {**overrides, "topic_events": "events", "topic_labels": "labels"}
-    )
-    schemas = {name: schema(name) for name in ("event", "label", "dead_letter")}
-    op = DecodeAndValidate(settings_, schemas)
-    with pytest.MonkeyPatch.context() as patch:  # no Kafka to ask for the partitions
-        patch.setattr(kafka_io, "partitions_of", lambda _settings, _topic: [0, 1, 2, 3])
-        op.open(_FakeRuntimeContext())
-    return op
+# --- the record's envelope: its Kafka key and timestamp against its content ------------------
 
 
 @settings(FUZZ, max_examples=500)
 @given(
-    st.sampled_from(["events", "labels"]),
     st.one_of(ANY_BYTES, mutated([EVENTS.encode(e) for e in VALID_EVENTS[:3]])),
+    st.sampled_from(["", "u-1", VALID_EVENTS[1]["user_id"]]),
+    st.one_of(st.none(), st.sampled_from([VALID_EVENTS[1]["event_time"], NOW_MS])),
 )
-def test_the_operator_emits_one_record_per_input_and_never_raises(
-    operator: Any, topic: str, payload: bytes | None
+def test_an_events_record_is_an_event_that_matches_its_envelope_or_a_rejection(
+    payload: bytes | None, key: str, timestamp: int | None
 ) -> None:
-    from streamscore.job.functions import DEAD_LETTERS
+    from streamscore.job.decode import read_event
 
-    out = list(operator.process_element((payload, topic, 0, 7, NOW_MS), None))
-    assert len(out) == 1
-    first, second = out[0]
-    if first is DEAD_LETTERS:
-        letter = Codec("dead_letter").decode(second[1])
-        assert letter["reason"] in (LABEL_REASONS if topic == "labels" else EVENT_REASONS)
-        assert letter["original"] == (payload or b"")
-        assert (letter["source_topic"], letter["source_partition"]) == (topic, 0)
-        assert letter["source_offset"] == 7
-        assert bytes(second[0]) == f"{topic}/0".encode()
-    else:
-        assert isinstance(second, int)  # the watermark driver
+    try:
+        event = read_event(payload, key, timestamp, EVENTS, NOW_MS, MAX_AHEAD_MS, LIMIT)
+    except Rejection as rejection:
+        assert rejection.reason in EVENT_REASONS | {"key_mismatch", "timestamp_mismatch"}
+        if rejection.reason in ("key_mismatch", "timestamp_mismatch"):
+            assert check_event(payload) == "valid"  # the envelope is checked last
+        return
+    assert (event["user_id"], event["event_time"]) == (key, timestamp)
+
+
+def test_the_envelope_rules_name_what_disagrees() -> None:
+    from streamscore.job.decode import read_event, read_label
+
+    event = VALID_EVENTS[1]
+    payload, user, t = EVENTS.encode(event), event["user_id"], event["event_time"]
+    assert read_event(payload, user, t, EVENTS, NOW_MS, MAX_AHEAD_MS, LIMIT) == event
+    for key, timestamp, reason in (
+        ("", t, "key_mismatch"),
+        ("someone-else", t, "key_mismatch"),
+        (user, t + 1, "timestamp_mismatch"),
+        (user, None, "timestamp_mismatch"),
+    ):
+        with pytest.raises(Rejection) as refused:
+            read_event(payload, key, timestamp, EVENTS, NOW_MS, MAX_AHEAD_MS, LIMIT)
+        assert refused.value.reason == reason
+    label = VALID_LABELS[0]
+    assert read_label(LABELS.encode(label), label["user_id"], LABELS, LIMIT) == label
+    with pytest.raises(Rejection) as refused:
+        read_label(LABELS.encode(label), "someone-else", LABELS, LIMIT)
+    assert refused.value.reason == "label:key_mismatch"
 
 
 def test_a_dead_letter_keeps_at_most_64_kib_of_its_input() -> None:

@@ -1,14 +1,22 @@
 """The scoring operator's per-user state: its deadlines and how it pickles."""
 
 import pickle
+from typing import Any
 
 from streamscore.features.engine import FeatureEngine
 from streamscore.job.state import (
+    TIMER_STEP_MS,
     ParkedLabel,
     PendingOutcome,
     ScoringState,
+    closed_entry,
     next_deadline,
     pack,
+    parked_entry,
+    parked_label,
+    pending_entry,
+    pending_outcome,
+    timer_time,
     unpack,
 )
 
@@ -22,30 +30,37 @@ def pending(event_time: int) -> PendingOutcome:
 
 def test_the_earliest_deadline_wins() -> None:
     state = ScoringState(FeatureEngine().new_state())
-    assert next_deadline(state, RETENTION, HORIZON, PARK) > 2**61  # nothing due, ever
+    entries: list[Any] = []
+    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) > 2**61  # nothing due, ever
     state.features.newest = 1_000
-    assert next_deadline(state, RETENTION, HORIZON, PARK) == 1_000 + RETENTION
-    state.pending["e1"] = pack(pending(5_000))
-    assert next_deadline(state, RETENTION, HORIZON, PARK) == 5_000 + HORIZON
-    state.closed["e0"] = (2_000, "labelled")
-    assert next_deadline(state, RETENTION, HORIZON, PARK) == 5_000 + HORIZON
-    state.closed["e-1"] = (-700_000, "expired")
-    assert next_deadline(state, RETENTION, HORIZON, PARK) == -700_000 + 2 * HORIZON
-    state.parked["e9"] = ParkedLabel(True, -600_000, b"x", "labels", 0, 1)
-    assert next_deadline(state, RETENTION, HORIZON, PARK) == -600_000 + PARK
+    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) == 1_000 + RETENTION
+    entries.append(pending_entry(pending(5_000)))
+    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) == 5_000 + HORIZON
+    entries.append(closed_entry(2_000, "labelled"))
+    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) == 5_000 + HORIZON
+    entries.append(closed_entry(-700_000, "expired"))
+    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) == -700_000 + 2 * HORIZON
+    entries.append(parked_entry(ParkedLabel(True, -600_000, b"x", "labels", 0, 1)))
+    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) == -600_000 + PARK
 
 
-def test_state_survives_a_pickle_round_trip() -> None:
+def test_timers_fire_on_whole_steps_never_before_the_deadline() -> None:
+    assert timer_time(TIMER_STEP_MS) == TIMER_STEP_MS
+    assert timer_time(TIMER_STEP_MS + 1) == 2 * TIMER_STEP_MS
+    assert timer_time(-TIMER_STEP_MS - 1) == -TIMER_STEP_MS * 1
+
+
+def test_state_and_join_entries_survive_a_pickle_round_trip() -> None:
     engine = FeatureEngine()
-    state = ScoringState(engine.new_state(), timer_at=42)
-    state.pending["e1"] = pack(pending(5_000))
-    state.closed["e0"] = (2_000, "labelled")
-    state.parked["e9"] = ParkedLabel(True, 7, b"x", "labels", 0, 1)
+    state = ScoringState(engine.new_state(), timer_at=42, parked=1)
     copy = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
-    assert copy.features == state.features
-    assert (copy.pending, copy.closed, copy.parked, copy.timer_at) == (
-        state.pending, state.closed, state.parked, 42,
-    )  # fmt: skip
+    assert (copy.features, copy.timer_at, copy.parked) == (state.features, 42, 1)
+    label = ParkedLabel(True, 7, b"x", "labels", 0, 1)
+    full = pending(5_000)
+    for entry in (pending_entry(full), closed_entry(2_000, "labelled"), parked_entry(label)):
+        assert pickle.loads(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)) == entry
+    assert pending_outcome(pending_entry(full)) == full
+    assert parked_label(parked_entry(label)) == label
 
 
 def test_a_pending_outcome_packs_and_unpacks_exactly() -> None:
@@ -56,8 +71,46 @@ def test_a_pending_outcome_packs_and_unpacks_exactly() -> None:
     assert unpack(pack(pending(7))) == pending(7)  # the Nones survive too
 
 
-def test_a_label_envelope_ends_with_a_parked_label() -> None:
-    """The scoring operator builds a ParkedLabel from LabelInput[2:]: same fields, same order."""
-    from streamscore.job.functions import LabelInput
+class _FakeValueState:
+    """Flink's keyed value state for one current key, counting the calls into the JVM."""
 
-    assert LabelInput._fields[2:] == ParkedLabel._fields
+    def __init__(self, stored: Any = None) -> None:
+        self.stored, self.reads, self.writes = stored, 0, 0
+
+    def value(self) -> Any:
+        self.reads += 1
+        return self.stored
+
+    def update(self, value: Any) -> None:
+        self.writes += 1
+        self.stored = value
+
+    def clear(self) -> None:
+        self.stored = None
+
+
+def test_the_state_cache_reads_once_and_writes_every_change_through() -> None:
+    from streamscore.features.engine import FeatureEngine
+    from streamscore.job.state import ScoringState, UserStateCache
+
+    backing = _FakeValueState()
+    cache = UserStateCache(backing, capacity=2)
+    assert cache.get("a") is None and backing.reads == 1  # an unknown user is not remembered
+    state = ScoringState(FeatureEngine().new_state())
+    cache.put("a", state)
+    assert cache.get("a") is state and cache.get("a") is state
+    assert backing.reads == 1 and backing.writes == 1 and backing.stored is state
+    cache.put("b", state)
+    cache.put("c", state)  # over capacity: "a", the least recently used, goes
+    assert len(cache) == 2 and cache.get("a") is state and backing.reads == 2
+    cache.clear("a")
+    assert backing.stored is None and cache.get("a") is None
+
+
+def test_a_new_cache_reads_what_flink_restored() -> None:
+    from streamscore.features.engine import FeatureEngine
+    from streamscore.job.state import ScoringState, UserStateCache
+
+    restored = ScoringState(FeatureEngine().new_state(), timer_at=42)
+    cache = UserStateCache(_FakeValueState(restored), capacity=10)
+    assert cache.get("a") is restored and cache.misses == 1 and cache.hits == 0
