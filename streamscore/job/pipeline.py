@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 # The learner, on a TaskManager (interpreter) of its own: one Python operator per
 # TaskManager (see functions.ControlReader).
 LEARNING_SLOTS = "learning"
-END_OF_TIME = 253_402_300_799_000  # 9999-12-31T23:59:59Z, SQL's last timestamp
 
 _STARTUP_MODES = {
     "earliest": "earliest-offset",
@@ -83,9 +82,13 @@ def source_ddl(
       ``source_idleness_ms`` without records) and emits their minimum, so a partition read
       faster than another cannot push the watermark past the other's waiting events. It also
       has the record's key (``msg_key``), the column the job partitions by.
-    * ``"end_of_time"``: a constant far in the future, idle when quiet. For the control topic,
+    * ``"start_of_time"``: a constant at the epoch, idle when quiet. For the control topic,
       broadcast into operators whose watermark is the minimum of their inputs': commands carry
-      no event time and must never hold it back.
+      no event time and must never move it. Flink leaves an input out of that minimum while it
+      is idle, and when it turns active again with a watermark behind the operator's, until it
+      catches up (never, here). A watermark far in the future instead (this job's first design)
+      became the operator's own whenever the events input was idle when a command came: every
+      later event was late and every timer fired at once.
     * ``"none"``: no watermark (the learner's outcomes)."""
     columns, options = "", ""
     if watermark == "event_time":
@@ -97,9 +100,9 @@ def source_ddl(
             'key.fields' = 'msg_key',
             'value.fields-include' = 'EXCEPT_KEY',
             'value.format' = 'raw'"""
-    elif watermark == "end_of_time":
-        columns = f"""end_of_time AS TO_TIMESTAMP_LTZ({END_OF_TIME}, 3),
-            WATERMARK FOR end_of_time AS end_of_time,
+    elif watermark == "start_of_time":
+        columns = """start_of_time AS TO_TIMESTAMP_LTZ(0, 3),
+            WATERMARK FOR start_of_time AS start_of_time,
             """
         options = "'scan.watermark.idle-timeout' = '1 s', 'format' = 'raw'"
     else:
@@ -227,7 +230,7 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     # The control topic is compacted: from its start, a new job gets the latest commands.
     t_env.execute_sql(
         source_ddl(s, "raw_control", [s.topic_control], f"{s.consumer_group}-control",
-                   "earliest-offset", watermark="end_of_time")
+                   "earliest-offset", watermark="start_of_time")
     )  # fmt: skip
     # The learner starts at the end: it learns from this job's outcomes, not earlier runs'.
     t_env.execute_sql(
