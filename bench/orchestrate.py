@@ -35,6 +35,7 @@ from streamscore.kafka_io import client_config, new_producer
 
 from collect import COLLECTOR_FIGURES, Collector
 from load import encode_events, event_id_prefix, produce_backlog, send_paced
+from process_cost import ProcessCost
 from report import fmt, percentiles, window_rate
 from systems import FlinkSystem, System
 from topics import Kafka
@@ -100,9 +101,13 @@ class Bench:
             self.s, system.input_topic, n, self.args.users, seed, event_rate, labels_topic
         )
         collector = self.collector(system, event_id_prefix(seed))
+        cost: ProcessCost | None = None
         try:
             started = time.time()
             system.start()
+            # From the moment it runs: its start-up (job submission) is not the drain's cost.
+            cost = ProcessCost(system.processes())
+            cost.start()
             idle = max(30.0, 3 * self._checkpoint_s(system))
             complete = collector.wait(
                 n,
@@ -114,6 +119,7 @@ class Bench:
         finally:
             data = collector.result()
         recv = data["recv"]
+        process_cost = cost.stop(int(recv.size)) if cost is not None else None
         result: dict[str, Any] = {
             "events": n,
             "seed": seed,
@@ -122,6 +128,7 @@ class Bench:
             "received": int(recv.size),
             "complete": complete,
             **{k: data[k] for k in COLLECTOR_FIGURES},
+            "process_cost": process_cost,
         }
         if recv.size >= 2:
             span = float(recv.max() - recv.min())

@@ -188,6 +188,34 @@ def _ratio(value: float | None, base: float | None) -> str:
     return f" ({value / base:.2f}×)"
 
 
+def _cost_lines(systems: dict[str, Any]) -> list[str]:
+    """Per system, each process's CPU µs per output event and peak RSS while draining."""
+    lines: list[str] = []
+    for name, system in systems.items():
+        cost = (system.get("drain") or {}).get("process_cost")
+        if not cost:
+            continue
+        state = ((system.get("drain") or {}).get("system") or {}).get("state_size_bytes")
+        lines += [
+            f"CPU while draining, {name}: **{fmt(cost['total_us_per_event'])} µs per event** "
+            f"in all ({cost['total_cpu_seconds']:g} CPU s over {cost['wall_seconds']:g} s)"
+            + (f"; checkpointed state {state / 2**20:,.0f} MiB" if state else ""),
+            "",
+            "| process | µs/event | cores | peak RSS MiB |",
+            "|---|---:|---:|---:|",
+        ]
+        for process, row in cost["processes"].items():
+            if "us_per_event" not in row:
+                lines.append(f"| {process} | – | – | – |")
+                continue
+            lines.append(
+                f"| {process} | {fmt(row['us_per_event'])} | {row['cores']:.2f} | "
+                f"{row['peak_rss_mib']:,} |"
+            )
+        lines.append("")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The summary printed at the end: drain throughput and latency per rate, with ratios."""
     p = report["parameters"]
@@ -224,6 +252,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{d['received']:,}/{d['events']:,} | {d['duplicates']} |"
             )
         lines.append("")
+        lines += _cost_lines(systems)
     if any(system.get("steps") for system in systems.values()):
         lines += [
             f"### Latency at fixed offered rates ({p['seconds']:g} s per step, first "

@@ -112,6 +112,10 @@ class System:
         """Its state now (copied into every result, so a measurement shows what ran)."""
         return {}
 
+    def processes(self) -> dict[str, int]:
+        """The processes doing its work, by name, for their CPU time and memory."""
+        return {}
+
     def stop(self) -> None:
         """Stop; a no-op when not running."""
 
@@ -165,6 +169,12 @@ class PassthroughSystem(System):
     def check(self) -> dict[str, Any]:
         alive = self._proc is not None and self._proc.is_alive()
         return {"running": alive, "copied": self._copied.value if self._proc else 0}
+
+    def processes(self) -> dict[str, int]:
+        from process_cost import stack_processes
+
+        kafka = {k: v for k, v in stack_processes(self._s).items() if k == "kafka"}
+        return {"pass-through": self._proc.pid, **kafka} if self._proc else kafka
 
     def stop(self) -> None:
         if self._proc is None:
@@ -261,17 +271,25 @@ class FlinkSystem(System):
             return {"running": False}
         job = flink.rest(self.settings, f"/jobs/{self.job_id}")
         exceptions = flink.rest(self.settings, f"/jobs/{self.job_id}/exceptions")
-        counts = checkpoints(self.settings, self.job_id).get("counts", {})
+        history = checkpoints(self.settings, self.job_id)
+        latest = (history.get("latest") or {}).get("completed") or {}
         return {
             "running": job["state"] == "RUNNING",
             "state": job["state"],
             "exceptions": len(exceptions.get("exceptionHistory", {}).get("entries", [])),
-            "checkpoints": counts,
+            "checkpoints": history.get("counts", {}),
+            # The job's whole state (RocksDB, all operators) in its latest checkpoint.
+            "state_size_bytes": latest.get("state_size"),
             # Records in the topics so far (offsets: see Kafka.size).
             "dead_letters": self._kafka.size(self.dead_letters) if self._kafka else None,
             "outcomes": self._kafka.size(self.outcomes) if self._kafka else None,
             "control_records": self._kafka.size(self.control) if self._kafka else None,
         }
+
+    def processes(self) -> dict[str, int]:
+        from process_cost import stack_processes
+
+        return stack_processes(self.settings)
 
     def stop(self) -> None:
         from streamscore.jobcontrol import cancel

@@ -127,8 +127,15 @@ class Settings(BaseSettings):
     # (job/state.py UserStateCache): a hit spares a JVM call, a RocksDB read and an unpickle.
     # Least recently used go first; 0 turns the cache off.
     state_cache_users: int = Field(50_000, ge=0)
+    # Pending outcomes (scored events awaiting their label) each scoring subtask also keeps in
+    # Python (job/state.py JoinMap), so a label that finds its event pending reads no state.
+    pending_cache_outcomes: int = Field(200_000, ge=0)
     delivery_guarantee: DeliveryGuarantee = DeliveryGuarantee.EXACTLY_ONCE
     checkpoint_interval_ms: int = Field(5000, ge=100)
+    # How long a partly filled network buffer may wait before it is sent on (Flink's default is
+    # 100 ms, which a record pays at each shuffle when the stream is not busy enough to fill
+    # buffers: at-least-once latency). A full buffer goes at once, so draining is unaffected.
+    buffer_timeout_ms: int = Field(10, ge=1)
     transaction_timeout_ms: int = Field(600_000, ge=1000, le=900_000)
     max_out_of_orderness_ms: int = Field(5_000, ge=0)
     # Events stamped further ahead of the wall clock are dead letters (invalid:event_time); the

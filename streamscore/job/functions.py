@@ -48,6 +48,7 @@ from streamscore.job.state import (
     PARKED,
     PENDING,
     JoinEntry,
+    JoinMap,
     ParkedLabel,
     PendingOutcome,
     ScoringState,
@@ -171,8 +172,11 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             s.state_cache_users,
         )
         # event id -> its entry in the label join (job/state.py): a record touches one entry.
-        self._join_map = runtime_context.get_map_state(
-            MapStateDescriptor("label-join-v3", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+        self._join_map = JoinMap(
+            runtime_context.get_map_state(
+                MapStateDescriptor("label-join-v3", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+            ),
+            s.pending_cache_outcomes,
         )
         self._events = Codec("event", self._schemas["event"])
         self._labels = Codec("label", self._schemas["label"])
@@ -426,12 +430,12 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             challenger_version,
         )
         join = self._join_map
-        entry = join.get(event_id) if state.parked else None
+        entry = join.get(user_id, event_id) if state.parked else None
         if entry is not None and entry[0] == PARKED:  # its label came first
             state.parked -= 1
             out.extend(self._close(event_id, outcome, parked_label(entry), user_id))
         else:
-            join.put(event_id, pending_entry(outcome))
+            join.put(user_id, event_id, pending_entry(outcome))
         self._arm_timer(state, ctx, event_time + self._horizon_ms)
         self._state.put(user_id, state)
 
@@ -465,14 +469,14 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
 
     def _join(self, user_id: str, event_id: str, label: ParkedLabel, ctx: Any) -> list[Row]:
         join = self._join_map
-        entry = join.get(event_id)
+        entry = join.get(user_id, event_id)
         if entry is None:
             # Its event may still come (topics are read at uneven speeds): wait for it until the
             # watermark says it can no longer be scored.
             state: ScoringState | None = self._state.get(user_id)
             if state is None:
                 state = ScoringState(self._engine.new_state())
-            join.put(event_id, parked_entry(label))
+            join.put(user_id, event_id, parked_entry(label))
             state.parked += 1
             self._metrics.labels.labels("parked").inc()
             self._arm_timer(state, ctx, label.label_time + self._park_wait_ms)
@@ -491,7 +495,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
     ):
         """Join a label to its pending outcome: an outcome record, or ``label:expired``."""
         if label.label_time - outcome.event_time > self._horizon_ms:
-            self._join_map.put(event_id, closed_entry(outcome.event_time, "expired"))
+            self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "expired"))
             yield self._label_dead_letter(
                 "label:expired",
                 f"label_time {label.label_time} is more than label_horizon_ms="
@@ -499,7 +503,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
                 label,
             )
             return
-        self._join_map.put(event_id, closed_entry(outcome.event_time, "labelled"))
+        self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "labelled"))
         self._metrics.labels.labels("joined").inc()
         yield Row(
             self._topic_outcomes,
@@ -526,13 +530,13 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
                 if kind == PENDING:
                     pending.append((packed_event_time(entry[1:]), event_id))
             elif kind == PENDING:
-                join.put(event_id, closed_entry(packed_event_time(entry[1:]), "expired"))
+                join.put(user_id, event_id, closed_entry(packed_event_time(entry[1:]), "expired"))
                 kept.append(closed_entry(packed_event_time(entry[1:]), "expired"))
                 self._metrics.labels.labels("expired_unlabelled").inc()
             elif kind == CLOSED:
-                join.remove(event_id)
+                join.remove(user_id, event_id)
             else:
-                join.remove(event_id)
+                join.remove(user_id, event_id)
                 state.parked -= 1
                 out.append(
                     self._label_dead_letter(
@@ -546,7 +550,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         if len(pending) > self._max_pending:
             pending.sort()
             for _, event_id in pending[: len(pending) - self._max_pending]:
-                join.remove(event_id)
+                join.remove(user_id, event_id)
                 self._metrics.labels.labels("dropped_pending").inc()
         newest = state.features.newest
         idle = newest < 0 or newest + self._retention_ms <= timestamp

@@ -276,6 +276,7 @@ def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
     from pyflink.datastream import CheckpointingMode
 
     env.set_parallelism(s.parallelism)
+    env.set_buffer_timeout(s.buffer_timeout_ms)
     env.enable_checkpointing(s.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     conf = Configuration()
     conf.set_string("python.execution-mode", s.python_execution_mode)

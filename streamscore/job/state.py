@@ -245,3 +245,43 @@ class UserStateCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class JoinMap:
+    """The label-join map state, with its *pending* entries also kept in Python.
+
+    Most labels find their event pending; without this each would cost a call into the JVM, a
+    RocksDB read and an unpickle to get back an entry this subtask wrote itself. Written
+    through like ``UserStateCache`` (the map state stays the truth, so checkpoints are exact) and
+    keyed by (user, event id), as the map state is. At most ``capacity`` entries, the oldest go
+    first (pending entries are mostly closed in the order they were written); a miss reads the
+    map state.
+    """
+
+    def __init__(self, state: Any, capacity: int) -> None:
+        self._state = state
+        self._capacity = capacity
+        self._pending: dict[tuple[str, str], JoinEntry] = {}
+
+    def get(self, user: str, event_id: str) -> JoinEntry | None:
+        found = self._pending.get((user, event_id))
+        return found if found is not None else self._state.get(event_id)
+
+    def put(self, user: str, event_id: str, entry: JoinEntry) -> None:
+        self._state.put(event_id, entry)
+        key = (user, event_id)
+        if entry[0] != PENDING:
+            self._pending.pop(key, None)
+            return
+        pending = self._pending
+        pending[key] = entry
+        if len(pending) > self._capacity:
+            del pending[next(iter(pending))]
+
+    def remove(self, user: str, event_id: str) -> None:
+        self._state.remove(event_id)
+        self._pending.pop((user, event_id), None)
+
+    def items(self) -> Any:
+        """The current user's entries, from the map state."""
+        return self._state.items()

@@ -114,3 +114,43 @@ def test_a_new_cache_reads_what_flink_restored() -> None:
     restored = ScoringState(FeatureEngine().new_state(), timer_at=42)
     cache = UserStateCache(_FakeValueState(restored), capacity=10)
     assert cache.get("a") is restored and cache.misses == 1 and cache.hits == 0
+
+
+class _FakeMapState:
+    """Flink's keyed map state for one current key, counting reads."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Any] = {}
+        self.reads = 0
+
+    def get(self, key: str) -> Any:
+        self.reads += 1
+        return self.entries.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.entries[key] = value
+
+    def remove(self, key: str) -> None:
+        self.entries.pop(key, None)
+
+    def items(self) -> Any:
+        return list(self.entries.items())
+
+
+def test_the_join_map_answers_pending_entries_itself_and_writes_everything_through() -> None:
+    from streamscore.job.state import JoinMap
+
+    backing = _FakeMapState()
+    join = JoinMap(backing, capacity=2)
+    entry = pending_entry(pending(5_000))
+    join.put("u1", "e1", entry)
+    assert join.get("u1", "e1") == entry and backing.reads == 0
+    assert backing.entries["e1"] == entry  # written through
+    join.put("u1", "e1", closed_entry(5_000, "labelled"))  # closed: no longer cached
+    assert join.get("u1", "e1") == closed_entry(5_000, "labelled") and backing.reads == 1
+    for i in range(3):  # over capacity: the oldest pending entry is read back from the map
+        join.put("u1", f"p{i}", pending_entry(pending(i)))
+    assert join.get("u1", "p0") == pending_entry(pending(0)) and backing.reads == 2
+    assert join.get("u1", "p2") == pending_entry(pending(2)) and backing.reads == 2
+    join.remove("u1", "p2")
+    assert "p2" not in backing.entries and join.get("u1", "p2") is None

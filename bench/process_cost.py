@@ -1,0 +1,103 @@
+"""CPU time and memory of the stack's processes while a system drains a backlog, from /proc.
+
+The drain figure says how fast; this says what it cost and where: each server's CPU seconds
+(user + system, ``/proc/PID/stat``) between the start and the end of the drain, per output
+event, and its peak resident memory (``VmRSS``, sampled every half second: ``VmHWM`` would
+include whatever ran on the long-lived stack before). The pass-through's own process is
+measured the same way, so the two rows compare like with like.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from streamscore.config import Settings
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+SAMPLE_S = 0.5
+
+
+def stack_processes(s: Settings) -> dict[str, int]:
+    """The running servers of the stack, by name (e.g. ``flink-taskmanager-0``, ``kafka``)."""
+    from streamscore.stack import flink, kafka, redis_server
+    from streamscore.stack.stack import pid_of
+
+    names = [kafka.NAME, redis_server.NAME, flink.JOBMANAGER, *flink.taskmanager_names(s)]
+    found = {name: pid_of(s, name) for name in names}
+    return {name: pid for name, pid in found.items() if pid}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class ProcessCost:
+    """``start()`` before the system starts, ``stop(outputs)`` once its outputs are in."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self._processes = processes
+        self._cpu0: dict[str, float] = {}
+        self._peak: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        for name, pid in self._processes.items():
+            cpu = cpu_seconds(pid)
+            if cpu is not None:
+                self._cpu0[name] = cpu
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            for name, pid in self._processes.items():
+                rss = rss_bytes(pid)
+                if rss is not None and rss > self._peak.get(name, 0):
+                    self._peak[name] = rss
+
+    def stop(self, outputs: int) -> dict[str, Any]:
+        """Per process: CPU seconds, µs per output, share of one core, peak RSS in MiB."""
+        self._stop.set()
+        self._sampler.join(5)
+        wall = max(time.monotonic() - self._t0, 1e-9)
+        rows: dict[str, Any] = {}
+        for name, pid in self._processes.items():
+            cpu = cpu_seconds(pid)
+            if cpu is None or name not in self._cpu0:
+                rows[name] = {"note": "process gone during the drain"}
+                continue
+            used = cpu - self._cpu0[name]
+            rows[name] = {
+                "cpu_seconds": round(used, 2),
+                "us_per_event": round(used / outputs * 1e6, 1) if outputs else None,
+                "cores": round(used / wall, 2),
+                "peak_rss_mib": round(self._peak.get(name, 0) / 2**20),
+            }
+        total = sum(r.get("cpu_seconds", 0.0) for r in rows.values())
+        return {
+            "wall_seconds": round(wall, 1),
+            "processes": rows,
+            "total_cpu_seconds": round(total, 2),
+            "total_us_per_event": round(total / outputs * 1e6, 1) if outputs else None,
+        }
