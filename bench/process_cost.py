@@ -23,10 +23,16 @@ SAMPLE_S = 0.5
 
 def stack_processes(s: Settings) -> dict[str, int]:
     """The running servers of the stack, by name (e.g. ``flink-taskmanager-0``, ``kafka``)."""
-    from streamscore.stack import flink, kafka, redis_server
+    from streamscore.stack import flink, kafka, prometheus, redis_server
     from streamscore.stack.stack import pid_of
 
-    names = [kafka.NAME, redis_server.NAME, flink.JOBMANAGER, *flink.taskmanager_names(s)]
+    names = [
+        kafka.NAME,
+        redis_server.NAME,
+        flink.JOBMANAGER,
+        *flink.taskmanager_names(s),
+        prometheus.NAME,
+    ]
     found = {name: pid_of(s, name) for name in names}
     return {name: pid for name, pid in found.items() if pid}
 
