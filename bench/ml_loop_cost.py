@@ -6,9 +6,9 @@ loop costs in all; this says where it goes, step by step, in µs per event (or p
 
     .venv/bin/python bench/ml_loop_cost.py --events 50000 --users 10000
 
-Steps: the challenger's shadow score, the cost-based decision, keeping the pending outcome in
-the user's state (its share of the state pickle round trip), building the outcome record, and
-in the learner: decoding it, learning, appending to the tail, the quality window.
+Steps: the challenger's shadow score, the cost-based decision, keeping the pending outcome (the
+pickle of its entry in the label-join map, written once per event), building the outcome record,
+and in the learner: decoding it, learning, appending to the tail, the quality window.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.job import records
-from streamscore.job.state import ParkedLabel, PendingOutcome, ScoringState
+from streamscore.job.state import ParkedLabel, PendingOutcome, ScoringState, pending_entry
 from streamscore.model.challenger import ShadowScorer, new_learner
 from streamscore.model.decisions import CostModel
 from streamscore.quality.live import LiveQuality
@@ -41,7 +41,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--pending", type=int, default=3, help="unlabelled events per user")
     args = parser.parse_args()
     generator = TransactionGenerator(GeneratorConfig(users=args.users, events_per_second=2000))
     txs = generator.take(args.events)
@@ -71,13 +70,6 @@ def main() -> None:
         records.outcome(outcome_codec, f"e{i}", "u", pending(i), label, "fs-v1")
         for i in range(len(txs))
     ]
-    # A user's state without, and with, the pending outcomes the label join keeps.
-    plain = ScoringState(next(iter(states.values())).features)
-    with_pending = ScoringState(plain.features)
-    for i in range(args.pending):
-        with_pending.pending[f"e{i}"] = pending(i)
-    plain_blob = pickle.dumps(plain, protocol=PROTOCOL)
-    pending_blob = pickle.dumps(with_pending, protocol=PROTOCOL)
     learning = new_learner()
     quality = LiveQuality(costs, 10_000, 0.05, 500)
     decoded = [outcome_codec.decode(b) for b in encoded[:1000]]
@@ -87,10 +79,9 @@ def main() -> None:
         "cost-based decision (per event)": per_call_us(
             lambda i: costs.decide(0.1, txs[i].event["amount"]), n
         ),
-        f"state pickle round trip, +{args.pending} pending (per event)": per_call_us(
-            lambda i: pickle.dumps(pickle.loads(pending_blob), protocol=PROTOCOL), n
-        )
-        - per_call_us(lambda i: pickle.dumps(pickle.loads(plain_blob), protocol=PROTOCOL), n),
+        "pending outcome: its join-map entry, pickled (per event)": per_call_us(
+            lambda i: pickle.dumps(pending_entry(pending(i)), protocol=PROTOCOL), n
+        ),
         "outcome record encode (per label)": per_call_us(
             lambda i: records.outcome(outcome_codec, "e", "u", pending(i), label, "fs-v1"), n
         ),

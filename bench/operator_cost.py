@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""The scoring operator's own Python per event and per label, outside Flink.
+
+Runs ``ScoreEvents.process_element`` on generated events and their labels with Flink's state,
+timer service and broadcast state replaced by in-process fakes that pickle like Flink's (so the
+state's (un)pickling is counted, the JVM calls and RocksDB are not). It writes to the running
+stack's Redis, as the job does (the feature store's background thread shares the GIL):
+
+    .venv/bin/python bench/operator_cost.py --events 20000
+
+The job's per-event cost beyond these figures is PyFlink's per-record wrapping, the JVM side
+and the other processes (see the CPU table of ``run_bench.py``). It also times the
+prediction's Avro encoding by fastavro and by the job's ``prediction_codec``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import time
+from typing import Any
+
+from streamscore.config import Settings
+from streamscore.generator import GeneratorConfig, TransactionGenerator
+from streamscore.job.functions import ScoreEvents
+from streamscore.model.loading import load_for_job
+from streamscore.resources import RECORD_TYPES, schema
+from streamscore.serde import Codec
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class _Key:
+    current = ""
+
+
+class _ValueState:
+    def __init__(self) -> None:
+        self._values: dict[str, bytes] = {}
+
+    def value(self) -> Any:
+        found = self._values.get(_Key.current)
+        return None if found is None else pickle.loads(found)
+
+    def update(self, value: Any) -> None:
+        self._values[_Key.current] = pickle.dumps(value, PROTOCOL)
+
+    def clear(self) -> None:
+        self._values.pop(_Key.current, None)
+
+
+class _MapState:
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], bytes] = {}
+
+    def get(self, key: str) -> Any:
+        found = self._entries.get((_Key.current, key))
+        return None if found is None else pickle.loads(found)
+
+    def put(self, key: str, value: Any) -> None:
+        self._entries[(_Key.current, key)] = pickle.dumps(value, PROTOCOL)
+
+    def remove(self, key: str) -> None:
+        self._entries.pop((_Key.current, key), None)
+
+
+class _RuntimeContext:
+    def get_state(self, descriptor: Any) -> _ValueState:
+        return _ValueState()
+
+    def get_map_state(self, descriptor: Any) -> _MapState:
+        return _MapState()
+
+    def get_index_of_this_subtask(self) -> int:
+        return 0
+
+
+class _Context:
+    class _Timers:
+        def current_watermark(self) -> int:
+            return 0
+
+        def register_event_time_timer(self, timestamp: int) -> None:
+            pass
+
+    class _Broadcast:
+        def contains(self, key: str) -> bool:
+            return False
+
+    def timer_service(self) -> _Timers:
+        return self._Timers()
+
+    def get_broadcast_state(self, descriptor: Any) -> _Broadcast:
+        return self._Broadcast()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    args = parser.parse_args()
+    s = Settings().with_overrides({"metrics_port": 0})
+    operator = ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, load_for_job(s))
+    operator.open(_RuntimeContext())
+    ctx = _Context()
+    events, labels = Codec("event"), Codec("label")
+    start = int(time.time() * 1000) - 200_000
+    generator = TransactionGenerator(
+        GeneratorConfig(users=args.users, seed=5, events_per_second=5000, start_ms=start)
+    )
+    event_rows, label_rows = [], []
+    for i in range(2 * args.events):
+        e = next(generator).event
+        user, t = e["user_id"], e["event_time"]
+        event_rows.append((user, events.encode(e), "events", 0, i, t))
+        label = {"event_id": e["event_id"], "user_id": user, "is_fraud": False,
+                 "label_time": t + 30_000}  # fmt: skip
+        label_rows.append((user, labels.encode(label), s.topic_labels, 0, i, t + 30_000))
+
+    def per_record_us(rows: list[tuple[Any, ...]]) -> float:
+        started = time.perf_counter()
+        for row in rows:
+            _Key.current = row[0]
+            operator.process_element(row, ctx)
+        return (time.perf_counter() - started) / len(rows) * 1e6
+
+    half = args.events  # the first half warms up the users' state and the caches
+    per_record_us(event_rows[:half])
+    per_record_us(label_rows[:half])
+    event_us, label_us = per_record_us(event_rows[half:]), per_record_us(label_rows[half:])
+    operator.close()
+    print(f"{args.events} events, {args.users} users: {event_us:.1f} µs per event, "
+          f"{label_us:.1f} µs per label")  # fmt: skip
+    fastavro_us, ours_us = encode_us()
+    print(f"prediction encode: fastavro {fastavro_us:.1f} µs, prediction_codec {ours_us:.1f} µs")
+
+
+def encode_us(n: int = 100_000) -> tuple[float, float]:
+    """One prediction encoded ``n`` times by fastavro and by the job's hand-written encoder."""
+    from streamscore.job.prediction_codec import PredictionEncoder
+
+    prediction = {
+        "event_id": "e1a2b-000000012345", "user_id": "u-004567", "event_time": 1767225600123,
+        "score": 0.0123, "decision": "APPROVE", "model_version": "fraud-lgbm-20261130114332",
+        "feature_set_version": "fs-v1", "degraded": [], "ingest_time": 1767225600123,
+        "scored_time": 1767225600223, "amount": 42.5, "arm": "champion",
+        "challenger_score": 0.02, "challenger_version": "river-logistic-000001000",
+    }  # fmt: skip
+    codec, encoder = Codec("prediction"), PredictionEncoder(schema("prediction"))
+    assert encoder.encode(**prediction) == codec.encode(prediction)
+    started = time.perf_counter()
+    for _ in range(n):
+        codec.encode(prediction)
+    middle = time.perf_counter()
+    for _ in range(n):
+        encoder.encode(**prediction)
+    ended = time.perf_counter()
+    return (middle - started) / n * 1e6, (ended - middle) / n * 1e6
+
+
+if __name__ == "__main__":
+    main()
