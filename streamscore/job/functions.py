@@ -103,15 +103,6 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
         return int(j_context.getTaskInfo().getIndexOfThisSubtask())
 
 
-def _parallelism(runtime_context: RuntimeContext) -> int:
-    """The operator's parallelism (see ``_subtask_index`` for the Flink 2 fallback)."""
-    try:
-        return runtime_context.get_number_of_parallel_subtasks()
-    except Exception:
-        j_context = runtime_context._runtime_context  # type: ignore[attr-defined]
-        return int(j_context.getTaskInfo().getNumberOfParallelSubtasks())
-
-
 class ControlReader:
     """Decodes and checks the control topic's records where they are applied.
 
@@ -215,6 +206,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             max_pending_users=s.redis_pending_max_users,
         )
         self._lateness = s.allowed_lateness_ms
+        self._out_of_orderness_ms = s.max_out_of_orderness_ms
         self._control = ControlReader(s, self._schemas["control"], load_check=True)
         # Refused control records become dead letters once, from the first subtask.
         self._reports_control = _subtask_index(runtime_context) == 0
@@ -380,7 +372,12 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         ctx: Any,
     ):
         event_time = event["event_time"]
-        watermark = ctx.timer_service().current_watermark()
+        # Never a watermark ahead of the clock's "now - out-of-orderness" (see
+        # pipeline.source_ddl, "end_of_time"); lenient only for events stamped ahead of it.
+        watermark = min(
+            ctx.timer_service().current_watermark(),
+            int(time.time() * 1000) - self._out_of_orderness_ms,
+        )
         metrics = self._metrics
         if event_time <= watermark:
             if event_time <= watermark - self._lateness:
@@ -513,6 +510,16 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
 
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):  # type: ignore[override]
         """Walk the user's join map: expire what is due, cap what is pending, re-arm."""
+        if timestamp > int(time.time() * 1000) + self._max_ahead_ms:
+            # Fired by a watermark ahead of any event (see pipeline.source_ddl, "end_of_time"):
+            # nothing is due. Forget the timer (registering it again here would fire it again at
+            # once) so that the user's next record arms a new one.
+            user_id = ctx.get_current_key()
+            spurious: ScoringState | None = self._state.get(user_id)
+            if spurious is not None:
+                spurious.timer_at = -1
+                self._state.put(user_id, spurious)
+            return []
         user_id = ctx.get_current_key()
         state: ScoringState | None = self._state.get(user_id)
         if state is None:

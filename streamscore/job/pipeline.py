@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 # TaskManager (see functions.ControlReader).
 LEARNING_SLOTS = "learning"
 
+END_OF_TIME = 253_402_300_799_000  # 9999-12-31T23:59:59Z, SQL's last timestamp
+
 _STARTUP_MODES = {
     "earliest": "earliest-offset",
     "latest": "latest-offset",
@@ -82,13 +84,15 @@ def source_ddl(
       ``source_idleness_ms`` without records) and emits their minimum, so a partition read
       faster than another cannot push the watermark past the other's waiting events. It also
       has the record's key (``msg_key``), the column the job partitions by.
-    * ``"start_of_time"``: a constant at the epoch, idle when quiet. For the control topic,
+    * ``"end_of_time"``: a constant far in the future, idle when quiet. For the control topic,
       broadcast into operators whose watermark is the minimum of their inputs': commands carry
-      no event time and must never move it. Flink leaves an input out of that minimum while it
-      is idle, and when it turns active again with a watermark behind the operator's, until it
-      catches up (never, here). A watermark far in the future instead (this job's first design)
-      became the operator's own whenever the events input was idle when a command came: every
-      later event was late and every timer fired at once.
+      no event time and must not hold it back. (A constant at the epoch instead held the
+      scorers' watermark still for as long as the control topic was busy, which it is while the
+      challenger publishes: the operator combines its two inputs' watermarks without Flink's
+      per-channel alignment.) The cost: if the events input is idle when a command comes, the
+      end of time becomes the operator's watermark. ``ScoreEvents`` guards against that (its
+      late rule never uses a watermark ahead of the clock, and it puts back timers that fire
+      ahead of it) until the job restarts and rebuilds the watermark from the events.
     * ``"none"``: no watermark (the learner's outcomes)."""
     columns, options = "", ""
     if watermark == "event_time":
@@ -100,9 +104,9 @@ def source_ddl(
             'key.fields' = 'msg_key',
             'value.fields-include' = 'EXCEPT_KEY',
             'value.format' = 'raw'"""
-    elif watermark == "start_of_time":
-        columns = """start_of_time AS TO_TIMESTAMP_LTZ(0, 3),
-            WATERMARK FOR start_of_time AS start_of_time,
+    elif watermark == "end_of_time":
+        columns = f"""end_of_time AS TO_TIMESTAMP_LTZ({END_OF_TIME}, 3),
+            WATERMARK FOR end_of_time AS end_of_time,
             """
         options = "'scan.watermark.idle-timeout' = '1 s', 'format' = 'raw'"
     else:
@@ -230,7 +234,7 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     # The control topic is compacted: from its start, a new job gets the latest commands.
     t_env.execute_sql(
         source_ddl(s, "raw_control", [s.topic_control], f"{s.consumer_group}-control",
-                   "earliest-offset", watermark="start_of_time")
+                   "earliest-offset", watermark="end_of_time")
     )  # fmt: skip
     # The learner starts at the end: it learns from this job's outcomes, not earlier runs'.
     t_env.execute_sql(
