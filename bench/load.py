@@ -26,6 +26,7 @@ from confluent_kafka import Producer
 
 from streamscore.config import Settings
 from streamscore.generator import GeneratorConfig, TransactionGenerator
+from streamscore.job.prediction_codec import avro_long
 from streamscore.kafka_io import send_record
 from streamscore.produce import FRAUD_LABEL_DELAY_FACTOR
 from streamscore.produce import produce as produce_events
@@ -91,17 +92,6 @@ def produce_backlog(
         labels=labels_topic is not None,
         realtime=False,
     )
-
-
-def avro_long(value: int) -> bytes:
-    """``value`` as Avro binary encodes a ``long``: zig-zag, then a little-endian varint."""
-    n = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def label_head(codec: Codec, event_id: str, user_id: str, is_fraud: bool) -> bytes:

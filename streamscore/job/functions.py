@@ -331,6 +331,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         if not self._synced:
             self._sync(ctx)
         key, payload, topic, partition, offset, timestamp = value
+        now_ms = int(time.time() * 1000)
         if topic == self._topic_labels:
             return self._label(key, payload, topic, partition, offset, ctx)
         try:
@@ -339,13 +340,13 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
                 key,
                 timestamp,
                 self._events,
-                int(time.time() * 1000),
+                now_ms,
                 self._max_ahead_ms,
                 self._max_record_bytes,
             )
         except Rejection as rejection:
             return [self._dead_letter(rejection, topic, partition, offset, payload)]
-        return self._score(event, key, payload, timestamp, topic, partition, offset, ctx)
+        return self._score(event, key, payload, timestamp, topic, partition, offset, ctx, now_ms)
 
     def _label(  # type: ignore[no-untyped-def]
         self, key: str, payload: bytes, topic: str, partition: int, offset: int, ctx: Any
@@ -370,13 +371,14 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         partition: int,
         offset: int,
         ctx: Any,
+        now_ms: int,
     ):
         event_time = event["event_time"]
         # Never a watermark ahead of the clock's "now - out-of-orderness" (see
         # pipeline.source_ddl, "end_of_time"); lenient only for events stamped ahead of it.
         watermark = min(
             ctx.timer_service().current_watermark(),
-            int(time.time() * 1000) - self._out_of_orderness_ms,
+            now_ms - self._out_of_orderness_ms,
         )
         metrics = self._metrics
         if event_time <= watermark:
