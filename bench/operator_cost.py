@@ -98,10 +98,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument(
+        "--no-challenger",
+        action="store_true",
+        help="score without a challenger in shadow (by default one is loaded, as in the job "
+        "once the learner has published)",
+    )
     args = parser.parse_args()
     s = Settings().with_overrides({"metrics_port": 0})
     operator = ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, load_for_job(s))
     operator.open(_RuntimeContext())
+    if not args.no_challenger:
+        operator._apply("CHALLENGER", ("river-logistic-000002000", _challenger_snapshot()))
     ctx = _Context()
     events, labels = Codec("event"), Codec("label")
     start = int(time.time() * 1000) - 200_000
@@ -133,6 +141,25 @@ def main() -> None:
           f"{label_us:.1f} µs per label")  # fmt: skip
     fastavro_us, ours_us = encode_us()
     print(f"prediction encode: fastavro {fastavro_us:.1f} µs, prediction_codec {ours_us:.1f} µs")
+
+
+def _challenger_snapshot(labels: int = 2_000) -> bytes:
+    """A challenger snapshot that has learned from generated events (every column has a
+    weight, as in the job after its first labels)."""
+    import random
+
+    from streamscore.features.engine import FeatureEngine
+    from streamscore.model.challenger import dump_snapshot, new_learner
+
+    engine, model, rng = FeatureEngine(), new_learner(), random.Random(3)
+    states: dict[str, Any] = {}
+    generator = TransactionGenerator(GeneratorConfig(users=500, seed=9))
+    for _ in range(labels):
+        event = next(generator).event
+        state = states.setdefault(event["user_id"], engine.new_state())
+        vector = engine.update(state, event)
+        model.learn_one(dict(zip(engine.names, vector)), rng.random() < 0.1)
+    return dump_snapshot(model)
 
 
 def encode_us(n: int = 100_000) -> tuple[float, float]:

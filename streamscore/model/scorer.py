@@ -74,7 +74,11 @@ class FastBooster:
         self._out_len = ctypes.c_int64(0)
         # Indexing the library gives a private function object: declaring its types here
         # leaves LightGBM's own (cached attribute) binding untouched.
-        self._predict = _LIB["LGBM_BoosterPredictForMatSingleRowFast"]
+        # Called through PyDLL, i.e. holding the GIL: a ~5 µs call is cheaper to keep than the
+        # GIL is to hand back and forth. ctypes' CDLL releases it around every call, and the
+        # feature-store writer thread then took it for its batch each time (measured with
+        # bench/operator_cost.py: ~15 µs per event of waiting for the GIL).
+        self._predict = ctypes.PyDLL(_LIB._name)["LGBM_BoosterPredictForMatSingleRowFast"]
         self._predict.argtypes = [
             ctypes.c_void_p,
             ctypes.c_void_p,

@@ -21,7 +21,7 @@ PREFIX = "fs:"
 
 
 class FakeRedis:
-    """Just what ``ConditionalWriter`` calls: SCRIPT LOAD and pipelined EVALSHA."""
+    """Just what ``ConditionalWriter`` calls: SCRIPT LOAD and one EVALSHA per batch."""
 
     def __init__(self) -> None:
         self.down = False
@@ -30,27 +30,34 @@ class FakeRedis:
         self.sent: list[str] = []  # user ids, in the order their writes reached "Redis"
         self.calls = 0
         self.scripts_loaded = 0
+        self.script_cache: set[str] = set()
         self.next_errors: dict[str, Exception] = {}  # user id -> error for their next write
 
     def script_load(self, script: str) -> str:
         self._call()
         self.scripts_loaded += 1
-        return "sha"
+        sha = f"sha{self.scripts_loaded}"
+        self.script_cache.add(sha)
+        return sha
 
-    def pipeline(self, transaction: bool = True) -> FakePipeline:
-        return FakePipeline(self)
+    def restart(self) -> None:
+        """A restarted Redis has lost its scripts."""
+        self.script_cache.clear()
 
     def _call(self) -> None:
         self.calls += 1
         if self.down:
             raise redis.ConnectionError("Connection refused")
 
-    def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> list[Any]:
         self._call()
+        if sha not in self.script_cache:
+            raise NoScriptError("No matching script. Please use EVAL.")
+        keys, args = keys_and_args[:numkeys], keys_and_args[numkeys:]
         results: list[Any] = []
-        for command in commands:
-            user_id = command[3].removeprefix(PREFIX)
-            event_time = command[4]
+        for i, key in enumerate(keys):
+            user_id = key.removeprefix(PREFIX)
+            event_time, _event_id, features = args[3 + 3 * i : 6 + 3 * i]
             error = self.next_errors.pop(user_id, None)
             if error is not None:
                 results.append(error)
@@ -60,21 +67,9 @@ class FakeRedis:
                 results.append(0)
             else:
                 self.stored[user_id] = event_time
-                self.features[user_id] = orjson.loads(command[7])
+                self.features[user_id] = orjson.loads(features)
                 results.append(1)
         return results
-
-
-class FakePipeline:
-    def __init__(self, client: FakeRedis) -> None:
-        self._client = client
-        self._commands: list[tuple[Any, ...]] = []
-
-    def execute_command(self, *args: Any) -> None:
-        self._commands.append(args)
-
-    def execute(self, raise_on_error: bool = True) -> list[Any]:
-        return self._client.run(self._commands)
 
 
 def make_writer(
@@ -222,19 +217,18 @@ def test_retries_wait_for_the_retry_interval() -> None:
     assert client.stored == {"u1": 1, "u2": 1} and writer.healthy
 
 
-def test_a_lost_script_is_loaded_again_and_the_write_replayed() -> None:
+def test_a_lost_script_is_loaded_again_and_the_batch_sent_at_once() -> None:
     """A restarted Redis has no scripts: EVALSHA answers NOSCRIPT until it is loaded again."""
     client = FakeRedis()
     writer = make_writer(client)
     submit(writer, "u0", 1)
     writer.flush()
-    client.next_errors["u1"] = NoScriptError("No matching script. Please use EVAL.")
+    client.restart()
     submit(writer, "u1", 1)
-    writer.flush()
-    assert writer.pending_users == 1 and not writer.healthy
     writer.flush()
     assert client.scripts_loaded == 2
     assert client.stored == {"u0": 1, "u1": 1} and writer.healthy
+    assert writer.pending_users == 0
 
 
 @pytest.mark.parametrize(
