@@ -108,9 +108,9 @@ class Settings(BaseSettings):
     # Several single-slot TaskManagers, not one with several slots: each has its own Python
     # interpreter (thread mode), so the scoring subtasks and the learner run on interpreters of
     # their own (one Python operator per TaskManager; see job/functions.py). The job needs
-    # scoring_parallelism + 1 slots; the fourth TaskManager is a spare that takes over at once
+    # scoring_parallelism + 1 slots; the third TaskManager is a spare that takes over at once
     # when one is lost (tests/e2e/test_chaos.py), while the supervisor restarts the lost one.
-    flink_taskmanagers: int = Field(4, ge=1)
+    flink_taskmanagers: int = Field(3, ge=1)
     flink_taskmanager_slots: int = Field(1, ge=1)
     flink_jobmanager_memory: str = "1024m"
     flink_taskmanager_memory: str = "1536m"
@@ -121,8 +121,11 @@ class Settings(BaseSettings):
     parallelism: int = Field(1, ge=1)  # the control and outcomes sources
     # The events and labels source, the scoring operator (decode, features, model, Redis) and
     # its sink run at this parallelism, one of each per slot. The job needs
-    # scoring_parallelism + 1 (the learner) slots (see flink_taskmanagers).
-    scoring_parallelism: int = Field(2, ge=1)
+    # scoring_parallelism + 1 (the learner) slots (see flink_taskmanagers). One on a 2-core
+    # machine: measured side by side (README, Performance), one scoring subtask drained faster
+    # than two, at two thirds of the CPU per event, because two compete for the cores with the
+    # learner, Kafka and Redis. Raise it with the cores.
+    scoring_parallelism: int = Field(1, ge=1)
     # Users whose state each scoring subtask keeps in Python in front of Flink's keyed state
     # (job/state.py UserStateCache): a hit spares a JVM call, a RocksDB read and an unpickle.
     # Least recently used go first; 0 turns the cache off.
