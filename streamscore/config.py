@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     # than two, at two thirds of the CPU per event, because two compete for the cores with the
     # learner, Kafka and Redis. Raise it with the cores.
     scoring_parallelism: int = Field(1, ge=1)
+    # A full collection of the TaskManager interpreter's cyclic garbage collector every this many
+    # generation-1 collections (CPython: 10). Full collections walk every cached user's state;
+    # see job/interpreter.py for what they cost.
+    python_gc_full_collection_every: int = Field(100, ge=1)
     # Users whose state each scoring subtask keeps in Python in front of Flink's keyed state
     # (job/state.py UserStateCache): a hit spares a JVM call, a RocksDB read and an unpickle.
     # Least recently used go first; 0 turns the cache off.

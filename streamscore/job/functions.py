@@ -39,7 +39,7 @@ from streamscore.config import Settings
 from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
-from streamscore.job import records
+from streamscore.job import interpreter, records
 from streamscore.job.decode import read_event, read_label
 from streamscore.job.prediction_codec import PredictionEncoder
 from streamscore.job.records import DeadLetters
@@ -221,6 +221,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._publish_assignment()
         self._drift = self._drift_monitor()
         self._metrics.sources["drift"] = self._drift_samples
+        interpreter.settle(s.python_gc_full_collection_every)
 
     def _drift_monitor(self) -> Any:
         """Data drift against the champion's training reference (monitoring/drift.py)."""
@@ -252,6 +253,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         store = getattr(self, "_store", None)
         if store is not None:
             store.close()
+        interpreter.release()
 
     # --- the control broadcast ---------------------------------------------------------------
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
@@ -652,6 +654,7 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         self._synced = False
         # No LightGBM here: the scorers load the models; this keeps only what a rollback sends.
         self._control_reader = ControlReader(s, self._schemas["control"], load_check=False)
+        interpreter.settle(s.python_gc_full_collection_every)
 
     def close(self) -> None:
         # Readouts of a cancelled job must not stay on this TaskManager's endpoint.
@@ -659,6 +662,7 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         if metrics is not None:
             for name in ("quality", "concept_drift"):
                 metrics.sources.pop(name, None)
+        interpreter.release()
 
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
         try:
