@@ -67,3 +67,31 @@ def test_redis_outage_marks_unhealthy_without_blocking(stack: Settings) -> None:
         assert _sample(writer._metrics, "failed") > 0
     finally:
         writer.close()
+
+
+def test_one_bad_key_fails_alone_and_a_lost_script_is_reloaded(stack: Settings) -> None:
+    """A batch is one script call: a key Redis refuses (WRONGTYPE) is rejected on its own, the
+    rest of the batch is written, and a Redis that lost its scripts gets the script again at
+    once (not after the retry interval)."""
+    client = connect(stack)
+    client.set("fs-test:wrongtype", "not a hash")
+    writer = _writer(stack)
+    try:
+        writer.submit("wrongtype", 1_000, "e1", [1.0, 1.0])
+        writer.submit("u-ok", 1_000, "e2", [2.0, 2.0])
+        writer.flush()
+        assert _sample(writer._metrics, "rejected") == 1.0
+        assert _sample(writer._metrics, "written") == 1.0
+        stored = read_features(client, "fs-test:", "u-ok")
+        assert stored is not None and stored["event_id"] == "e2"
+        assert writer.pending_users == 0  # refused for good: not kept for a retry
+
+        client.script_flush()  # what a restarted Redis looks like to the writer
+        writer.submit("u-ok", 2_000, "e3", [3.0, 3.0])
+        writer.flush()
+        stored = read_features(client, "fs-test:", "u-ok")
+        assert stored is not None and stored["event_id"] == "e3"
+        assert writer.healthy and writer.pending_users == 0
+    finally:
+        writer.close()
+        client.delete("fs-test:wrongtype", "fs-test:u-ok")
