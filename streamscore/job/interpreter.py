@@ -3,12 +3,12 @@
 In thread mode one interpreter per TaskManager runs one operator for days, holding its caches
 of users' state and pending outcomes, each cached user dozens of tracked objects. CPython's
 cyclic garbage collector walks all of them in each full (generation 2) collection, during which
-the operator stands still. In ``bench/operator_cost.py --events 60000`` (10,000 users; its heap
-also holds the probe's pre-encoded input rows; the feature-store writer held idle) nine full
-collections of ~170 ms each were ~1.5 s of ~1.9 s of collector time; making them ten times
-rarer took the operator from ~74 to ~64 µs per event. The state is plain data without
-reference cycles, so collecting cycles less often costs no memory that matters; young
-generations are still collected as usual.
+the operator stands still. Timed with ``gc.callbacks`` in a copy of ``bench/operator_cost.py``
+(``--events 60000``, 10,000 users; its heap also holds the probe's pre-encoded input rows; the
+feature-store writer held idle): nine full collections of ~170 ms each were ~1.5 s of ~1.9 s of
+collector time; making them ten times rarer took the operator from ~74 to ~64 µs per event.
+The state is plain data without reference cycles, so collecting cycles less often costs no
+memory that matters; young generations are still collected as usual.
 """
 
 from __future__ import annotations
