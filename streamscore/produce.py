@@ -11,9 +11,13 @@ point of the stream in paced and backlog runs.
 log-normal distribution: legitimate confirmations have median ``label_delay_ms`` (default 30 s)
 and shape ``label_delay_sigma`` (default 0.6: half of them within 20-45 s, 95 % within
 9-97 s); fraud labels are chargebacks, slower by ``FRAUD_LABEL_DELAY_FACTOR`` (median 4 x 30 s
-= 2 min, same sigma). A label's ``label_time`` is its event's time plus the delay; it is sent
-once the wall clock has advanced by the delay since its event was sent (in a paced run the two
-clocks agree), and labels still pending when the run ends are sent then, in due order. The job
+= 2 min, same sigma). A label's ``label_time`` is its event's time plus the delay. In a paced run it is
+sent once the wall clock has advanced by the delay since its event was sent (the two clocks
+agree). In a backlog (``rate=0``) it is sent once the stream's event time has passed its
+``label_time``: the labels topic is then in label-time order, interleaved with the events as a
+topic written live would be (sending by the wall clock there ordered the labels by their delay,
+a label of the backlog's last event before one of its first). Labels still pending when the run
+ends are sent then, in due order. The job
 treats labels later than 10 minutes after their event as expired: with the defaults that is
 3e-7 of legitimate labels and 0.37 % of fraud labels, about 0.004 % of all labels at 1 % fraud
 (``LabelDelay.fraction_beyond``; measured on 1,000,000 draws in ``tests/unit``).
@@ -169,8 +173,11 @@ def produce(
                 "%s drift from %g s of event time after the first event", drift.kind, drift.at_s
             )
         source = ((t.event, t.is_fraud) for t in TransactionGenerator(config))
-    # heap: (due wall ms, seq, key, value, label_time)
+    # heap: (due, seq, key, value, label_time); due is wall-clock ms in a paced run, event
+    # time in a backlog (see the module's docstring)
     pending_labels: list[tuple[int, int, bytes, bytes, int]] = []
+    backlog = rate <= 0
+    stream_time = -(2**62)  # the newest event time sent
     stats = ProduceStats()
     started = time.monotonic()
     first_event_ms: int | None = None
@@ -228,13 +235,17 @@ def produce(
                 "is_fraud": bool(is_fraud),
                 "label_time": event["event_time"] + delay,
             }
-            due = int(time.time() * 1000) + delay
+            due = label["label_time"] if backlog else int(time.time() * 1000) + delay
             heapq.heappush(
                 pending_labels,
                 (due, stats.events, key, labels_codec.encode(label), label["label_time"]),
             )
+        stream_time = max(stream_time, event["event_time"])
         stats.labels += _send_due_labels(
-            producer, settings.topic_labels, pending_labels, int(time.time() * 1000)
+            producer,
+            settings.topic_labels,
+            pending_labels,
+            stream_time if backlog else int(time.time() * 1000),
         )
         if time.monotonic() - last_report >= 5.0:
             last_report = time.monotonic()
@@ -256,7 +267,8 @@ def _send_due_labels(
     now_ms: int | None,
 ) -> int:
     """Send the labels due by ``now_ms`` (all of them with ``None``), earliest first, each
-    stamped with its ``label_time`` (never ahead of the clock)."""
+    stamped with its ``label_time`` (never ahead of the clock). ``now_ms`` is on the clock the
+    labels were queued by: the wall clock's, or in a backlog the stream's event time."""
     sent = 0
     while pending and (now_ms is None or pending[0][0] <= now_ms):
         _, _, key, value, label_time = heapq.heappop(pending)

@@ -122,6 +122,41 @@ def test_produce_sends_one_label_per_valid_event_delayed_from_its_event_time(
     assert sorted(delays[True])[len(delays[True]) // 2] > 2 * 20_000
 
 
+def test_a_backlog_sends_each_label_in_label_time_order_once_the_stream_has_passed_it(
+    sent: list[tuple[str, bytes]],
+) -> None:
+    """A labels topic written live is in label-time order, each label after the events up to its
+    label time: a backlog is produced the same way, whatever the label delays."""
+    settings = Settings()
+    produce(
+        settings,
+        count=3_000,
+        duration_s=None,
+        rate=0,
+        generator=GeneratorConfig(users=200, seed=9, events_per_second=20),
+        label_delay_ms=20_000,
+        label_delay_sigma=0.5,
+    )
+    events_codec, labels_codec = Codec("event"), Codec("label")
+    stream_time = None
+    label_times: list[int] = []
+    sent_before_end: list[bool] = []
+    for topic, value in sent:
+        if topic == settings.topic_events:
+            stream_time = max(stream_time or 0, events_codec.decode(value)["event_time"])
+        else:
+            label_time = labels_codec.decode(value)["label_time"]
+            label_times.append(label_time)
+            sent_before_end.append(stream_time is not None and label_time <= stream_time)
+    assert len(label_times) == 3_000
+    assert label_times == sorted(label_times)
+    # Every label whose time the stream reached was sent right then, the rest at the end.
+    last_event_time = stream_time
+    for label_time, in_stream in zip(label_times, sent_before_end, strict=True):
+        assert in_stream == (label_time <= last_event_time)
+    assert sum(sent_before_end) > 2_000
+
+
 def test_produce_keeps_the_drift_when_it_retimes_the_stream(sent: list[tuple[str, bytes]]) -> None:
     """``produce`` moves the stream's start to the clock; the drift stays at its offset."""
     settings = Settings()
