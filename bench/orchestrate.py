@@ -62,14 +62,18 @@ class Bench:
         self.seed += 1
         return self.seed
 
-    def collector(self, system: System, prefix: str) -> Collector:
-        """An output consumer for one measurement, from the output topic's current end."""
+    def collector(
+        self, system: System, prefix: str, topic: str | None = None, record_type: str = ""
+    ) -> Collector:
+        """An output consumer for one measurement, from the current end of the system's output
+        topic (or of ``topic``, whose records are ``record_type``)."""
+        topic = topic or system.output_topic
         return Collector(
             self.ctx,
             client_config(self.s),
-            system.output_topic,
-            self.kafka.end_offsets(system.output_topic),
-            system.record_type,
+            topic,
+            self.kafka.end_offsets(topic),
+            record_type or system.record_type,
             system.read_committed,
             prefix,
         )
@@ -101,7 +105,16 @@ class Bench:
             self.s, system.input_topic, n, self.args.users, seed, event_rate, labels_topic
         )
         collector = self.collector(system, event_id_prefix(seed))
+        # The labels' work is done when the last of them is joined, which can be after the last
+        # prediction: their outcomes are timed too.
+        outcomes: Collector | None = None
+        if labels_topic and system.outcomes_topic:
+            outcomes = self.collector(
+                system, event_id_prefix(seed), system.outcomes_topic, "outcome"
+            )
+        outcome_data: dict[str, Any] | None = None
         cost: ProcessCost | None = None
+        process_cost: dict[str, Any] | None = None
         try:
             started = time.time()
             system.start()
@@ -116,10 +129,22 @@ class Bench:
                 first_s=max(120.0, idle),
                 what=f"{system.name} drain",
             )
+            # CPU up to the last prediction, as before the outcomes were timed.
+            process_cost = cost.stop(int(collector.count.value))
+            if outcomes is not None and complete:
+                # Not all labels join (a few expire): this ends at the first stall, which does
+                # not move the last outcome's time.
+                outcomes.wait(
+                    stats.labels,
+                    deadline_s=self.args.drain_timeout,
+                    idle_s=idle,
+                    what=f"{system.name} drain (outcomes)",
+                )
         finally:
             data = collector.result()
+            if outcomes is not None:
+                outcome_data = outcomes.result()
         recv = data["recv"]
-        process_cost = cost.stop(int(recv.size)) if cost is not None else None
         result: dict[str, Any] = {
             "events": n,
             "seed": seed,
@@ -140,6 +165,10 @@ class Bench:
                     "bursts": int(np.unique(np.round(recv, 2)).size),
                 }
             )
+            if outcome_data is not None:
+                result.update(
+                    _outcome_figures(outcome_data["recv"], float(recv.min()), float(recv.max()), n)
+                )
             # Exactly-once outputs appear once per checkpoint: the span must cover several.
             minimum = max(2.0, 3 * self._checkpoint_s(system) if system.read_committed else 0)
             if span < minimum:
@@ -322,3 +351,18 @@ class Bench:
         if not self.args.keep_topics:
             self.kafka.delete_created()
         self.kafka.close()
+
+
+def _outcome_figures(
+    outcome_recv: Any, first_output: float, last_output: float, events: int
+) -> dict[str, Any]:
+    """The drain timed to its last joined label: events per second from the first prediction
+    to the last outcome (or the last prediction, whichever is later)."""
+    if outcome_recv.size == 0:
+        return {"outcomes_received": 0}
+    span = max(float(outcome_recv.max()), last_output) - first_output
+    return {
+        "outcomes_received": int(outcome_recv.size),
+        "first_to_last_outcome_seconds": round(span, 3),
+        "throughput_to_last_outcome": events / span if span > 0 else None,
+    }

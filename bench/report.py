@@ -216,6 +216,19 @@ def _cost_lines(systems: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _to_outcomes(drain: dict[str, Any]) -> str:
+    """The drain timed to its last joined label (a system that joins labels)."""
+    if "outcomes_received" not in drain:
+        return "–"
+    if not drain["outcomes_received"]:
+        return "no outcome"
+    return (
+        f"{fmt(drain['throughput_to_last_outcome'])}/s over "
+        f"{fmt(drain['first_to_last_outcome_seconds'], 1)} s, "
+        f"{drain['outcomes_received']:,} outcomes"
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The summary printed at the end: drain throughput and latency per rate, with ratios."""
     p = report["parameters"]
@@ -237,8 +250,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             f"### Backlog drain ({p['events']:,} events, first → last output)",
             "",
-            "| system | outputs/s | first→last s | received | duplicates |",
-            "|---|---:|---:|---:|---:|",
+            "| system | outputs/s | first→last s | received | duplicates | to the last outcome |",
+            "|---|---:|---:|---:|---:|---|",
         ]
         base_tp = (base.get("drain") or {}).get("throughput") if base else None
         for name, system in systems.items():
@@ -249,7 +262,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {fmt(d.get('throughput'))}{ratio} | "
                 f"{fmt(d.get('first_to_last_seconds'), 1)} | "
-                f"{d['received']:,}/{d['events']:,} | {d['duplicates']} |"
+                f"{d['received']:,}/{d['events']:,} | {d['duplicates']} | {_to_outcomes(d)} |"
             )
         lines.append("")
         lines += _cost_lines(systems)

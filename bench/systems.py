@@ -101,6 +101,8 @@ class System:
     read_committed: bool
     info: dict[str, Any] = field(default_factory=dict)
     labels_topic: str | None = None  # where the load sends labels (None: the system reads none)
+    # where it writes the labels it joined, one "outcome" per label (None: it joins none)
+    outcomes_topic: str | None = None
 
     def setup(self, kafka: Kafka) -> None:
         """Create the system's topics."""
@@ -207,6 +209,7 @@ class FlinkSystem(System):
         self.labels_topic = f"{prefix}-labels"
         self.control = f"{prefix}-control"
         self.outcomes = f"{prefix}-outcomes"
+        self.outcomes_topic = self.outcomes
         # The user's --set first, the bench's own after them (later wins).
         self.overrides = [
             *user_overrides,
