@@ -11,15 +11,15 @@ point of the stream in paced and backlog runs.
 log-normal distribution: legitimate confirmations have median ``label_delay_ms`` (default 30 s)
 and shape ``label_delay_sigma`` (default 0.6: half of them within 20-45 s, 95 % within
 9-97 s); fraud labels are chargebacks, slower by ``FRAUD_LABEL_DELAY_FACTOR`` (median 4 x 30 s
-= 2 min, same sigma). A label's ``label_time`` is its event's time plus the delay. In a paced run it is
-sent once the wall clock has advanced by the delay since its event was sent (the two clocks
-agree). In a backlog (``rate=0``) it is sent once the stream's event time has passed its
+= 2 min, same sigma). A label's ``label_time`` is its event's time plus the delay. In a paced
+run it is sent once the wall clock has advanced by the delay since its event was sent (the two
+clocks agree). In a backlog (``rate=0``) it is sent once the stream's event time has passed its
 ``label_time``: the labels topic is then in label-time order, interleaved with the events as a
 topic written live would be (sending by the wall clock there ordered the labels by their delay,
 a label of the backlog's last event before one of its first). Labels still pending when the run
-ends are sent then, in due order. The job
-treats labels later than 10 minutes after their event as expired: with the defaults that is
-3e-7 of legitimate labels and 0.37 % of fraud labels, about 0.004 % of all labels at 1 % fraud
+ends are sent then, in due order. The job treats labels later than 10 minutes after their
+event as expired: with the defaults that is 3e-7 of legitimate labels and 0.37 % of fraud
+labels, about 0.004 % of all labels at 1 % fraud
 (``LabelDelay.fraction_beyond``; measured on 1,000,000 draws in ``tests/unit``).
 """
 

@@ -154,3 +154,42 @@ def test_the_join_map_answers_pending_entries_itself_and_writes_everything_throu
     assert join.get("u1", "p2") == pending_entry(pending(2)) and backing.reads == 2
     join.remove("u1", "p2")
     assert "p2" not in backing.entries and join.get("u1", "p2") is None
+
+
+def test_an_event_learns_of_its_parked_label_without_a_read_when_all_are_held() -> None:
+    from streamscore.job.state import JoinMap
+
+    backing = _FakeMapState()
+    join = JoinMap(backing, capacity=3)
+    first = parked_entry(ParkedLabel(True, 7, b"x", "labels", 0, 1))
+    second = parked_entry(ParkedLabel(False, 8, b"y", "labels", 0, 2))
+    join.put("u1", "e1", first)
+    join.put("u1", "e2", second)
+    # Both of the user's two parked labels are held: answers, absences included, without reads.
+    assert join.parked_entry("u1", "e1", parked=2) == first
+    assert join.parked_entry("u1", "e9", parked=2) is None
+    assert backing.reads == 0
+    # The state counts one more than is held (a function started after a restore): read.
+    assert join.parked_entry("u1", "e9", parked=3) is None and backing.reads == 1
+    # Closed or removed, a parked label is no longer held (the user's count drops with it).
+    join.put("u1", "e1", closed_entry(5_000, "labelled"))
+    assert join.parked_entry("u1", "e1", parked=1) is None and backing.reads == 1
+    join.remove("u1", "e2")
+    assert join.parked_entry("u1", "e2", parked=1) is None and backing.reads == 2
+    # A read that finds a pending or closed entry is no parked label.
+    join.put("u2", "p1", pending_entry(pending(1)))
+    assert join.parked_entry("u2", "p1", parked=1) is None
+
+
+def test_past_capacity_the_held_parked_labels_are_let_go_and_read_back() -> None:
+    from streamscore.job.state import JoinMap
+
+    backing = _FakeMapState()
+    join = JoinMap(backing, capacity=2)
+    entries = [parked_entry(ParkedLabel(True, i, b"x", "labels", 0, i)) for i in range(3)]
+    join.put("u1", "e0", entries[0])
+    join.put("u2", "e1", entries[1])
+    join.put("u3", "e2", entries[2])  # over capacity: the first two are let go
+    assert join.parked_entry("u1", "e0", parked=1) == entries[0] and backing.reads == 1
+    assert join.parked_entry("u3", "e2", parked=1) == entries[2] and backing.reads == 1
+    assert all(backing.entries[f"e{i}"] == entries[i] for i in range(3))  # all written through
