@@ -45,6 +45,7 @@ from streamscore.job.prediction_codec import PredictionEncoder
 from streamscore.job.records import DeadLetters
 from streamscore.job.state import (
     CLOSED,
+    PARKED,
     PENDING,
     JoinEntry,
     JoinMap,
@@ -430,8 +431,8 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             challenger_version,
         )
         join = self._join_map
-        entry = join.parked_entry(user_id, event_id, state.parked) if state.parked else None
-        if entry is not None:  # its label came first
+        entry = join.get(user_id, event_id) if state.parked else None
+        if entry is not None and entry[0] == PARKED:  # its label came first
             state.parked -= 1
             out.extend(self._close(event_id, outcome, parked_label(entry), user_id))
         else:

@@ -248,52 +248,29 @@ class UserStateCache:
 
 
 class JoinMap:
-    """The label-join map state, with its *pending* and *parked* entries also kept in Python.
+    """The label-join map state, with its *pending* entries also kept in Python.
 
     Most labels find their event pending; without this each would cost a call into the JVM, a
     RocksDB read and an unpickle to get back an entry this subtask wrote itself. Written
     through like ``UserStateCache`` (the map state stays the truth, so checkpoints are exact) and
-    keyed by (user, event id), as the map state is. At most ``capacity`` pending entries, the
-    oldest go first (pending entries are mostly closed in the order they were written); a miss
-    reads the map state.
-
-    Parked labels are kept per user too, so that an event of a user with parked labels learns
-    whether its own label is among them without reading the map state (``parked_entry``): when
-    as many are held here as the user's state counts (``ScoringState.parked``), the ones held
-    are all there are, and an event id not among them has none. A function object that starts
-    after a restore holds none, so it reads the map state until the user's parked labels have
-    come and gone. At most ``capacity`` parked labels are held; past that all are let go.
+    keyed by (user, event id), as the map state is. At most ``capacity`` entries, the oldest go
+    first (pending entries are mostly closed in the order they were written); a miss reads the
+    map state.
     """
 
     def __init__(self, state: Any, capacity: int) -> None:
         self._state = state
         self._capacity = capacity
         self._pending: dict[tuple[str, str], JoinEntry] = {}
-        self._parked: dict[str, dict[str, JoinEntry]] = {}
-        self._parked_count = 0
 
     def get(self, user: str, event_id: str) -> JoinEntry | None:
         found = self._pending.get((user, event_id))
         return found if found is not None else self._state.get(event_id)
 
-    def parked_entry(self, user: str, event_id: str, parked: int) -> JoinEntry | None:
-        """The user's parked label for ``event_id``, or None; ``parked`` is how many the user
-        has (``ScoringState.parked``). Reads the map state only when not all are held here."""
-        held = self._parked.get(user)
-        if held is not None and len(held) == parked:
-            return held.get(event_id)
-        entry = self.get(user, event_id)
-        return entry if entry is not None and entry[0] == PARKED else None
-
     def put(self, user: str, event_id: str, entry: JoinEntry) -> None:
         self._state.put(event_id, entry)
         key = (user, event_id)
-        kind = entry[0]
-        if kind == PARKED:
-            self._hold_parked(user, event_id, entry)
-        else:
-            self._forget_parked(user, event_id)
-        if kind != PENDING:
+        if entry[0] != PENDING:
             self._pending.pop(key, None)
             return
         pending = self._pending
@@ -304,23 +281,6 @@ class JoinMap:
     def remove(self, user: str, event_id: str) -> None:
         self._state.remove(event_id)
         self._pending.pop((user, event_id), None)
-        self._forget_parked(user, event_id)
-
-    def _hold_parked(self, user: str, event_id: str, entry: JoinEntry) -> None:
-        if self._parked_count >= self._capacity:
-            self._parked.clear()
-            self._parked_count = 0
-        held = self._parked.setdefault(user, {})
-        if event_id not in held:
-            self._parked_count += 1
-        held[event_id] = entry
-
-    def _forget_parked(self, user: str, event_id: str) -> None:
-        held = self._parked.get(user)
-        if held is not None and held.pop(event_id, None) is not None:
-            self._parked_count -= 1
-            if not held:
-                del self._parked[user]
 
     def items(self) -> Any:
         """The current user's entries, from the map state."""
