@@ -208,8 +208,7 @@ class FlinkSystem(System):
         self.dead_letters = f"{prefix}-dead-letters"
         self.labels_topic = f"{prefix}-labels"
         self.control = f"{prefix}-control"
-        self.outcomes = f"{prefix}-outcomes"
-        self.outcomes_topic = self.outcomes
+        self.outcomes_topic = f"{prefix}-outcomes"
         # The user's --set first, the bench's own after them (later wins).
         self.overrides = [
             *user_overrides,
@@ -222,7 +221,7 @@ class FlinkSystem(System):
             f"topic_dead_letters={self.dead_letters}",
             f"topic_labels={self.labels_topic}",
             f"topic_control={self.control}",
-            f"topic_outcomes={self.outcomes}",
+            f"topic_outcomes={self.outcomes_topic}",
         ]
         self.settings = s.with_overrides(parse_overrides(self.overrides))
         self.job_id: str | None = None
@@ -245,7 +244,7 @@ class FlinkSystem(System):
             self.output_topic: s.predictions_partitions,
             self.dead_letters: s.dead_letters_partitions,
             self.control: s.control_partitions,
-            self.outcomes: s.outcomes_partitions,
+            self.outcomes_topic: s.outcomes_partitions,
         }
 
     def setup(self, kafka: Kafka) -> None:
@@ -285,7 +284,7 @@ class FlinkSystem(System):
             "state_size_bytes": latest.get("state_size"),
             # Records in the topics so far (offsets: see Kafka.size).
             "dead_letters": self._kafka.size(self.dead_letters) if self._kafka else None,
-            "outcomes": self._kafka.size(self.outcomes) if self._kafka else None,
+            "outcomes": self._kafka.size(self.outcomes_topic) if self._kafka else None,
             "control_records": self._kafka.size(self.control) if self._kafka else None,
         }
 
