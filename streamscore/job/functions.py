@@ -71,6 +71,13 @@ from streamscore.serde import Codec
 
 log = logging.getLogger(__name__)
 
+# A label whose event's entry is closed: why it is a dead letter, by how the entry was closed.
+_CLOSED_REASONS = {
+    "labelled": "label:duplicate",
+    "expired": "label:expired",
+    "dropped": "label:pending_dropped",  # past max_pending_labels_per_user
+}
+
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # (key bytes, value bytes): what a Kafka sink with a fixed topic writes.
 KAFKA_RECORD = Types.ROW([BYTES, BYTES])
@@ -487,7 +494,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         if kind == PENDING:
             return list(self._close(event_id, pending_outcome(entry), label, user_id))
         if kind == CLOSED:
-            reason = "label:duplicate" if entry[2] == "labelled" else "label:expired"
+            reason = _CLOSED_REASONS.get(entry[2], "label:expired")
             return [self._label_dead_letter(reason, "", label)]
         return [self._label_dead_letter("label:duplicate", "its event has not come yet", label)]
 
@@ -532,17 +539,18 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         join = self._join_map
         horizon, park_wait = self._horizon_ms, self._park_wait_ms
         out: list[Row] = []
-        kept: list[JoinEntry] = []
+        kept: dict[str, JoinEntry] = {}  # event id -> what stays in the map
         pending: list[tuple[int, str]] = []  # (event time, event id) of what stays pending
         for event_id, entry in list(join.items()):
             kind = entry[0]
             if entry_deadline(entry, horizon, park_wait) > timestamp:
-                kept.append(entry)
+                kept[event_id] = entry
                 if kind == PENDING:
                     pending.append((packed_event_time(entry[1:]), event_id))
             elif kind == PENDING:
-                join.put(user_id, event_id, closed_entry(packed_event_time(entry[1:]), "expired"))
-                kept.append(closed_entry(packed_event_time(entry[1:]), "expired"))
+                expired = closed_entry(packed_event_time(entry[1:]), "expired")
+                join.put(user_id, event_id, expired)
+                kept[event_id] = expired
                 self._metrics.labels.labels("expired_unlabelled").inc()
             elif kind == CLOSED:
                 join.remove(user_id, event_id)
@@ -557,11 +565,15 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
                     )
                 )
         # A user with more unlabelled events than the cap loses the oldest: checked here, not
-        # per event, so it bounds the state between timers rather than at every record.
+        # per event, so it bounds the state between timers rather than at every record. A small
+        # closed entry stays in each one's place, so that its label, if it still comes, is a
+        # dead letter that says why (``label:pending_dropped``) rather than an unknown event.
         if len(pending) > self._max_pending:
             pending.sort()
-            for _, event_id in pending[: len(pending) - self._max_pending]:
-                join.remove(user_id, event_id)
+            for event_time, event_id in pending[: len(pending) - self._max_pending]:
+                dropped = closed_entry(event_time, "dropped")
+                join.put(user_id, event_id, dropped)
+                kept[event_id] = dropped
                 self._metrics.labels.labels("dropped_pending").inc()
         newest = state.features.newest
         idle = newest < 0 or newest + self._retention_ms <= timestamp
@@ -572,7 +584,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._arm_timer(
             state,
             ctx,
-            next_deadline(state, kept, self._retention_ms, horizon, park_wait),
+            next_deadline(state, kept.values(), self._retention_ms, horizon, park_wait),
         )
         self._state.put(user_id, state)
         return out

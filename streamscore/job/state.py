@@ -12,9 +12,10 @@ value holding all of it pickled to 16 KB, written on every event):
   - *pending* (``PendingOutcome``, packed): what learning and quality need of a scored event
     whose label has not come yet, until the label arrives or ``label_horizon_ms`` of event time
     passes;
-  - *closed*: an event already labelled or expired, with its event time, remembered for one
-    more horizon so a second label is told apart (``label:duplicate`` / ``label:expired``) from
-    a label of an event never seen (``label:unknown_event``);
+  - *closed*: an event already labelled, expired or dropped at the per-user cap of pending
+    outcomes, with its event time, remembered for one more horizon so a later label is told
+    apart (``label:duplicate`` / ``label:expired`` / ``label:pending_dropped``) from a label of
+    an event never seen (``label:unknown_event``);
   - *parked*: a label that arrived before its event (topics are read at uneven speeds, e.g.
     draining a backlog). It waits until the watermark passes its label time plus the allowed
     lateness: by then its event can no longer be scored, so it is a dead letter.

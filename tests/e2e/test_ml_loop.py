@@ -43,7 +43,7 @@ from streamscore.quality.metrics import roc_auc
 from streamscore.serde import Codec
 from streamscore.stack import kafka
 from streamscore.stack import stack as stack_module
-from tests.e2e.helpers import RunJob, collect, taskmanager_pid_of
+from tests.e2e.helpers import RunJob, collect, recent_events, taskmanager_pid_of
 
 pytestmark = pytest.mark.e2e
 log_figures = logging.getLogger(__name__)
@@ -429,3 +429,89 @@ def test_the_assignment_survives_a_resubmission_from_a_savepoint(
         assert {p["model_version"] for p in scored} == {v2}
     finally:
         cancel(settings, job_id)
+
+
+def _labels_total(settings: Settings, outcome: str) -> float:
+    """``streamscore_labels_total{outcome=...}`` summed over the TaskManagers' endpoints."""
+    import urllib.request
+
+    line_start = f'streamscore_labels_total{{outcome="{outcome}"}} '
+    total = 0.0
+    for port in range(settings.metrics_port, settings.metrics_port + settings.flink_taskmanagers):
+        try:
+            url = f"http://{settings.metrics_host}:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError:  # a TaskManager without a Python operator serves none
+            continue
+        total += sum(float(line.split()[-1]) for line in text.splitlines()
+                     if line.startswith(line_start))  # fmt: skip
+    return total
+
+
+def test_an_outcome_dropped_at_the_pending_cap_makes_its_label_a_dead_letter_saying_so(
+    job_settings: dict[str, str], run_job: RunJob
+) -> None:
+    """One user, a cap of 3 unlabelled events: when the user's timer fires with 5 pending, the
+    two oldest are dropped (counted). Their labels, sent afterwards, are dead letters
+    ``label:pending_dropped`` at once, not parked and later called ``label:unknown_event``;
+    a kept event's label is still joined."""
+    run = uuid.uuid4().hex[:8]
+    overrides = {
+        **{f"topic_{n}": f"cap-{run}-{n}" for n in ("events", "labels", "predictions",
+                                                    "dead_letters", "control", "outcomes")},
+        **{f"{n}_partitions": "1" for n in ("events", "labels", "predictions", "outcomes")},
+        "label_horizon_ms": "20000",
+        "max_pending_labels_per_user": "3",
+        "source_idleness_ms": "1000",
+    }  # fmt: skip
+    kafka.create_topics(Settings().with_overrides({**job_settings, **overrides}))
+    settings = run_job(**overrides)
+    dropped_before = _labels_total(settings, "dropped_pending")
+
+    # Event times on the 10 s grid the user's timer is rounded to: e0's pending outcome is due
+    # at t0 + 20 s, the timer fires there once e5 moves the watermark past it. By then e0 is
+    # expired and e1..e5 are pending: 5 > 3, so e1 and e2 (the oldest) are dropped.
+    t0 = (int(time.time() * 1000) // 10_000) * 10_000 - 120_000
+    offsets_s = (0, 11, 12, 13, 14, 20 + settings.max_out_of_orderness_ms / 1000 + 2)
+    codec = Codec("event")
+    events = []
+    for i, offset_s in enumerate(offsets_s):
+        event = recent_events(seed=70 + i, count=1, users=1)[0]
+        event.update(user_id="u-cap", event_id=f"cap-{run}-{i}",
+                     event_time=t0 + int(offset_s * 1000))  # fmt: skip
+        events.append(event)
+    producer = new_producer(settings)
+    for event in events:
+        send_record(producer, settings.topic_events, b"u-cap", codec.encode(event),
+                    event["event_time"])  # fmt: skip
+    assert producer.flush(30) == 0
+    ids = {e["event_id"] for e in events}
+    scored = collect(settings, settings.topic_predictions, "prediction",
+                     lambda p: p["event_id"] in ids, len(ids), timeout_s=120)  # fmt: skip
+    assert {p["event_id"] for p in scored} == ids
+
+    deadline = time.monotonic() + 60
+    while _labels_total(settings, "dropped_pending") - dropped_before < 2:
+        assert time.monotonic() < deadline, "the timer never dropped the pending outcomes"
+        time.sleep(1)
+    assert _labels_total(settings, "dropped_pending") - dropped_before == 2
+
+    labels = Codec("label")
+    labelled = [events[1], events[2], events[3]]  # two dropped, one still pending
+    for event in labelled:
+        label = {"event_id": event["event_id"], "user_id": "u-cap", "is_fraud": True,
+                 "label_time": event["event_time"] + 5_000}  # fmt: skip
+        send_record(producer, settings.topic_labels, b"u-cap", labels.encode(label),
+                    label["label_time"])  # fmt: skip
+    assert producer.flush(30) == 0
+
+    dead = collect(settings, settings.topic_dead_letters, "dead_letter",
+                   lambda d: d["reason"].startswith("label:"), 2, timeout_s=60)  # fmt: skip
+    assert sorted((labels.decode(d["original"])["event_id"], d["reason"]) for d in dead) == [
+        (events[1]["event_id"], "label:pending_dropped"),
+        (events[2]["event_id"], "label:pending_dropped"),
+    ]
+    joined = collect(settings, settings.topic_outcomes, "outcome",
+                     lambda o: o["event_id"] in ids, 1, timeout_s=60)  # fmt: skip
+    assert [o["event_id"] for o in joined] == [events[3]["event_id"]]
