@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,21 @@ RunJob = Callable[..., Settings]
 def as_overrides(settings: dict[str, str]) -> list[str]:
     """``--set`` items for a dict of settings."""
     return [f"{k}={v}" for k, v in settings.items()]
+
+
+def job_metrics_text(settings: Settings) -> str:
+    """The job's Prometheus text, all TaskManagers together: each TaskManager running a Python
+    operator serves its own /metrics, on consecutive ports from ``metrics_port`` (the spare
+    TaskManager runs none, so one port may be closed)."""
+    texts = []
+    for port in range(settings.metrics_port, settings.metrics_port + settings.flink_taskmanagers):
+        url = f"http://{settings.metrics_host}:{port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                texts.append(response.read().decode())
+        except OSError:  # nothing listening: a TaskManager without a Python operator
+            continue
+    return "".join(texts)
 
 
 def send(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:

@@ -43,7 +43,13 @@ from streamscore.quality.metrics import roc_auc
 from streamscore.serde import Codec
 from streamscore.stack import kafka
 from streamscore.stack import stack as stack_module
-from tests.e2e.helpers import RunJob, collect, recent_events, taskmanager_pid_of
+from tests.e2e.helpers import (
+    RunJob,
+    collect,
+    job_metrics_text,
+    recent_events,
+    taskmanager_pid_of,
+)
 
 pytestmark = pytest.mark.e2e
 log_figures = logging.getLogger(__name__)
@@ -432,21 +438,10 @@ def test_the_assignment_survives_a_resubmission_from_a_savepoint(
 
 
 def _labels_total(settings: Settings, outcome: str) -> float:
-    """``streamscore_labels_total{outcome=...}`` summed over the TaskManagers' endpoints."""
-    import urllib.request
-
+    """``streamscore_labels_total{outcome=...}``, all TaskManagers together."""
     line_start = f'streamscore_labels_total{{outcome="{outcome}"}} '
-    total = 0.0
-    for port in range(settings.metrics_port, settings.metrics_port + settings.flink_taskmanagers):
-        try:
-            url = f"http://{settings.metrics_host}:{port}/metrics"
-            with urllib.request.urlopen(url, timeout=5) as response:
-                text = response.read().decode()
-        except OSError:  # a TaskManager without a Python operator serves none
-            continue
-        total += sum(float(line.split()[-1]) for line in text.splitlines()
-                     if line.startswith(line_start))  # fmt: skip
-    return total
+    return sum(float(line.split()[-1]) for line in job_metrics_text(settings).splitlines()
+               if line.startswith(line_start))  # fmt: skip
 
 
 def test_an_outcome_dropped_at_the_pending_cap_makes_its_label_a_dead_letter_saying_so(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-import urllib.request
 from collections import Counter
 from typing import Any
 
@@ -25,7 +24,14 @@ from streamscore.model.registry import resolve
 from streamscore.model.scorer import FALLBACK_VERSION
 from streamscore.produce import malform
 from streamscore.serde import Codec
-from tests.e2e.helpers import RunJob, collect, expected_store, recent_events, send
+from tests.e2e.helpers import (
+    RunJob,
+    collect,
+    expected_store,
+    job_metrics_text,
+    recent_events,
+    send,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -166,24 +172,9 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     ]
     assert not failures, failures
 
-    # Each TaskManager running a Python operator serves its own /metrics, on consecutive ports
-    # from metrics_port (the spare TaskManager runs none, so one port may be closed).
-    metrics = "".join(
-        _metrics_text(settings.metrics_host, port)
-        for port in range(
-            settings.metrics_port, settings.metrics_port + settings.flink_taskmanagers
-        )
-    )
+    metrics = job_metrics_text(settings)
     assert 'streamscore_late_events_total{handling="dead_letter"}' in metrics
     assert 'streamscore_dead_letters_total{reason="decode_error"}' in metrics
-
-
-def _metrics_text(host: str, port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
-            return str(response.read().decode())
-    except OSError:  # nothing listening: a TaskManager without a Python operator
-        return ""
 
 
 def _predictions_of(
