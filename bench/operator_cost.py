@@ -136,15 +136,10 @@ def main() -> None:
     scratch, filler = bytearray(args.evict_kib * 1024), bytes(args.evict_kib * 1024)
 
     def per_record_us(rows: list[tuple[Any, ...]]) -> float:
-        if not scratch:
-            started = time.perf_counter()
-            for row in rows:
-                _Key.current = row[0]
-                operator.process_element(row, ctx)
-            return (time.perf_counter() - started) / len(rows) * 1e6
         spent = 0.0
         for row in rows:
-            scratch[:] = filler
+            if scratch:
+                scratch[:] = filler
             _Key.current = row[0]
             started = time.perf_counter()
             operator.process_element(row, ctx)
