@@ -184,8 +184,10 @@ def test_a_cut_model_text_never_reaches_lightgbm() -> None:
 
 
 def test_lightgbm_aborts_on_a_cut_model_text() -> None:
-    """Why the checks above exist: if this starts to pass as a clean exception, LightGBM has
-    fixed it (the checks stay useful as a clear message)."""
+    """Why the checks above exist: LightGBM does not refuse a cut model text with an exception.
+    Parsing it is undefined behaviour: the process aborts on most runs and loads the truncated
+    model silently on some (about 1 in 6 here), either way no clean error. If this fails,
+    LightGBM raises on it now (the checks stay useful as a clear message)."""
     code = (
         "import sys, lightgbm; text = sys.stdin.read()\n"
         "try:\n    lightgbm.Booster(model_str=text[: len(text) // 2])\n"
@@ -194,7 +196,7 @@ def test_lightgbm_aborts_on_a_cut_model_text() -> None:
     child = subprocess.run(
         [sys.executable, "-c", code], input=CHAMPION.model_text, capture_output=True, text=True
     )
-    assert child.returncode not in (0, 3), "LightGBM now raises on a cut model text"
+    assert child.returncode != 3, "LightGBM now raises on a cut model text"
 
 
 def test_a_model_lightgbm_refuses_is_corrupt() -> None:
