@@ -1,7 +1,8 @@
 # One image for everything in the stack that is ours: the Flink JobManager and TaskManager, and
 # the `streamscore` CLI that trains the model and submits the job. It is built like the local
 # stack (streamscore/stack/): the PyFlink wheel is the Flink distribution, Java 17 comes from
-# Debian, the Kafka connector jar from Maven Central (pinned in streamscore/stack/pom.xml).
+# Debian, the Kafka connector jar from Maven Central (pinned in streamscore/stack/pom.xml), and
+# the job's own JVM operators are compiled from the package's sources (streamscore/job/jvm_jar.py).
 #
 #   docker build --platform linux/amd64 -t streamscore:0.1.0 .
 #
@@ -54,6 +55,14 @@ RUN pip wheel --no-deps -w /tmp/wheels . \
  && pip install --no-deps /tmp/wheels/streamscore-*.whl \
  && rm -rf /tmp/wheels build
 
+# --- the job's own JVM operators (streamscore/job/jvm/), compiled against the installed PyFlink ----
+FROM venv AS operators
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jdk-headless \
+ && rm -rf /var/lib/apt/lists/*
+RUN python -m streamscore.job.jvm_jar /opt/streamscore/jars/flink
+
 # --- the image ---------------------------------------------------------------------------------
 FROM base
 # Paths follow StackLayout with the state dir /opt/streamscore, so the CLI finds the connector
@@ -70,6 +79,7 @@ ENV VIRTUAL_ENV=/opt/venv \
 ENV PATH=/opt/venv/bin:$FLINK_HOME/bin:$PATH
 COPY --from=venv /opt/venv /opt/venv
 COPY --from=jars /opt/streamscore/jars /opt/streamscore/jars
+COPY --from=operators /opt/streamscore/jars/flink/ /opt/streamscore/jars/flink/
 # FLINK_HOME must be the installed pyflink package as flink_home() computes it, and the lib dir is
 # made by the local stack's own build_lib_dir() (the wheel's lib/ jars plus opt/flink-python, as
 # links); the build fails if either disagrees with the ENV above. The log4j/logback files are the

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """The scoring operator's own Python per event and per label, outside Flink.
 
-Runs ``ScoreEvents.process_element`` on generated events and their labels with Flink's state,
-timer service and broadcast state replaced by in-process fakes that pickle like Flink's (so the
-state's (un)pickling is counted, the JVM calls and RocksDB are not). It writes to the running
-stack's Redis, as the job does (the feature store's background thread shares the GIL):
+Runs ``ScoreEvents.process_element`` on batches of generated events and their labels, packed as
+the JVM packs them (``--batch`` records each, as ``scoring_batch_max_records``), with Flink's
+state, timer service, key switch and broadcast state replaced by in-process fakes that pickle
+like Flink's (so the state's (un)pickling is counted, the JVM calls and RocksDB are not). It
+writes to the running stack's Redis, as the job does (the feature store's background thread
+shares the GIL):
 
     .venv/bin/python bench/operator_cost.py --events 20000
 
@@ -22,6 +24,7 @@ from typing import Any
 
 from streamscore.config import Settings
 from streamscore.generator import GeneratorConfig, TransactionGenerator
+from streamscore.job.batches import pack_records
 from streamscore.job.functions import ScoreEvents
 from streamscore.model.loading import load_for_job
 from streamscore.resources import RECORD_TYPES, schema
@@ -94,10 +97,24 @@ class _Context:
         return self._Broadcast()
 
 
+class _KeySwitch:
+    def to(self, user: str) -> None:
+        _Key.current = user
+
+    def forget_current(self) -> None:
+        pass
+
+
+class _ScoreEvents(ScoreEvents):
+    def _key_switch(self, runtime_context: Any) -> Any:
+        return _KeySwitch()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=500, help="records per call")
     parser.add_argument(
         "--no-challenger",
         action="store_true",
@@ -108,13 +125,13 @@ def main() -> None:
         "--evict-kib",
         type=int,
         default=0,
-        help="between two records, overwrite this many KiB of memory (not timed), as the JVM's "
+        help="between two calls, overwrite this many KiB of memory (not timed), as the JVM's "
         "work between two Python calls does in a TaskManager: the operator then runs with cold "
         "CPU caches (the L2 cache of our machines is 1 MiB per core)",
     )
     args = parser.parse_args()
     s = Settings().with_overrides({"metrics_port": 0})
-    operator = ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, load_for_job(s))
+    operator = _ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, load_for_job(s))
     operator.open(_RuntimeContext())
     if not args.no_challenger:
         operator._apply("CHALLENGER", ("river-logistic-000002000", _challenger_snapshot()))
@@ -136,13 +153,13 @@ def main() -> None:
     scratch, filler = bytearray(args.evict_kib * 1024), bytes(args.evict_kib * 1024)
 
     def per_record_us(rows: list[tuple[Any, ...]]) -> float:
+        batches = [pack_records(rows[i : i + args.batch]) for i in range(0, len(rows), args.batch)]
         spent = 0.0
-        for row in rows:
+        for batch in batches:
             if scratch:
                 scratch[:] = filler
-            _Key.current = row[0]
             started = time.perf_counter()
-            operator.process_element(row, ctx)
+            operator.process_element(batch, ctx)
             spent += time.perf_counter() - started
         return spent / len(rows) * 1e6
 
@@ -151,7 +168,8 @@ def main() -> None:
     per_record_us(label_rows[:half])
     event_us, label_us = per_record_us(event_rows[half:]), per_record_us(label_rows[half:])
     operator.close()
-    print(f"{args.events} events, {args.users} users: {event_us:.1f} µs per event, "
+    print(f"{args.events} events, {args.users} users, batches of {args.batch}: "
+          f"{event_us:.1f} µs per event, "
           f"{label_us:.1f} µs per label")  # fmt: skip
     fastavro_us, ours_us = encode_us()
     print(f"prediction encode: fastavro {fastavro_us:.1f} µs, prediction_codec {ours_us:.1f} µs")

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# System packages the local stack needs: Java 17 (Kafka 4, Flink 2), Maven (fetches the Kafka
-# and connector jars from Maven Central), redis-server and prometheus (with promtool). With
-# --test also chromium, which the end-to-end tests use to render the health report headless.
-# Installs what is missing from Debian's packages when run as root; otherwise says what to
-# install.
+# System packages the local stack needs: a Java 17 JDK (Kafka 4, Flink 2, javac for the job's
+# JVM operators), Maven (fetches the Kafka and connector jars from Maven Central), redis-server
+# and prometheus (with promtool). With --test also chromium, which the end-to-end tests use to
+# render the health report headless. Installs what is missing from Debian's packages when run as
+# root; otherwise says what to install.
 set -euo pipefail
 
 missing=()
 java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1; }
-if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then missing+=(openjdk-17-jdk-headless); fi
+# A JDK, not only a JRE: the job's own JVM operators are compiled with javac (job/jvm_jar.py).
+if ! command -v java >/dev/null || ! command -v javac >/dev/null || [ "$(java_major)" -lt 17 ]; then
+  missing+=(openjdk-17-jdk-headless)
+fi
 command -v mvn >/dev/null || missing+=(maven)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)

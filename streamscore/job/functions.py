@@ -1,18 +1,19 @@
 """The job's Python operators.
 
 ``ScoreEvents`` (keyed by the Kafka key, i.e. the user; state in RocksDB; the control broadcast
-as its second input) gets each record of the events and labels topics as raw bytes: it decodes
-and validates it (or dead-letters it with the reason), checks it against its key and timestamp,
-applies the late rule, updates the user's windowed aggregates, scores with the champion or the
-canary candidate and the challenger in shadow, decides by expected cost, joins labels to what
-was decided, and returns every record it produces (predictions, dead letters, labelled
-outcomes) as ``(topic, key, value)`` for one Kafka sink that picks the topic in the JVM. The
-control topic (model assignments, challenger snapshots) is broadcast as raw rows and checked
-where it is applied (``ControlReader``). ``LearnChallenger`` (one subtask) learns from the
-labelled outcomes, measures live quality and publishes challenger snapshots and automatic
-rollbacks to the control topic.
+as its second input) gets the records of the events and labels topics as raw bytes, in batches
+packed by the JVM (``batches.py``), and switches Flink's current key to each record's user. It
+decodes and validates each (or dead-letters it with the reason), checks it against its key and
+timestamp, applies the late rule, updates the user's windowed aggregates, scores with the
+champion or the canary candidate and the challenger in shadow, decides by expected cost, joins
+labels to what was decided, and returns every record it produces (predictions, dead letters,
+labelled outcomes) as ``(topic, key, value)``, packed in one piece per call, for one Kafka sink
+that picks the topic in the JVM. The control topic (model assignments, challenger snapshots) is
+broadcast as raw rows and checked where it is applied (``ControlReader``). ``LearnChallenger``
+(one subtask) learns from the labelled outcomes, measures live quality and publishes challenger
+snapshots and automatic rollbacks to the control topic.
 
-Each record crosses between the JVM and Python once: measured, those crossings and keyed-state
+Each batch crosses between the JVM and Python once: measured, those crossings and keyed-state
 calls are what bound PyFlink's throughput, so everything else is done in plain Python between
 them. An event costs one read of the user's state only when it is not cached
 (``state.UserStateCache``), one write of it, and one write to the label-join map; a label one
@@ -40,6 +41,13 @@ from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
 from streamscore.job import interpreter, records
+from streamscore.job.batches import (
+    KeySwitch,
+    OutputPacker,
+    OutputRecord,
+    java_keyed_state_backend,
+    unpack_records,
+)
 from streamscore.job.decode import read_event, read_label
 from streamscore.job.prediction_codec import PredictionEncoder
 from streamscore.job.records import DeadLetters
@@ -86,13 +94,16 @@ KAFKA_RECORD = Types.ROW([BYTES, BYTES])
 ROUTED_RECORD = Types.ROW([Types.STRING(), BYTES, BYTES])
 
 
-# What the scoring operator receives per Kafka record of the events and labels topics: the
-# columns of pipeline._input_rows, (key, payload, topic, partition, offset, Kafka timestamp).
+# Each Kafka record of the events and labels topics: the columns of pipeline._input_rows,
+# (key, payload, topic, partition, offset, Kafka timestamp).
 INPUT_ROW = Types.ROW(
     [Types.STRING(), BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()]
 )
-# The same, behind the key the JVM partitions by (its first field; Python gets the second).
+# The same, behind the key the JVM partitions by (its first field).
 KEYED_INPUT = Types.ROW([Types.STRING(), INPUT_ROW])
+# What the scoring operator receives: a batch of those records packed by the JVM
+# (batches.py), behind the key of its first record. It returns one packed BYTES per call.
+INPUT_BATCH = Types.ROW([Types.STRING(), BYTES])
 # The control topic's rows, broadcast to the scorers and the learner as the source reads them:
 # (payload, topic, partition, offset, ingest time), the columns of pipeline._source_rows.
 CONTROL_ROW = Types.ROW([BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()])
@@ -176,6 +187,8 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             ),
             s.pending_cache_outcomes,
         )
+        self._keys = self._key_switch(runtime_context)
+        self._packer = OutputPacker()
         self._events = Codec("event", self._schemas["event"])
         self._labels = Codec("label", self._schemas["label"])
         self._topic_labels = s.topic_labels
@@ -230,6 +243,11 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._metrics.sources["drift"] = self._drift_samples
         interpreter.settle(s.python_gc_full_collection_every)
 
+    def _key_switch(self, runtime_context: RuntimeContext) -> KeySwitch:
+        """Flink's current key is the batch's first user: each record switches it to its own.
+        (A probe outside Flink gives its own.)"""
+        return KeySwitch(java_keyed_state_backend(runtime_context))
+
     def _drift_monitor(self) -> Any:
         """Data drift against the champion's training reference (monitoring/drift.py)."""
         from streamscore.monitoring.drift import monitor_for
@@ -272,7 +290,9 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             log.warning("control record %s/%d@%d refused: %s", topic, partition, offset, rejection)
             if self._reports_control:
                 self._metrics.control.labels("?", rejection.reason).inc()
-                yield self._dead_letter(rejection, topic, partition, offset, payload)
+                yield self._packer.pack(
+                    [self._dead_letter(rejection, topic, partition, offset, payload)]
+                )
             return
         if command is None:
             return
@@ -333,45 +353,71 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             )
 
     # --- records -----------------------------------------------------------------------------
-    def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
-        """One Kafka record of the events or labels topic (``INPUT_ROW``): decoded, checked and
-        applied here, in the one Python call the record costs; what it produces is returned as
-        a list (a generator would cost the JVM more calls to drain it)."""
+    def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
+        """A batch of Kafka records of the events and labels topics (``batches.py``), each
+        decoded, checked and applied in turn under its own user's key; what they produce is
+        returned packed, in one piece."""
         if not self._synced:
             self._sync(ctx)
-        key, payload, topic, partition, offset, timestamp = value
         now_ms = int(time.time() * 1000)
-        if topic == self._topic_labels:
-            return self._label(key, payload, topic, partition, offset, ctx)
-        try:
-            event = read_event(
-                payload,
-                key,
-                timestamp,
-                self._events,
-                now_ms,
-                self._max_ahead_ms,
-                self._max_record_bytes,
+        # The batcher hands a batch on before each watermark: one read serves the whole batch.
+        # Never a watermark ahead of the clock's "now - out-of-orderness" (see
+        # pipeline.source_ddl, "end_of_time"); lenient only for events stamped ahead of it.
+        watermark = min(
+            ctx.timer_service().current_watermark(),
+            now_ms - self._out_of_orderness_ms,
+        )
+        out: list[OutputRecord] = []
+        switch = self._keys
+        switch.forget_current()
+        topic_labels = self._topic_labels
+        for key, payload, topic, partition, offset, timestamp in unpack_records(value):
+            switch.to(key)
+            if topic == topic_labels:
+                self._label(out, key, payload, topic, partition, offset, ctx)
+                continue
+            try:
+                event = read_event(
+                    payload,
+                    key,
+                    timestamp,
+                    self._events,
+                    now_ms,
+                    self._max_ahead_ms,
+                    self._max_record_bytes,
+                )
+            except Rejection as rejection:
+                out.append(self._dead_letter(rejection, topic, partition, offset, payload))
+                continue
+            self._score(
+                out, event, key, payload, timestamp, topic, partition, offset, ctx, watermark
             )
-        except Rejection as rejection:
-            return [self._dead_letter(rejection, topic, partition, offset, payload)]
-        return self._score(event, key, payload, timestamp, topic, partition, offset, ctx, now_ms)
+        return [self._packer.pack(out)] if out else []
 
-    def _label(  # type: ignore[no-untyped-def]
-        self, key: str, payload: bytes, topic: str, partition: int, offset: int, ctx: Any
-    ):
+    def _label(
+        self,
+        out: list[OutputRecord],
+        key: str,
+        payload: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        ctx: Any,
+    ) -> None:
         try:
             label = read_label(payload, key, self._labels, self._max_record_bytes)
         except Rejection as rejection:
             self._metrics.labels.labels(rejection.reason).inc()
-            return [self._dead_letter(rejection, topic, partition, offset, payload)]
+            out.append(self._dead_letter(rejection, topic, partition, offset, payload))
+            return
         parked = ParkedLabel(
             label["is_fraud"], label["label_time"], payload, topic, partition, offset
         )
-        return self._join(key, label["event_id"], parked, ctx)
+        out.extend(self._join(key, label["event_id"], parked, ctx))
 
-    def _score(  # type: ignore[no-untyped-def]
+    def _score(
         self,
+        out: list[OutputRecord],
         event: dict[str, Any],
         user_id: str,
         payload: bytes,
@@ -380,15 +426,9 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         partition: int,
         offset: int,
         ctx: Any,
-        now_ms: int,
-    ):
+        watermark: int,
+    ) -> None:
         event_time = event["event_time"]
-        # Never a watermark ahead of the clock's "now - out-of-orderness" (see
-        # pipeline.source_ddl, "end_of_time"); lenient only for events stamped ahead of it.
-        watermark = min(
-            ctx.timer_service().current_watermark(),
-            now_ms - self._out_of_orderness_ms,
-        )
         metrics = self._metrics
         if event_time <= watermark:
             if event_time <= watermark - self._lateness:
@@ -398,10 +438,10 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
                     f"event_time {event_time} is more than allowed_lateness_ms={self._lateness} "
                     f"behind the watermark {watermark}",
                 )
-                return [self._dead_letter(late, topic, partition, offset, payload)]
+                out.append(self._dead_letter(late, topic, partition, offset, payload))
+                return
             self._late_scored.inc()
 
-        out: list[Row] = []
         state: ScoringState | None = self._state.get(user_id)
         if state is None:
             state = ScoringState(self._engine.new_state())
@@ -472,10 +512,11 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         metrics.predictions.labels(decision, model_version).inc()
         self._score_histogram.observe(score)
         self._latency.observe(max(0.0, time.time() - ingest_time / 1000.0))
-        out.append(Row(self._topic_predictions, user_id.encode(), record))
-        return out
+        out.append((self._topic_predictions, user_id.encode(), record))
 
-    def _join(self, user_id: str, event_id: str, label: ParkedLabel, ctx: Any) -> list[Row]:
+    def _join(
+        self, user_id: str, event_id: str, label: ParkedLabel, ctx: Any
+    ) -> list[OutputRecord]:
         join = self._join_map
         entry = join.get(user_id, event_id)
         if entry is None:
@@ -513,14 +554,17 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             return
         self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "labelled"))
         self._metrics.labels.labels("joined").inc()
-        yield Row(
+        yield (
             self._topic_outcomes,
             user_id.encode(),
             records.outcome(self._outcomes, event_id, user_id, outcome, label, FEATURE_SET.version),
         )
 
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):  # type: ignore[override]
-        """Walk the user's join map: expire what is due, cap what is pending, re-arm."""
+        """Walk the user's join map: expire what is due, cap what is pending, re-arm.
+
+        Flink set the timer's user as the current key (the last batch's switch no longer holds)."""
+        self._keys.forget_current()
         if timestamp > int(time.time() * 1000) + self._max_ahead_ms:
             # Fired by a watermark ahead of any event (see pipeline.source_ddl, "end_of_time"):
             # nothing is due. Forget the timer (registering it again here would fire it again at
@@ -534,11 +578,11 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         user_id = ctx.get_current_key()
         state: ScoringState | None = self._state.get(user_id)
         if state is None:
-            return
+            return []
         state.timer_at = -1
         join = self._join_map
         horizon, park_wait = self._horizon_ms, self._park_wait_ms
-        out: list[Row] = []
+        out: list[OutputRecord] = []
         kept: dict[str, JoinEntry] = {}  # event id -> what stays in the map
         pending: list[tuple[int, str]] = []  # (event time, event id) of what stays pending
         for event_id, entry in list(join.items()):
@@ -580,14 +624,14 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         if idle and not kept:
             self._state.clear(user_id)
             self._metrics.expired_users.inc()
-            return out
-        self._arm_timer(
-            state,
-            ctx,
-            next_deadline(state, kept.values(), self._retention_ms, horizon, park_wait),
-        )
-        self._state.put(user_id, state)
-        return out
+        else:
+            self._arm_timer(
+                state,
+                ctx,
+                next_deadline(state, kept.values(), self._retention_ms, horizon, park_wait),
+            )
+            self._state.put(user_id, state)
+        return [self._packer.pack(out)] if out else []
 
     # --- helpers -----------------------------------------------------------------------------
     def _arm_timer(self, state: ScoringState, ctx: Any, deadline: int) -> None:
@@ -598,12 +642,12 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             state.timer_at = at
 
     def _dead_letter(
-        self, rejection: Rejection, topic: str, partition: int, offset: int, payload: bytes
-    ) -> Row:
+        self, rejection: Rejection, topic: str, partition: int, offset: int, payload: bytes | None
+    ) -> OutputRecord:
         row = self._dead.row(rejection, topic, partition, offset, payload)
-        return Row(self._topic_dead, row[0], row[1])
+        return (self._topic_dead, row[0], row[1])
 
-    def _label_dead_letter(self, reason: str, detail: str, label: ParkedLabel) -> Row:
+    def _label_dead_letter(self, reason: str, detail: str, label: ParkedLabel) -> OutputRecord:
         self._metrics.labels.labels(reason).inc()
         return self._dead_letter(
             Rejection(reason, detail or reason),

@@ -2,20 +2,21 @@
 
   Kafka events + labels (one Table API source: key, raw bytes, topic/partition/offset, and
     per-partition watermarks from the Kafka timestamps, with idleness, all in the JVM)
-    → keyBy the Kafka key (JVM) ─┐
-  Kafka control (raw rows, JVM) ─ broadcast ─┤
-    → ScoreEvents (Python, RocksDB state, keyed + broadcast): decode, validate, late rule,
-      features, scores, label join → (topic, key, value)
-    → one Kafka sink: predictions, dead letters, labelled outcomes (topic picked in the JVM)
+    → keyBy the Kafka key (JVM) → RecordBatcher (JVM, stateless) ─┐
+  Kafka control (raw rows, JVM) ─ broadcast ─────────────────────┤
+    → ScoreEvents (Python, RocksDB state keyed by user, + broadcast): per record of the batch,
+      decode, validate, late rule, features, scores, label join → packed (topic, key, value)s
+    → OutputUnpacker (JVM) → one Kafka sink: predictions, dead letters, labelled outcomes
+      (topic picked in the JVM)
   Kafka outcomes → keyBy a constant (JVM) → LearnChallenger (Python, 1 subtask)
     → Kafka control (challenger snapshots, automatic rollbacks)
 
-Each event and label crosses into Python once. That rests on the contract for producers of the
-events topic: the record's key is the event's ``user_id`` and its timestamp the event's
-``event_time`` (``streamscore produce`` stamps both); the scoring operator checks both per record
-and dead-letters a record that breaks it (``key_mismatch``, ``timestamp_mismatch``). Flink 2 has
-no stream iterations: the learner reaches the scorers through the control topic, read back as
-broadcast state.
+Each batch of events and labels crosses into Python once (job/batches.py). That rests on the
+contract for producers of the events topic: the record's key is the event's ``user_id`` and its
+timestamp the event's ``event_time`` (``streamscore produce`` stamps both); the scoring operator
+checks both per record and dead-letters a record that breaks it (``key_mismatch``,
+``timestamp_mismatch``). Flink 2 has no stream iterations: the learner reaches the scorers through
+the control topic, read back as broadcast state.
 """
 
 from __future__ import annotations
@@ -38,16 +39,18 @@ from streamscore.job.functions import (
     BYTES,
     CONTROL_ROW,
     CONTROL_STATE,
-    INPUT_ROW,
+    INPUT_BATCH,
     KAFKA_RECORD,
     KEYED_INPUT,
     ROUTED_RECORD,
     LearnChallenger,
     ScoreEvents,
 )
+from streamscore.job.jvm_jar import operators_jar
 from streamscore.kafka_io import connector_properties
 from streamscore.model.loading import ModelBundle
 from streamscore.resources import RECORD_TYPES, schema
+from streamscore.stack.stack import layout_of
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +154,14 @@ def _source_rows(t_env: StreamTableEnvironment, table: str) -> DataStream:
     )
 
 
-def _input_rows(t_env: StreamTableEnvironment, table: str) -> KeyedStream:
-    """The events and labels, keyed by the Kafka key in the JVM, as ``INPUT_ROW``s.
+def _input_batches(t_env: StreamTableEnvironment, table: str, s: Settings) -> KeyedStream:
+    """The events and labels, partitioned by the Kafka key and packed into batches in the JVM
+    (``RecordBatcher``), keyed by their first record's key (``INPUT_BATCH``).
 
-    A record without a key is keyed by ``''``: the scoring operator dead-letters it
-    (``key_mismatch``), as the JVM's key selector cannot take a null."""
+    The batcher runs in each scoring subtask after the key shuffle, so a batch holds only users
+    whose state that subtask keeps; the scoring operator switches the key per record. A record
+    without a key is keyed by ``''``: the scoring operator dead-letters it (``key_mismatch``),
+    as the JVM's key selector cannot take a null."""
     rows = t_env.to_data_stream(
         t_env.sql_query(
             "SELECT COALESCE(msg_key, ''), ROW(COALESCE(msg_key, ''), payload, src_topic, "
@@ -163,7 +169,38 @@ def _input_rows(t_env: StreamTableEnvironment, table: str) -> KeyedStream:
         )
     )
     j_rows = _as_row_type(rows, KEYED_INPUT)._j_data_stream
-    return _keyed_by_first_field(j_rows, INPUT_ROW)
+    jvm = get_gateway().jvm
+    j_partitioned = j_rows.keyBy(jvm.KeyByKeySelector(), _KEY_TYPE.get_java_type_info())
+    # The shuffle itself, without making the batcher a keyed operator (it keeps no state).
+    j_shuffled = jvm.org.apache.flink.streaming.api.datastream.DataStream(
+        j_rows.getExecutionEnvironment(), j_partitioned.getTransformation()
+    )
+    j_batches = j_shuffled.transform(
+        "batch-records",
+        INPUT_BATCH.get_java_type_info(),
+        jvm.streamscore.flink.RecordBatcher(
+            s.scoring_batch_max_records, s.scoring_batch_max_wait_ms
+        ),
+    )
+    j_batches.uid("batch-records").setParallelism(s.scoring_parallelism)
+    # A batch is already a batch: it goes on at once rather than wait for a network buffer.
+    j_batches.setBufferTimeout(0)
+    j_keyed = (
+        jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+            j_batches, jvm.KeyByKeySelector(), _KEY_TYPE.get_java_type_info()
+        )
+    )
+    return KeyedStream(j_keyed, BYTES, DataStream(j_batches))
+
+
+def _unpacked_outputs(scored: DataStream, s: Settings) -> DataStream:
+    """The scoring operator's packed outputs as (topic, key, value) rows (``OutputUnpacker``)."""
+    jvm = get_gateway().jvm
+    j_rows = scored._j_data_stream.transform(
+        "unpack-outputs", ROUTED_RECORD.get_java_type_info(), jvm.streamscore.flink.OutputUnpacker()
+    )
+    j_rows.uid("unpack-outputs").setParallelism(s.scoring_parallelism)
+    return DataStream(j_rows)
 
 
 def kafka_sink(s: Settings, topic: str | None, name: str) -> KafkaSink:
@@ -212,10 +249,15 @@ def _as_row_type(stream: DataStream, row_type: Any) -> DataStream:
     return stream
 
 
+# The key the JVM partitions by: a row of one string, as PyFlink's own key_by makes it (the
+# keyed state's layout depends on it).
+_KEY_TYPE = Types.ROW([Types.STRING()])
+
+
 def _keyed_by_first_field(j_rows: Any, value_type: Any) -> KeyedStream:
     """Key a Java stream of rows (key, value) by its first field, in the JVM."""
     jvm = get_gateway().jvm
-    j_keyed = j_rows.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    j_keyed = j_rows.keyBy(jvm.KeyByKeySelector(), _KEY_TYPE.get_java_type_info())
     return KeyedStream(j_keyed, value_type, DataStream(j_rows))
 
 
@@ -245,17 +287,17 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     # The source runs at the scoring parallelism, in the scorers' slots: each TaskManager reads
     # its share of the partitions, and the key shuffle sends each record to its user's scorer.
     t_env.get_config().set("table.exec.resource.default-parallelism", str(s.scoring_parallelism))
-    keyed_input = _input_rows(t_env, "raw_input")
+    keyed_input = _input_batches(t_env, "raw_input", s)
     t_env.get_config().set("table.exec.resource.default-parallelism", str(s.parallelism))
 
     control = _as_row_type(_source_rows(t_env, "raw_control"), CONTROL_ROW)
 
     scored = keyed_input.connect(control.broadcast(CONTROL_STATE)).process(
-        ScoreEvents(s, schemas, model), output_type=ROUTED_RECORD
+        ScoreEvents(s, schemas, model), output_type=BYTES
     )
     scored.name("decode-features-score").uid("features-score")
     scored.set_parallelism(s.scoring_parallelism)
-    routed = scored.sink_to(kafka_sink(s, None, "scored"))
+    routed = _unpacked_outputs(scored, s).sink_to(kafka_sink(s, None, "scored"))
     routed.name("scored-sink").uid("scored-sink").set_parallelism(s.scoring_parallelism)
 
     outcomes = _as_row_type(
@@ -281,6 +323,8 @@ def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
 
     env.set_parallelism(s.parallelism)
     env.set_buffer_timeout(s.buffer_timeout_ms)
+    # The job's own JVM operators (job/jvm/), shipped with the job like the connector jar.
+    env.add_jars(operators_jar(layout_of(s).flink_jars).as_uri())
     env.enable_checkpointing(s.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     conf = Configuration()
     conf.set_string("python.execution-mode", s.python_execution_mode)

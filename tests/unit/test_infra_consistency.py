@@ -216,10 +216,13 @@ def defaults(monkeypatch: pytest.MonkeyPatch) -> Settings:
     return Settings()
 
 
+def dockerfile_text() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
 @cache
 def dockerfile_env() -> dict[str, str]:
-    text = (ROOT / "Dockerfile").read_text()
-    return dict(re.findall(r"\b((?:FLINK|STREAMSCORE)_\w+|VIRTUAL_ENV)=(\S+)", text))
+    return dict(re.findall(r"\b((?:FLINK|STREAMSCORE)_\w+|VIRTUAL_ENV)=(\S+)", dockerfile_text()))
 
 
 def image_layout() -> StackLayout:
@@ -373,8 +376,12 @@ def test_compose_builds_that_image_from_our_dockerfile() -> None:
 
 def test_dockerfile_puts_files_where_the_cli_looks() -> None:
     layout, env = image_layout(), dockerfile_env()
-    jars = re.search(r"-DoutputDirectory=(\S+)", (ROOT / "Dockerfile").read_text())
+    jars = re.search(r"-DoutputDirectory=(\S+)", dockerfile_text())
     assert jars is not None and Path(jars.group(1)) == layout.flink_jars
+    # The job's own operators' jar, where the job (pipeline.configure) looks for it.
+    operators = re.search(r"python -m streamscore\.job\.jvm_jar (\S+)", dockerfile_text())
+    assert operators is not None and Path(operators.group(1)) == layout.flink_jars
+    assert f"COPY --from=operators {layout.flink_jars}/ {layout.flink_jars}/" in dockerfile_text()
     assert Path(env["FLINK_LIB_DIR"]) == layout.flink_work / "lib"  # what build_lib_dir() makes
     assert Path(env["FLINK_LOG_DIR"]) == layout.logs
     assert Path(env["FLINK_PID_DIR"]) == layout.pids

@@ -1,0 +1,131 @@
+"""A small job on a local Flink (thread mode, RocksDB) through the job's JVM batch operators.
+
+Run by ``test_batches.py`` in a subprocess: ``python -m tests.e2e.batch_job OUT.json``. Records
+of many users go through the key shuffle, ``RecordBatcher``, a keyed Python function that
+switches the key per record as the scoring operator does, and ``OutputUnpacker``; what comes out
+is written to OUT.json for the test to check."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pyflink.common import Configuration, Row, WatermarkStrategy
+from pyflink.common.typeinfo import Types
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import DataStream, KeyedProcessFunction, StreamExecutionEnvironment
+from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.java_gateway import get_gateway
+
+from streamscore.job.batches import (
+    KeySwitch,
+    OutputPacker,
+    java_keyed_state_backend,
+    unpack_records,
+)
+from streamscore.job.functions import BYTES, INPUT_BATCH, KEYED_INPUT, ROUTED_RECORD
+from streamscore.job.jvm_jar import operators_jar
+
+USERS = 37
+RECORDS = 3_000
+BATCH_RECORDS = 50
+
+
+class _Stamp(TimestampAssigner):
+    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+        return int(value[1][5])
+
+
+class _CountPerUser(KeyedProcessFunction):
+    def open(self, runtime_context: Any) -> None:
+        self._keys = KeySwitch(java_keyed_state_backend(runtime_context))
+        self._count = runtime_context.get_state(
+            ValueStateDescriptor("n", Types.PICKLED_BYTE_ARRAY())
+        )
+        self._packer = OutputPacker()
+
+    def process_element(self, value: bytes, ctx: Any) -> list[bytes]:
+        self._keys.forget_current()
+        watermark = ctx.timer_service().current_watermark()
+        out = []
+        records = unpack_records(value)
+        out.append(("batch", b"", str(len(records)).encode()))
+        for key, _payload, topic, _partition, offset, timestamp in records:
+            self._keys.to(key)
+            n = (self._count.value() or 0) + 1
+            self._count.update(n)
+            if n == 1:
+                ctx.timer_service().register_event_time_timer(2**62)
+            out.append(
+                (topic, key.encode(), json.dumps([n, timestamp, watermark, offset]).encode())
+            )
+        return [self._packer.pack(out)]
+
+    def on_timer(self, timestamp: int, ctx: Any) -> list[bytes]:
+        self._keys.forget_current()
+        user = ctx.get_current_key()
+        user = user[0] if isinstance(user, (tuple, list, Row)) else user
+        return [self._packer.pack([("timer", user.encode(), str(self._count.value()).encode())])]
+
+
+def main(out_path: Path, jar_dir: Path) -> None:
+    env = StreamExecutionEnvironment.get_execution_environment()
+    conf = Configuration()
+    conf.set_string("python.execution-mode", "thread")
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("state.backend.type", "rocksdb")
+    conf.set_string("pipeline.auto-watermark-interval", "1 ms")
+    env.configure(conf)
+    env.set_parallelism(2)
+    env.add_jars(operators_jar(jar_dir).as_uri())
+    users = [f"user-{i}" for i in range(USERS)]
+    rows = [
+        Row(users[i % USERS], Row(users[i % USERS], b"x", "events", 0, i, 1_000 + i))
+        for i in range(RECORDS)
+    ]
+    source = env.from_collection(rows, type_info=KEYED_INPUT).set_parallelism(1)
+    stamped = source.assign_timestamps_and_watermarks(
+        WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(_Stamp())
+    ).set_parallelism(1)
+    jvm = get_gateway().jvm
+    key_type = Types.ROW([Types.STRING()]).get_java_type_info()
+    j_rows = stamped._j_data_stream
+    j_shuffled = jvm.org.apache.flink.streaming.api.datastream.DataStream(
+        j_rows.getExecutionEnvironment(),
+        j_rows.keyBy(jvm.KeyByKeySelector(), key_type).getTransformation(),
+    )
+    j_batches = j_shuffled.transform(
+        "batch-records",
+        INPUT_BATCH.get_java_type_info(),
+        jvm.streamscore.flink.RecordBatcher(BATCH_RECORDS, 20),
+    )
+    j_keyed = (
+        jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+            j_batches, jvm.KeyByKeySelector(), key_type
+        )
+    )
+    from pyflink.datastream import KeyedStream
+
+    counted = KeyedStream(j_keyed, BYTES, DataStream(j_batches)).process(
+        _CountPerUser(), output_type=BYTES
+    )
+    unpacked = DataStream(
+        counted._j_data_stream.transform(
+            "unpack-outputs",
+            ROUTED_RECORD.get_java_type_info(),
+            jvm.streamscore.flink.OutputUnpacker(),
+        )
+    )
+    results = []
+    with unpacked.execute_and_collect() as rows_out:
+        for topic, key, value in rows_out:
+            results.append(
+                [topic, bytes(key).decode() if key is not None else None, bytes(value).decode()]
+            )
+    out_path.write_text(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
