@@ -663,8 +663,9 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
 
     Exactly once across failures without pickling the model per label: the model is stored in
     keyed state every ``challenger_publish_every`` labels, and the labels learned since then are
-    appended to a list state. After a restart the model is read back and that tail re-learned
-    before the first new label, so the restored learner is the one that saw each label once.
+    appended to a list state (one item per batch of outcomes). After a restart the model is read
+    back and that tail re-learned before the first new label, so the restored learner is the one
+    that saw each label once.
 
     It also receives the control broadcast, so an automatic rollback can send a complete ASSIGN
     (the champion's model file included): the control topic is compacted, and its latest ASSIGN
@@ -741,13 +742,17 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
             self._model = load_snapshot(data)
         replayed = 0
         for item in self._tail.get() or ():
-            vector, is_fraud = pickle.loads(item)
-            self._model.learn_one(dict(zip(self._names, vector)), is_fraud)
-            self._learned += 1
-            replayed += 1
+            # One item per batch: a list of (vector, is_fraud); before batches, one pair.
+            pairs = pickle.loads(item)
+            for vector, is_fraud in pairs if isinstance(pairs, list) else [pairs]:
+                self._model.learn_one(dict(zip(self._names, vector)), is_fraud)
+                self._learned += 1
+                replayed += 1
         log.info("challenger restored: %d labels learned (%d re-learned)", self._learned, replayed)
 
-    def process_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
+    def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
+        """A batch of labelled outcomes (``batches.py``), learned in order. What was learned
+        since the last stored model goes to the tail state once per batch."""
         from streamscore.model.challenger import dump_snapshot, version_name
         from streamscore.model.control import assign_record, control_key
         from streamscore.model.control import encode as encode_control
@@ -759,33 +764,43 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
                 self._assignment = state.get("ASSIGN")[1]
         if self._model is None:
             self._restore()
-        outcome = self._outcomes.decode(value)
-        is_fraud = outcome["is_fraud"]
-        vector = outcome["features"]
-        self._model.learn_one(dict(zip(self._names, vector)), is_fraud)
-        self._learned += 1
-        self._tail.add(pickle.dumps((vector, is_fraud), protocol=pickle.HIGHEST_PROTOCOL))
-        self._metrics.labels.labels("learned").inc()
-        rollback = self._quality.add(outcome)
-        self._concept_drift.add(outcome)
-        if self._learned % self._publish_every == 0:
-            data = dump_snapshot(self._model)
-            self._model_state.update((data, self._learned))
-            self._tail.clear()
-            version = version_name(self._kind, self._learned)
-            yield Row(
-                control_key(self._job_name, "CHALLENGER"),
-                records.challenger_command(self._control, self._job_name, version, data),
-            )
-        assignment = self._assignment
-        if rollback is not None and assignment is not None and assignment.candidate is not None:
-            log.warning(
-                "automatic rollback of %s: its net value per label is below champion %s's",
-                assignment.candidate.version,
-                assignment.champion.version,
-            )
-            self._metrics.control.labels("ASSIGN", "auto-rollback").inc()
-            record = assign_record(
-                assignment.champion, None, 0, "auto-rollback", job_name=self._job_name
-            )
-            yield Row(control_key(self._job_name), encode_control(record, self._control))
+        out: list[Row] = []
+        tail: list[tuple[list[float], bool]] = []
+        learned = self._metrics.labels.labels("learned")
+        for record in unpack_records(value):
+            outcome = self._outcomes.decode(record[1])
+            is_fraud = outcome["is_fraud"]
+            vector = outcome["features"]
+            self._model.learn_one(dict(zip(self._names, vector)), is_fraud)
+            self._learned += 1
+            tail.append((vector, is_fraud))
+            learned.inc()
+            rollback = self._quality.add(outcome)
+            self._concept_drift.add(outcome)
+            if self._learned % self._publish_every == 0:
+                data = dump_snapshot(self._model)
+                self._model_state.update((data, self._learned))
+                self._tail.clear()
+                tail = []
+                version = version_name(self._kind, self._learned)
+                out.append(
+                    Row(
+                        control_key(self._job_name, "CHALLENGER"),
+                        records.challenger_command(self._control, self._job_name, version, data),
+                    )
+                )
+            assignment = self._assignment
+            if rollback is not None and assignment is not None and assignment.candidate is not None:
+                log.warning(
+                    "automatic rollback of %s: its net value per label is below champion %s's",
+                    assignment.candidate.version,
+                    assignment.champion.version,
+                )
+                self._metrics.control.labels("ASSIGN", "auto-rollback").inc()
+                command = assign_record(
+                    assignment.champion, None, 0, "auto-rollback", job_name=self._job_name
+                )
+                out.append(Row(control_key(self._job_name), encode_control(command, self._control)))
+        if tail:
+            self._tail.add(pickle.dumps(tail, protocol=pickle.HIGHEST_PROTOCOL))
+        return out

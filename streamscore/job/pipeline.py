@@ -8,7 +8,8 @@
       decode, validate, late rule, features, scores, label join → packed (topic, key, value)s
     → OutputUnpacker (JVM) → one Kafka sink: predictions, dead letters, labelled outcomes
       (topic picked in the JVM)
-  Kafka outcomes → keyBy a constant (JVM) → LearnChallenger (Python, 1 subtask)
+  Kafka outcomes → keyBy a constant (JVM) → RecordBatcher (JVM) → LearnChallenger (Python,
+    1 subtask)
     → Kafka control (challenger snapshots, automatic rollbacks)
 
 Each batch of events and labels crosses into Python once (job/batches.py). That rests on the
@@ -169,6 +170,14 @@ def _input_batches(t_env: StreamTableEnvironment, table: str, s: Settings) -> Ke
         )
     )
     j_rows = _as_row_type(rows, KEYED_INPUT)._j_data_stream
+    return _batched(j_rows, s, "batch-records", s.scoring_parallelism)
+
+
+def _batched(
+    j_rows: Any, s: Settings, name: str, parallelism: int, slot_group: str | None = None
+) -> KeyedStream:
+    """``KEYED_INPUT`` rows, shuffled by their key and packed into batches by ``RecordBatcher``
+    (``name``: its name and uid), as a stream keyed by each batch's first key."""
     jvm = get_gateway().jvm
     j_partitioned = j_rows.keyBy(jvm.KeyByKeySelector(), _KEY_TYPE.get_java_type_info())
     # The shuffle itself, without making the batcher a keyed operator (it keeps no state).
@@ -176,13 +185,15 @@ def _input_batches(t_env: StreamTableEnvironment, table: str, s: Settings) -> Ke
         j_rows.getExecutionEnvironment(), j_partitioned.getTransformation()
     )
     j_batches = j_shuffled.transform(
-        "batch-records",
+        name,
         INPUT_BATCH.get_java_type_info(),
         jvm.streamscore.flink.RecordBatcher(
             s.scoring_batch_max_records, s.scoring_batch_max_wait_ms
         ),
     )
-    j_batches.uid("batch-records").setParallelism(s.scoring_parallelism)
+    j_batches.uid(name).setParallelism(parallelism)
+    if slot_group is not None:
+        j_batches.slotSharingGroup(slot_group)
     # A batch is already a batch: it goes on at once rather than wait for a network buffer.
     j_batches.setBufferTimeout(0)
     j_keyed = (
@@ -254,13 +265,6 @@ def _as_row_type(stream: DataStream, row_type: Any) -> DataStream:
 _KEY_TYPE = Types.ROW([Types.STRING()])
 
 
-def _keyed_by_first_field(j_rows: Any, value_type: Any) -> KeyedStream:
-    """Key a Java stream of rows (key, value) by its first field, in the JVM."""
-    jvm = get_gateway().jvm
-    j_keyed = j_rows.keyBy(jvm.KeyByKeySelector(), _KEY_TYPE.get_java_type_info())
-    return KeyedStream(j_keyed, value_type, DataStream(j_rows))
-
-
 def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | None) -> None:
     # The functions below are pickled into the job graph with these settings: no secrets in
     # there (the functions read them from their TaskManager's environment, see functions.py).
@@ -300,12 +304,18 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     routed = _unpacked_outputs(scored, s).sink_to(kafka_sink(s, None, "scored"))
     routed.name("scored-sink").uid("scored-sink").set_parallelism(s.scoring_parallelism)
 
+    # The outcomes as INPUT_ROWs under one key, in batches like the scorers' records.
     outcomes = _as_row_type(
-        t_env.to_data_stream(t_env.sql_query("SELECT 'all', payload FROM raw_outcomes")),
-        Types.ROW([Types.STRING(), BYTES]),
+        t_env.to_data_stream(
+            t_env.sql_query(
+                "SELECT 'all', ROW('all', payload, src_topic, src_partition, src_offset, "
+                f"{_EPOCH_MILLIS}) FROM raw_outcomes"
+            )
+        ),
+        KEYED_INPUT,
     )
     learned = (
-        _keyed_by_first_field(outcomes._j_data_stream, BYTES)
+        _batched(outcomes._j_data_stream, s, "batch-outcomes", 1, LEARNING_SLOTS)
         .connect(control.broadcast(CONTROL_STATE))
         .process(LearnChallenger(s, schemas), output_type=KAFKA_RECORD)
     )
