@@ -170,20 +170,35 @@ def _input_batches(t_env: StreamTableEnvironment, table: str, s: Settings) -> Ke
         )
     )
     j_rows = _as_row_type(rows, KEYED_INPUT)._j_data_stream
-    return _batched(j_rows, s, "batch-records", s.scoring_parallelism)
+    # One scoring subtask reads every partition itself: no shuffle, so the batcher runs in the
+    # source's chain and records are not serialized between them.
+    shuffle = s.scoring_parallelism > 1
+    return _batched(j_rows, s, "batch-records", s.scoring_parallelism, shuffle=shuffle)
 
 
 def _batched(
-    j_rows: Any, s: Settings, name: str, parallelism: int, slot_group: str | None = None
+    j_rows: Any,
+    s: Settings,
+    name: str,
+    parallelism: int,
+    slot_group: str | None = None,
+    shuffle: bool = True,
 ) -> KeyedStream:
     """``KEYED_INPUT`` rows, shuffled by their key and packed into batches by ``RecordBatcher``
-    (``name``: its name and uid), as a stream keyed by each batch's first key."""
+    (``name``: its name and uid), as a stream keyed by each batch's first key.
+
+    ``shuffle=False`` only where the rows come from one subtask and go to one: the batcher then
+    takes them as they come (every key belongs to that one subtask's key groups)."""
     jvm = get_gateway().jvm
-    j_partitioned = j_rows.keyBy(jvm.KeyByKeySelector(), _KEY_TYPE.get_java_type_info())
-    # The shuffle itself, without making the batcher a keyed operator (it keeps no state).
-    j_shuffled = jvm.org.apache.flink.streaming.api.datastream.DataStream(
-        j_rows.getExecutionEnvironment(), j_partitioned.getTransformation()
-    )
+    j_shuffled = j_rows
+    if shuffle:
+        j_partitioned = j_rows.keyBy(jvm.KeyByKeySelector(), _KEY_TYPE.get_java_type_info())
+        # The shuffle itself, without making the batcher a keyed operator (it keeps no state).
+        j_shuffled = jvm.org.apache.flink.streaming.api.datastream.DataStream(
+            j_rows.getExecutionEnvironment(), j_partitioned.getTransformation()
+        )
+    elif parallelism != 1:
+        raise ValueError("records can skip the key shuffle only from one subtask to one")
     j_batches = j_shuffled.transform(
         name,
         INPUT_BATCH.get_java_type_info(),
