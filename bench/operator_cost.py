@@ -10,7 +10,7 @@ shares the GIL):
 
     .venv/bin/python bench/operator_cost.py --events 20000
 
-The job's per-event cost beyond these figures is PyFlink's per-record wrapping, the JVM side
+The job's per-event cost beyond these figures is PyFlink's per-batch wrapping, the JVM side
 and the other processes (see the CPU table of ``run_bench.py``). It also times the
 prediction's Avro encoding by fastavro and by the job's ``prediction_codec``.
 """
