@@ -137,10 +137,10 @@ class Settings(BaseSettings):
     # Pending outcomes (scored events awaiting their label) each scoring subtask also keeps in
     # Python (job/state.py JoinMap), so a label that finds its event pending reads no state.
     pending_cache_outcomes: int = Field(200_000, ge=0)
-    # The scoring operator is called once per batch of records, not per record (job/batches.py):
-    # a batch is handed on when it has this many records, when its first has waited this long,
-    # before each watermark and before each checkpoint barrier. A wait of 0 hands on every record
-    # alone (the per-record path, for comparison).
+    # The scoring operator and the learner are called once per batch of records, not per record
+    # (job/batches.py): a batch is handed on when it has this many records, when its first has
+    # waited this long, before each watermark and before each checkpoint barrier. A wait of 0
+    # hands on every record alone (the per-record path, for comparison).
     scoring_batch_max_records: int = Field(500, ge=1)
     scoring_batch_max_wait_ms: int = Field(5, ge=0)
     delivery_guarantee: DeliveryGuarantee = DeliveryGuarantee.EXACTLY_ONCE

@@ -2,8 +2,8 @@
 
   Kafka events + labels (one Table API source: key, raw bytes, topic/partition/offset, and
     per-partition watermarks from the Kafka timestamps, with idleness, all in the JVM)
-    → keyBy the Kafka key (JVM) → RecordBatcher (JVM, stateless) ─┐
-  Kafka control (raw rows, JVM) ─ broadcast ─────────────────────┤
+    → keyBy the Kafka key (JVM; none with one scoring subtask) → RecordBatcher (JVM) ─┐
+  Kafka control (raw rows, JVM) ─ broadcast ────────────────────────────────────────┤
     → ScoreEvents (Python, RocksDB state keyed by user, + broadcast): per record of the batch,
       decode, validate, late rule, features, scores, label join → packed (topic, key, value)s
     → OutputUnpacker (JVM) → one Kafka sink: predictions, dead letters, labelled outcomes
@@ -159,10 +159,11 @@ def _input_batches(t_env: StreamTableEnvironment, table: str, s: Settings) -> Ke
     """The events and labels, partitioned by the Kafka key and packed into batches in the JVM
     (``RecordBatcher``), keyed by their first record's key (``INPUT_BATCH``).
 
-    The batcher runs in each scoring subtask after the key shuffle, so a batch holds only users
-    whose state that subtask keeps; the scoring operator switches the key per record. A record
-    without a key is keyed by ``''``: the scoring operator dead-letters it (``key_mismatch``),
-    as the JVM's key selector cannot take a null."""
+    The batcher runs in each scoring subtask after the key shuffle (with one scoring subtask,
+    in the source's chain), so a batch holds only users whose state that subtask keeps; the
+    scoring operator switches the key per record. A record without a key is keyed by ``''``:
+    the scoring operator dead-letters it (``key_mismatch``), as the JVM's key selector cannot
+    take a null."""
     rows = t_env.to_data_stream(
         t_env.sql_query(
             "SELECT COALESCE(msg_key, ''), ROW(COALESCE(msg_key, ''), payload, src_topic, "
