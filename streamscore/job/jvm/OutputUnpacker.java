@@ -22,41 +22,46 @@ public class OutputUnpacker extends AbstractStreamOperator<Row>
 
     private static final long serialVersionUID = 1L;
 
+    private transient byte[] packed;
+    private transient int at;
+
     @Override
     public void processElement(StreamRecord<byte[]> element) throws Exception {
-        byte[] packed = element.getValue();
-        int at = 0;
+        packed = element.getValue();
+        at = 0;
         while (at < packed.length) {
-            int topicLength = readInt(packed, at);
-            at += 4;
+            int topicLength = readInt();
             String topic = new String(packed, at, topicLength, StandardCharsets.UTF_8);
             at += topicLength;
-            int keyLength = readInt(packed, at);
-            at += 4;
-            byte[] key = null;
-            if (keyLength >= 0) {
-                key = Arrays.copyOfRange(packed, at, at + keyLength);
-                at += keyLength;
-            }
-            int valueLength = readInt(packed, at);
-            at += 4;
-            byte[] value = null;
-            if (valueLength >= 0) {
-                value = Arrays.copyOfRange(packed, at, at + valueLength);
-                at += valueLength;
-            }
+            byte[] key = readField();
+            byte[] value = readField();
             Row row = Row.of(topic, key, value);
             output.collect(
                     element.hasTimestamp()
                             ? new StreamRecord<>(row, element.getTimestamp())
                             : new StreamRecord<>(row));
         }
+        packed = null;
     }
 
-    private static int readInt(byte[] data, int at) {
-        return ((data[at] & 0xff) << 24)
-                | ((data[at + 1] & 0xff) << 16)
-                | ((data[at + 2] & 0xff) << 8)
-                | (data[at + 3] & 0xff);
+    /** A length (-1 for null) and that many bytes. */
+    private byte[] readField() {
+        int length = readInt();
+        if (length < 0) {
+            return null;
+        }
+        byte[] field = Arrays.copyOfRange(packed, at, at + length);
+        at += length;
+        return field;
+    }
+
+    private int readInt() {
+        int value =
+                ((packed[at] & 0xff) << 24)
+                        | ((packed[at + 1] & 0xff) << 16)
+                        | ((packed[at + 2] & 0xff) << 8)
+                        | (packed[at + 3] & 0xff);
+        at += 4;
+        return value;
     }
 }
