@@ -4,9 +4,10 @@ PyFlink's thread mode calls Python once per record, and that per-record path (th
 row conversions, the iterator over the outputs) cost about as much as the operator's own Python
 (README, Performance). So the JVM packs the records into batches and unpacks the outputs:
 
-* ``RecordBatcher`` (``jvm/RecordBatcher.java``), after the key shuffle, packs the records of a
-  subtask into one byte array per batch; the scoring operator gets it as its input, with the
-  key of the batch's first record as Flink's current key;
+* ``RecordBatcher`` (``jvm/RecordBatcher.java``), after the key shuffle (in the source's chain
+  with one scoring subtask), packs the records of a subtask into one byte array per batch; the
+  scoring operator gets it as its input, with the key of the batch's first record as Flink's
+  current key (the learner gets its outcomes the same way);
 * the operator switches Flink's current key to each record's user (``KeySwitch``) before it
   touches that user's state or timers, so the state stays keyed by user, exactly as before;
 * it returns one packed byte array per call, which ``OutputUnpacker`` (``jvm/OutputUnpacker.java``)
