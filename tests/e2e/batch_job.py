@@ -15,18 +15,19 @@ from typing import Any
 from pyflink.common import Configuration, Row, WatermarkStrategy
 from pyflink.common.typeinfo import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import DataStream, KeyedProcessFunction, StreamExecutionEnvironment
+from pyflink.datastream import KeyedProcessFunction, StreamExecutionEnvironment
 from pyflink.datastream.state import ValueStateDescriptor
-from pyflink.java_gateway import get_gateway
 
+from streamscore.config import Settings
 from streamscore.job.batches import (
     KeySwitch,
     OutputPacker,
     java_keyed_state_backend,
     unpack_records,
 )
-from streamscore.job.functions import BYTES, INPUT_BATCH, KEYED_INPUT, ROUTED_RECORD
+from streamscore.job.functions import BYTES, KEYED_INPUT
 from streamscore.job.jvm_jar import operators_jar
+from streamscore.job.pipeline import _batched, _unpacked_outputs
 
 USERS = 37
 RECORDS = 3_000
@@ -89,35 +90,17 @@ def main(out_path: Path, jar_dir: Path) -> None:
     stamped = source.assign_timestamps_and_watermarks(
         WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(_Stamp())
     ).set_parallelism(1)
-    jvm = get_gateway().jvm
-    key_type = Types.ROW([Types.STRING()]).get_java_type_info()
-    j_rows = stamped._j_data_stream
-    j_shuffled = jvm.org.apache.flink.streaming.api.datastream.DataStream(
-        j_rows.getExecutionEnvironment(),
-        j_rows.keyBy(jvm.KeyByKeySelector(), key_type).getTransformation(),
+    # The job's own wiring (pipeline._batched, pipeline._unpacked_outputs), two subtasks.
+    settings = Settings().with_overrides(
+        {
+            "scoring_batch_max_records": BATCH_RECORDS,
+            "scoring_batch_max_wait_ms": 20,
+            "scoring_parallelism": 2,
+        }
     )
-    j_batches = j_shuffled.transform(
-        "batch-records",
-        INPUT_BATCH.get_java_type_info(),
-        jvm.streamscore.flink.RecordBatcher(BATCH_RECORDS, 20),
-    )
-    j_keyed = (
-        jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
-            j_batches, jvm.KeyByKeySelector(), key_type
-        )
-    )
-    from pyflink.datastream import KeyedStream
-
-    counted = KeyedStream(j_keyed, BYTES, DataStream(j_batches)).process(
-        _CountPerUser(), output_type=BYTES
-    )
-    unpacked = DataStream(
-        counted._j_data_stream.transform(
-            "unpack-outputs",
-            ROUTED_RECORD.get_java_type_info(),
-            jvm.streamscore.flink.OutputUnpacker(),
-        )
-    )
+    batches = _batched(stamped._j_data_stream, settings, "batch-records", 2)
+    counted = batches.process(_CountPerUser(), output_type=BYTES)
+    unpacked = _unpacked_outputs(counted, settings)
     results = []
     with unpacked.execute_and_collect() as rows_out:
         for topic, key, value in rows_out:
