@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     flink_taskmanager_slots: int = Field(1, ge=1)
     flink_jobmanager_memory: str = "1024m"
     flink_taskmanager_memory: str = "1536m"
+    # Extra JVM flags for every Flink process of the local stack (GC tuning, a profiler agent:
+    # bench/README.md shows async-profiler), appended after the wheel's own flags.
+    flink_extra_java_opts: str = ""
     flink_prometheus_port: str = "9249-9259"
 
     # The scoring job

@@ -52,12 +52,13 @@ def shipped_java_opts() -> str:
 
 
 def java_opts(s: Settings, layout: StackLayout) -> str:
-    """The wheel's JVM flags, plus the Kafka client JAAS file when Kafka is SASL_SSL."""
+    """The wheel's JVM flags, the Kafka client JAAS file when Kafka is SASL_SSL, and the
+    user's ``flink_extra_java_opts`` last (so they can override the others)."""
     opts = shipped_java_opts()
     if s.kafka_sasl_ssl:
         jaas = credentials.client_jaas_file(layout)
-        opts = f"{opts} -Djava.security.auth.login.config={jaas}".strip()
-    return opts
+        opts = f"{opts} -Djava.security.auth.login.config={jaas}"
+    return f"{opts} {s.flink_extra_java_opts}".strip()
 
 
 def cluster_config(s: Settings, layout: StackLayout) -> dict[str, Any]:

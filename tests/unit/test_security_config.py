@@ -366,6 +366,15 @@ def test_flink_jvms_get_the_jaas_file_only_when_secured(tmp_path: Path) -> None:
     assert opts.startswith(flink.shipped_java_opts())
 
 
+def test_extra_java_opts_come_last(tmp_path: Path) -> None:
+    layout = StackLayout(tmp_path)
+    extra = "-XX:+UseParallelGC -Dprofiled=yes"
+    secured = _secured(tmp_path).with_overrides({"flink_extra_java_opts": extra})
+    opts = flink.java_opts(secured, layout)
+    assert opts.endswith(f"kafka_client_jaas.conf {extra}")
+    assert flink.java_opts(Settings(), layout) == flink.shipped_java_opts().strip()
+
+
 def test_taskmanagers_get_the_secrets_in_their_environment(tmp_path: Path) -> None:
     layout = StackLayout(tmp_path)
     jobmanager, *taskmanagers = flink.programs(_secured(tmp_path), layout)
