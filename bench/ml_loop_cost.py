@@ -8,7 +8,8 @@ loop costs in all; this says where it goes, step by step, in µs per event (or p
 
 Steps: the challenger's shadow score, the cost-based decision, keeping the pending outcome (the
 pickle of its entry in the label-join map, written once per event), building the outcome record,
-and in the learner: decoding it, learning, appending to the tail, the quality window.
+and in the learner: decoding it, learning (river's own ``learn_one`` and the compiled one the
+job uses, ``model/compiled_learning.py``), appending to the tail, the quality window.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.job import records
 from streamscore.job.state import ParkedLabel, PendingOutcome, ScoringState, pending_entry
 from streamscore.model.challenger import ShadowScorer, new_learner
+from streamscore.model.compiled_learning import ChallengerLearner
 from streamscore.model.decisions import CostModel
 from streamscore.quality.live import LiveQuality
 from streamscore.serde import Codec
@@ -71,6 +73,7 @@ def main() -> None:
         for i in range(len(txs))
     ]
     learning = new_learner()
+    compiled = ChallengerLearner(new_learner(), names)
     quality = LiveQuality(costs, 10_000, 0.05, 500)
     decoded = [outcome_codec.decode(b) for b in encoded[:1000]]
     n = len(txs)
@@ -88,8 +91,11 @@ def main() -> None:
         "learner: outcome decode (per label)": per_call_us(
             lambda i: outcome_codec.decode(encoded[i]), n
         ),
-        "learner: learn_one (per label)": per_call_us(
+        "learner: river's learn_one (per label)": per_call_us(
             lambda i: learning.learn_one(dict(zip(names, vectors[i])), txs[i].is_fraud), n
+        ),
+        "learner: compiled learn_one, as the job learns (per label)": per_call_us(
+            lambda i: compiled.learn_one(vectors[i], txs[i].is_fraud), n
         ),
         "learner: tail entry pickle (per label)": per_call_us(
             lambda i: pickle.dumps((vectors[i], txs[i].is_fraud), protocol=PROTOCOL), n
@@ -100,7 +106,7 @@ def main() -> None:
     }
     print(f"{args.events} events, {args.users} users (µs, best effort on a shared machine)")
     for step, us in steps.items():
-        print(f"{step:<55} {us:7.2f}")
+        print(f"{step:<60} {us:7.2f}")
 
 
 if __name__ == "__main__":

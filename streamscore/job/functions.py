@@ -705,7 +705,7 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         self._concept_drift = ConceptDriftMonitor()
         self._metrics.sources["quality"] = self._quality.samples
         self._metrics.sources["concept_drift"] = self._concept_drift.samples
-        self._model: Any = None
+        self._learner: Any = None
         self._learned = 0
         self._assignment: Any = None  # the latest ASSIGN (control.Assignment), if any
         self._synced = False
@@ -733,19 +733,21 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
 
     def _restore(self) -> None:
         from streamscore.model.challenger import load_snapshot, new_learner
+        from streamscore.model.compiled_learning import ChallengerLearner
 
         stored = self._model_state.value()
         if stored is None:
-            self._model, self._learned = new_learner(self._kind), 0
+            model, self._learned = new_learner(self._kind), 0
         else:
             data, self._learned = stored
-            self._model = load_snapshot(data)
+            model = load_snapshot(data)
+        self._learner = ChallengerLearner(model, self._names)
         replayed = 0
         for item in self._tail.get() or ():
             # One item per batch: a list of (vector, is_fraud); before batches, one pair.
             pairs = pickle.loads(item)
             for vector, is_fraud in pairs if isinstance(pairs, list) else [pairs]:
-                self._model.learn_one(dict(zip(self._names, vector)), is_fraud)
+                self._learner.learn_one(vector, is_fraud)
                 self._learned += 1
                 replayed += 1
         log.info("challenger restored: %d labels learned (%d re-learned)", self._learned, replayed)
@@ -762,7 +764,7 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
             state = ctx.get_broadcast_state(CONTROL_STATE)
             if state.contains("ASSIGN"):
                 self._assignment = state.get("ASSIGN")[1]
-        if self._model is None:
+        if self._learner is None:
             self._restore()
         out: list[Row] = []
         tail: list[tuple[list[float], bool]] = []
@@ -771,14 +773,14 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
             outcome = self._outcomes.decode(record[1])
             is_fraud = outcome["is_fraud"]
             vector = outcome["features"]
-            self._model.learn_one(dict(zip(self._names, vector)), is_fraud)
+            self._learner.learn_one(vector, is_fraud)
             self._learned += 1
             tail.append((vector, is_fraud))
             learned.inc()
             rollback = self._quality.add(outcome)
             self._concept_drift.add(outcome)
             if self._learned % self._publish_every == 0:
-                data = dump_snapshot(self._model)
+                data = dump_snapshot(self._learner.model())
                 self._model_state.update((data, self._learned))
                 self._tail.clear()
                 tail = []

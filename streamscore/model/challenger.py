@@ -109,7 +109,7 @@ def load_snapshot(data: bytes) -> Any:
 _PLAIN, _LOG1P_KIND, _ONE_HOT_HIT, _ONE_HOT_MISS = 0, 1, 2, 3
 
 
-def _column_sources(feature_names: Sequence[str]) -> dict[str, tuple[int, int, Any]]:
+def column_sources(feature_names: Sequence[str]) -> dict[str, tuple[int, int, Any]]:
     """Each column ``prepare`` makes, by name: where and how it comes from the vector."""
     sources: dict[str, tuple[int, int, Any]] = {}
     for index, name in enumerate(feature_names):
@@ -123,6 +123,33 @@ def _column_sources(feature_names: Sequence[str]) -> dict[str, tuple[int, int, A
         else:
             sources[name] = (index, _PLAIN, None)
     return sources
+
+
+class ColumnReader:
+    """``prepare``'s columns read straight from a feature vector, as a list in a given order
+    (``columns``: per column, its ``column_sources`` entry), without the named-feature dicts."""
+
+    def __init__(self, columns: list[tuple[int, int, Any]]) -> None:
+        # Per column, the vector index it reads.
+        self._indices = [index for index, _, _ in columns]
+        # The columns that are not the raw value: (position, kind, code).
+        self._derived = [
+            (position, kind, code)
+            for position, (_, kind, code) in enumerate(columns)
+            if kind != _PLAIN
+        ]
+
+    def read(self, vector: Sequence[float]) -> list[float]:
+        x = [vector[i] for i in self._indices]
+        for position, kind, code in self._derived:
+            value = x[position]
+            if kind == _LOG1P_KIND:
+                x[position] = math.log1p(value) if value >= 0.0 else -1.0
+            elif kind == _ONE_HOT_HIT:
+                x[position] = 1.0 if value == code else 0.0
+            else:
+                x[position] = 0.0 if value in code else 1.0
+        return x
 
 
 class CompiledLogistic:
@@ -141,34 +168,19 @@ class CompiledLogistic:
         self, columns: list[tuple[int, int, Any]], weights: list[float], means: list[float],
         stds: list[float], intercept: float,
     ) -> None:  # fmt: skip
-        # Per column, in the weights' order: the vector index it reads.
-        self._indices = [index for index, _, _ in columns]
-        # The columns that are not the raw value: (position, kind, code).
-        self._derived = [
-            (position, kind, code)
-            for position, (_, kind, code) in enumerate(columns)
-            if kind != _PLAIN
-        ]
+        self._read = ColumnReader(columns).read
         self._weights = weights
         self._means = means
         self._stds = stds
         self._intercept = intercept
 
     def score(self, vector: Sequence[float]) -> float:
-        x = [vector[i] for i in self._indices]
-        for position, kind, code in self._derived:
-            value = x[position]
-            if kind == _LOG1P_KIND:
-                x[position] = math.log1p(value) if value >= 0.0 else -1.0
-            elif kind == _ONE_HOT_HIT:
-                x[position] = 1.0 if value == code else 0.0
-            else:
-                x[position] = 0.0 if value in code else 1.0
+        x = self._read(vector)
         scaled = [
             (value - mean) / std if std else 0.0
             for value, mean, std in zip(x, self._means, self._stds)
         ]
-        raw = _sum_in_order(map(operator.mul, self._weights, scaled)) + self._intercept
+        raw = sum_in_order(map(operator.mul, self._weights, scaled)) + self._intercept
         # river.utils.math.sigmoid, the Log loss's mean function
         if raw < -30:
             return 0.0
@@ -177,7 +189,7 @@ class CompiledLogistic:
         return 1 / (1 + math.exp(-raw))
 
 
-def _sum_in_order(terms: Any) -> float:
+def sum_in_order(terms: Any) -> float:
     """``0 + t1 + t2 + ...`` left to right, as river's dot product adds. Python 3.11's ``sum``
     does exactly that in C; 3.12's compensates rounding, so there it is a loop."""
     if sys.version_info < (3, 12):
@@ -188,28 +200,38 @@ def _sum_in_order(terms: Any) -> float:
     return total
 
 
+def logistic_steps(model: Any) -> tuple[Any, Any] | None:
+    """(the StandardScaler, the LogisticRegression) of exactly the pipeline
+    ``new_learner("logistic")`` makes, or None for any other model."""
+    from river import compose, linear_model, optim, preprocessing
+
+    steps = list(getattr(model, "steps", {}).values())
+    if len(steps) != 3:
+        return None
+    transform, scaler, regression = steps
+    if not (
+        isinstance(transform, compose.FuncTransformer)
+        and transform.func is prepare
+        and type(scaler) is preprocessing.StandardScaler
+        and scaler.with_std
+        and type(regression) is linear_model.LogisticRegression
+        and type(regression.loss) is optim.losses.Log
+    ):
+        return None
+    return scaler, regression
+
+
 def compile_snapshot(model: Any, feature_names: Sequence[str]) -> CompiledLogistic | None:
     """The compiled form of a ``logistic`` challenger, or None if ``model`` is not exactly one
     (another kind, or river changed the internals this reads: then river scores it)."""
     try:
-        from river import compose, linear_model, optim, preprocessing
-
-        steps = list(model.steps.values())
-        if len(steps) != 3:
+        steps = logistic_steps(model)
+        if steps is None:
             return None
-        transform, scaler, regression = steps
-        if not (
-            isinstance(transform, compose.FuncTransformer)
-            and transform.func is prepare
-            and type(scaler) is preprocessing.StandardScaler
-            and scaler.with_std
-            and type(regression) is linear_model.LogisticRegression
-            and type(regression.loss) is optim.losses.Log
-        ):
-            return None
+        scaler, regression = steps
         # Outside learning the weights are a plain VectorDict (no mask, no default factory).
         weights: dict[str, float] = regression._weights.to_dict()
-        sources = _column_sources(feature_names)
+        sources = column_sources(feature_names)
         if len(weights) > len(sources) or any(column not in sources for column in weights):
             return None
         # river's dot product walks the smaller dict and, at equal sizes, the weights: only a

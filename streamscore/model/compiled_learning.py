@@ -1,0 +1,176 @@
+"""The challenger's learning step, computed as river computes it, on lists instead of dicts.
+
+river's ``Pipeline.learn_one`` on ``new_learner("logistic")`` costs about 30 µs per label
+(``bench/ml_loop_cost.py``): the named features, ``prepare``'s columns and the scaled columns
+are each a dict, the scaler walks its ``Counter`` and ``defaultdict``s, and the regression builds
+masked ``VectorDict``s for the dot product, the gradient and the step. The learner operator does
+that for every label, so it was a quarter of the machine's CPU per event in the drain.
+
+``CompiledLearner`` does the same arithmetic in the same order on lists: per column the
+scaler's running mean and variance (Welford, as ``StandardScaler.learn_one``), the scaled value
+(``safe_div(x - mean, var ** 0.5)``), the dot product summed from 0 in column order plus the
+intercept, the Log loss's gradient (with its class weights and clamp), the intercept's step and
+each weight's step (``w - (x * g) * lr``). The floats are the same as river's, bit for bit, and
+``model()`` writes them back into the river objects, so a snapshot is the river model river
+would have learned (``tests/unit/test_compiled_learning.py`` compares both, pickles included).
+It is built only for the exact pipeline with plain SGD, constant learning rates, zero
+initial weights and no penalty; for anything else ``compile_learner`` returns None and river
+learns.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+from streamscore.model.challenger import ColumnReader, column_sources, logistic_steps, sum_in_order
+
+log = logging.getLogger(__name__)
+
+
+class CompiledLearner:
+    """A ``logistic`` river pipeline's state as lists, learned one label at a time."""
+
+    def __init__(self, model: Any, feature_names: Sequence[str], columns: list[str]) -> None:
+        scaler, regression = logistic_steps(model)  # type: ignore[misc]
+        self._model = model
+        self._scaler = scaler
+        self._regression = regression
+        sources = column_sources(feature_names)
+        self._columns = columns
+        self._read = ColumnReader([sources[c] for c in columns]).read
+        fresh = not scaler.counts
+        # Every example has every column, so all columns have been counted the same number
+        # of times (``compile_learner`` checks it): one count.
+        self._count: int = 0 if fresh else scaler.counts[columns[0]]
+        self._means = [0.0] * len(columns) if fresh else [scaler.means[c] for c in columns]
+        self._vars = [0.0] * len(columns) if fresh else [scaler.vars[c] for c in columns]
+        weights = regression._weights.to_dict()
+        self._weights = [weights.get(c, 0.0) for c in columns]
+        self._intercept: float = regression.intercept
+        self._iterations: int = regression.optimizer.n_iterations
+        self._lr: float = regression.optimizer.lr.learning_rate
+        self._intercept_lr: float = regression.intercept_lr.learning_rate
+        loss = regression.loss
+        self._weight_pos: float = loss.weight_pos
+        self._weight_neg: float = loss.weight_neg
+        self._clip: float = regression.clip_gradient
+
+    def learn_one(self, vector: Sequence[float], is_fraud: bool) -> None:
+        """``model.learn_one(dict(zip(feature_names, vector)), is_fraud)``, on lists."""
+        x = self._read(vector)
+        count = self._count + 1
+        self._count = count
+        means, variances = self._means, self._vars
+        scaled = []
+        append = scaled.append
+        for i, xi in enumerate(x):
+            old_mean = means[i]
+            mean = old_mean + (xi - old_mean) / count
+            means[i] = mean
+            variance = variances[i]
+            variance = variance + ((xi - old_mean) * (xi - mean) - variance) / count
+            variances[i] = variance
+            std = variance**0.5
+            append((xi - mean) / std if std else 0.0)
+        weights = self._weights
+        y_pred = sum_in_order(map(operator.mul, weights, scaled)) + self._intercept
+        # optim.losses.Log.gradient (y in {-1, 1}), clamped (the sample weight is 1.0).
+        if is_fraud == 0:
+            y, weight = -1, self._weight_neg
+        else:
+            y, weight = int(is_fraud), self._weight_pos
+        z = y_pred * y
+        if z > 18.0:
+            gradient = weight * math.exp(-z) * -y
+        elif z < -18.0:
+            gradient = weight * -y
+        else:
+            gradient = weight * -y / (math.exp(z) + 1.0)
+        gradient = float(max(min(gradient, self._clip), -self._clip))
+        self._intercept -= self._intercept_lr * gradient
+        lr = self._lr
+        self._weights = [w - (s * gradient) * lr for w, s in zip(weights, scaled)]
+        self._iterations += 1
+
+    def model(self) -> Any:
+        """The river model, brought up to date (for a snapshot)."""
+        scaler, regression = self._scaler, self._regression
+        count = self._count
+        if count:
+            for column, mean, variance in zip(self._columns, self._means, self._vars):
+                scaler.counts[column] = count
+                scaler.means[column] = mean
+                scaler.vars[column] = variance
+        if self._iterations:
+            river_weights = regression._weights
+            for column, weight in zip(self._columns, self._weights):
+                river_weights[column] = weight
+        regression.intercept = self._intercept
+        regression.optimizer.n_iterations = self._iterations
+        return self._model
+
+
+def compile_learner(model: Any, feature_names: Sequence[str]) -> CompiledLearner | None:
+    """``model``'s compiled learning step, or None if it is not exactly a fresh or trained
+    ``new_learner("logistic")`` with the optimizer settings the compiled step reproduces."""
+    try:
+        from river import optim
+
+        steps = logistic_steps(model)
+        if steps is None:
+            return None
+        scaler, regression = steps
+        optimizer = regression.optimizer
+        if not (
+            type(optimizer) is optim.SGD
+            and type(optimizer.lr) is optim.schedulers.Constant
+            and type(regression.intercept_lr) is optim.schedulers.Constant
+            and type(regression.initializer) is optim.initializers.Zeros
+            and regression.l1 == 0
+            and regression.l2 == 0
+        ):
+            return None
+        columns = list(column_sources(feature_names))
+        counted = list(scaler.counts)
+        if counted and (
+            counted != columns
+            or list(scaler.means) != columns
+            or list(scaler.vars) != columns
+            or len(set(scaler.counts.values())) != 1
+        ):
+            return None
+        weights = list(regression._weights.to_dict())
+        if weights and weights != columns:
+            return None
+        if bool(counted) != bool(weights) or bool(weights) != bool(optimizer.n_iterations):
+            return None
+        return CompiledLearner(model, feature_names, columns)
+    except Exception:
+        log.warning("challenger learner not compiled; river learns", exc_info=True)
+        return None
+
+
+class ChallengerLearner:
+    """The learner operator's learning copy: compiled when ``compile_learner`` can, river's own
+    ``learn_one`` otherwise. Takes feature vectors as the outcomes carry them."""
+
+    def __init__(self, model: Any, feature_names: Sequence[str]) -> None:
+        self._model = model
+        self._names = tuple(feature_names)
+        self._compiled = compile_learner(model, self._names)
+        if self._compiled is None:
+            log.info("the challenger (%s) learns through river", type(model).__name__)
+
+    def learn_one(self, vector: Sequence[float], is_fraud: bool) -> None:
+        if self._compiled is not None:
+            self._compiled.learn_one(vector, is_fraud)
+        else:
+            self._model.learn_one(dict(zip(self._names, vector)), is_fraud)
+
+    def model(self) -> Any:
+        """The river model as learned so far (for a snapshot)."""
+        return self._compiled.model() if self._compiled is not None else self._model
