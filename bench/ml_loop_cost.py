@@ -22,11 +22,13 @@ from collections.abc import Callable
 from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.job import records
+from streamscore.job.avro_encoders import OutcomeEncoder
 from streamscore.job.state import ParkedLabel, PendingOutcome, ScoringState, pending_entry
 from streamscore.model.challenger import ShadowScorer, new_learner
 from streamscore.model.compiled_learning import ChallengerLearner
 from streamscore.model.decisions import CostModel
 from streamscore.quality.live import LiveQuality
+from streamscore.resources import schema
 from streamscore.serde import Codec
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -60,6 +62,7 @@ def main() -> None:
     shadow = ShadowScorer("river-logistic-5000", learner, names)
     costs = CostModel.defaults()
     outcome_codec = Codec("outcome")
+    outcome_encoder = OutcomeEncoder(schema("outcome"))
 
     def pending(i: int) -> PendingOutcome:
         return PendingOutcome(
@@ -69,7 +72,7 @@ def main() -> None:
 
     label = ParkedLabel(False, 1, b"", "labels", 0, 0)
     encoded = [
-        records.outcome(outcome_codec, f"e{i}", "u", pending(i), label, "fs-v1")
+        records.outcome(outcome_encoder, f"e{i}", "u", pending(i), label, "fs-v1")
         for i in range(len(txs))
     ]
     learning = new_learner()
@@ -86,7 +89,7 @@ def main() -> None:
             lambda i: pickle.dumps(pending_entry(pending(i)), protocol=PROTOCOL), n
         ),
         "outcome record encode (per label)": per_call_us(
-            lambda i: records.outcome(outcome_codec, "e", "u", pending(i), label, "fs-v1"), n
+            lambda i: records.outcome(outcome_encoder, "e", "u", pending(i), label, "fs-v1"), n
         ),
         "learner: outcome decode (per label)": per_call_us(
             lambda i: outcome_codec.decode(encoded[i]), n

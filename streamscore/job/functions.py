@@ -41,6 +41,7 @@ from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
 from streamscore.job import interpreter, records
+from streamscore.job.avro_encoders import OutcomeEncoder, PredictionEncoder
 from streamscore.job.batches import (
     KeySwitch,
     OutputPacker,
@@ -49,7 +50,6 @@ from streamscore.job.batches import (
     unpack_records,
 )
 from streamscore.job.decode import read_event, read_label
-from streamscore.job.prediction_codec import PredictionEncoder
 from streamscore.job.records import DeadLetters
 from streamscore.job.state import (
     CLOSED,
@@ -204,7 +204,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._metrics = process_metrics(s.metrics_host, s.metrics_port)
         self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
         self._predictions = PredictionEncoder(self._schemas["prediction"])
-        self._outcomes = Codec("outcome", self._schemas["outcome"])
+        self._outcomes = OutcomeEncoder(self._schemas["outcome"])
         self._topic_predictions = s.topic_predictions
         self._topic_outcomes = s.topic_outcomes
         self._topic_dead = s.topic_dead_letters

@@ -14,7 +14,7 @@ from streamscore.metrics import Metrics
 from streamscore.serde import Codec
 
 if TYPE_CHECKING:
-    from streamscore.job.prediction_codec import PredictionEncoder
+    from streamscore.job.avro_encoders import OutcomeEncoder, PredictionEncoder
     from streamscore.job.state import ParkedLabel, PendingOutcome
 
 
@@ -103,7 +103,7 @@ def prediction(
 
 
 def outcome(
-    codec: Codec,
+    encoder: OutcomeEncoder,
     event_id: str,
     user_id: str,
     pending: PendingOutcome,
@@ -111,25 +111,23 @@ def outcome(
     feature_set_version: str,
 ) -> bytes:
     """A scored event joined with its label (what the learner and the quality readouts read)."""
-    return codec.encode(
-        {
-            "event_id": event_id,
-            "user_id": user_id,
-            "event_time": pending.event_time,
-            "label_time": label.label_time,
-            "is_fraud": label.is_fraud,
-            "amount": pending.amount,
-            "score": pending.score,
-            "decision": pending.decision,
-            "model_version": pending.model_version,
-            "arm": pending.arm,
-            "canary_percent": pending.canary_percent,
-            "champion_score": pending.champion_score,
-            "challenger_score": pending.challenger_score,
-            "challenger_version": pending.challenger_version,
-            "feature_set_version": feature_set_version,
-            "features": pending.vector,
-        }
+    return encoder.encode(
+        event_id,
+        user_id,
+        pending.event_time,
+        label.label_time,
+        label.is_fraud,
+        pending.amount,
+        pending.score,
+        pending.decision,
+        pending.model_version,
+        pending.arm,
+        pending.canary_percent,
+        pending.champion_score,
+        pending.challenger_score,
+        pending.challenger_version,
+        feature_set_version,
+        pending.vector,
     )
 
 
