@@ -26,7 +26,7 @@ from confluent_kafka import Producer
 
 from streamscore.config import Settings
 from streamscore.generator import GeneratorConfig, TransactionGenerator
-from streamscore.job.prediction_codec import avro_long
+from streamscore.job.avro_encoders import avro_long
 from streamscore.kafka_io import send_record
 from streamscore.produce import FRAUD_LABEL_DELAY_FACTOR
 from streamscore.produce import produce as produce_events

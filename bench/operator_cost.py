@@ -12,7 +12,7 @@ shares the GIL):
 
 The job's per-event cost beyond these figures is PyFlink's per-batch wrapping, the JVM side
 and the other processes (see the CPU table of ``run_bench.py``). It also times the
-prediction's Avro encoding by fastavro and by the job's ``prediction_codec``.
+prediction's Avro encoding by fastavro and by the job's ``avro_encoders``.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def main() -> None:
           f"{event_us:.1f} µs per event, "
           f"{label_us:.1f} µs per label")  # fmt: skip
     fastavro_us, ours_us = encode_us()
-    print(f"prediction encode: fastavro {fastavro_us:.1f} µs, prediction_codec {ours_us:.1f} µs")
+    print(f"prediction encode: fastavro {fastavro_us:.1f} µs, avro_encoders {ours_us:.1f} µs")
 
 
 def _challenger_snapshot(labels: int = 2_000) -> bytes:
@@ -196,7 +196,7 @@ def _challenger_snapshot(labels: int = 2_000) -> bytes:
 
 def encode_us(n: int = 100_000) -> tuple[float, float]:
     """One prediction encoded ``n`` times by fastavro and by the job's hand-written encoder."""
-    from streamscore.job.prediction_codec import PredictionEncoder
+    from streamscore.job.avro_encoders import PredictionEncoder
 
     prediction = {
         "event_id": "e1a2b-000000012345", "user_id": "u-004567", "event_time": 1767225600123,
