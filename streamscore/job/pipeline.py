@@ -59,7 +59,11 @@ log = logging.getLogger(__name__)
 # TaskManager (see functions.ControlReader).
 LEARNING_SLOTS = "learning"
 
-END_OF_TIME = 253_402_300_799_000  # 9999-12-31T23:59:59Z, SQL's last timestamp
+END_OF_TIME = 253_402_300_799_000
+
+# How often the source's split watermarks are compared for alignment (Flink's default is 1 s,
+# which a paused labels partition could wait on top of the drift).
+ALIGNMENT_UPDATE_MS = 100  # 9999-12-31T23:59:59Z, SQL's last timestamp
 
 _STARTUP_MODES = {
     "earliest": "earliest-offset",
@@ -87,7 +91,9 @@ def source_ddl(
       watermark per partition (bounded out-of-orderness ``max_out_of_orderness_ms``, idle after
       ``source_idleness_ms`` without records) and emits their minimum, so a partition read
       faster than another cannot push the watermark past the other's waiting events. It also
-      has the record's key (``msg_key``), the column the job partitions by.
+      has the record's key (``msg_key``), the column the job partitions by. Its partitions are
+      read in step by event time (``source_alignment_drift_ms``), so that labels, stamped with
+      their label time, do not run ahead of their events in a backlog.
     * ``"end_of_time"``: a constant far in the future, idle when quiet. For the control topic,
       broadcast into operators whose watermark is the minimum of their inputs': commands carry
       no event time and must not hold it back. (A constant at the epoch instead held the
@@ -103,7 +109,8 @@ def source_ddl(
         bound_s = s.max_out_of_orderness_ms / 1000
         columns = f"""WATERMARK FOR kafka_time AS kafka_time - INTERVAL '{bound_s:.3f}' SECOND,
             """
-        options = f"""'scan.watermark.idle-timeout' = '{s.source_idleness_ms} ms',
+        alignment = _alignment_options(s, table)
+        options = f"""{alignment}'scan.watermark.idle-timeout' = '{s.source_idleness_ms} ms',
             'key.format' = 'raw',
             'key.fields' = 'msg_key',
             'value.fields-include' = 'EXCEPT_KEY',
@@ -137,6 +144,16 @@ def source_ddl(
             'properties.auto.offset.reset' = 'earliest',
             {security}{options}
         )"""
+
+
+def _alignment_options(s: Settings, group: str) -> str:
+    """The table options of watermark alignment (``source_alignment_drift_ms``), or none."""
+    if s.source_alignment_drift_ms <= 0:
+        return ""
+    return f"""'scan.watermark.alignment.group' = '{_quote(group)}',
+            'scan.watermark.alignment.max-drift' = '{s.source_alignment_drift_ms} ms',
+            'scan.watermark.alignment.update-interval' = '{ALIGNMENT_UPDATE_MS} ms',
+            """
 
 
 # The Kafka timestamp as epoch millis. Thread mode hands TIMESTAMP_LTZ to Python as an opaque
