@@ -72,6 +72,7 @@ from streamscore.job.state import (
     timer_time,
 )
 from streamscore.metrics import process_metrics
+from streamscore.model.compiled_learning import ChallengerLearner
 from streamscore.model.control import canary_arm
 from streamscore.model.loading import ModelBundle
 from streamscore.model.scorer import Scorer
@@ -705,7 +706,7 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         self._concept_drift = ConceptDriftMonitor()
         self._metrics.sources["quality"] = self._quality.samples
         self._metrics.sources["concept_drift"] = self._concept_drift.samples
-        self._learner: Any = None
+        self._learner: ChallengerLearner | None = None
         self._learned = 0
         self._assignment: Any = None  # the latest ASSIGN (control.Assignment), if any
         self._synced = False
@@ -731,9 +732,9 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
             self._assignment = command[1]
         yield from ()
 
-    def _restore(self) -> None:
+    def _restore(self) -> ChallengerLearner:
+        """The learner as of the last stored model and the tail learned since."""
         from streamscore.model.challenger import load_snapshot, new_learner
-        from streamscore.model.compiled_learning import ChallengerLearner
 
         stored = self._model_state.value()
         if stored is None:
@@ -741,16 +742,17 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         else:
             data, self._learned = stored
             model = load_snapshot(data)
-        self._learner = ChallengerLearner(model, self._names)
+        learner = self._learner = ChallengerLearner(model, self._names)
         replayed = 0
         for item in self._tail.get() or ():
             # One item per batch: a list of (vector, is_fraud); before batches, one pair.
             pairs = pickle.loads(item)
             for vector, is_fraud in pairs if isinstance(pairs, list) else [pairs]:
-                self._learner.learn_one(vector, is_fraud)
+                learner.learn_one(vector, is_fraud)
                 self._learned += 1
                 replayed += 1
         log.info("challenger restored: %d labels learned (%d re-learned)", self._learned, replayed)
+        return learner
 
     def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
         """A batch of labelled outcomes (``batches.py``), learned in order. What was learned
@@ -764,8 +766,7 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
             state = ctx.get_broadcast_state(CONTROL_STATE)
             if state.contains("ASSIGN"):
                 self._assignment = state.get("ASSIGN")[1]
-        if self._learner is None:
-            self._restore()
+        learner = self._learner if self._learner is not None else self._restore()
         out: list[Row] = []
         tail: list[tuple[list[float], bool]] = []
         learned = self._metrics.labels.labels("learned")
@@ -773,14 +774,14 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
             outcome = self._outcomes.decode(record[1])
             is_fraud = outcome["is_fraud"]
             vector = outcome["features"]
-            self._learner.learn_one(vector, is_fraud)
+            learner.learn_one(vector, is_fraud)
             self._learned += 1
             tail.append((vector, is_fraud))
             learned.inc()
             rollback = self._quality.add(outcome)
             self._concept_drift.add(outcome)
             if self._learned % self._publish_every == 0:
-                data = dump_snapshot(self._learner.model())
+                data = dump_snapshot(learner.model())
                 self._model_state.update((data, self._learned))
                 self._tail.clear()
                 tail = []
