@@ -166,10 +166,11 @@ class Settings(BaseSettings):
     # Watermark alignment of the events and labels source (Flink's split-level alignment): a
     # partition whose watermark is more than this ahead of the slowest active partition's waits
     # until the others catch up. Labels are stamped with their label time, which is after their
-    # event's time, so a label is read about when the events up to its label time have been:
-    # in a backlog the labels topic (small records, many per fetch) no longer runs ahead of its
-    # events, which parked most labels in state and read their events' entries back from
-    # RocksDB. 0 turns it off.
+    # event's time, so a label is read once the events have been read up to this long before
+    # its label time: in a backlog the labels topic (small records, many per fetch) no longer
+    # runs ahead of its events, which parked labels in state and read their events' entries
+    # back from RocksDB. When the events stop, the last labels wait ``source_idleness_ms``.
+    # 0 turns it off.
     source_alignment_drift_ms: int = Field(1_000, ge=0)
     python_execution_mode: str = "thread"
     consumer_group: str = "streamscore-scoring"

@@ -59,11 +59,11 @@ log = logging.getLogger(__name__)
 # TaskManager (see functions.ControlReader).
 LEARNING_SLOTS = "learning"
 
-END_OF_TIME = 253_402_300_799_000
+END_OF_TIME = 253_402_300_799_000  # 9999-12-31T23:59:59Z, SQL's last timestamp
 
 # How often the source's split watermarks are compared for alignment (Flink's default is 1 s,
 # which a paused labels partition could wait on top of the drift).
-ALIGNMENT_UPDATE_MS = 100  # 9999-12-31T23:59:59Z, SQL's last timestamp
+ALIGNMENT_UPDATE_MS = 100
 
 _STARTUP_MODES = {
     "earliest": "earliest-offset",
