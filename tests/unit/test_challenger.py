@@ -20,7 +20,9 @@ NAMES = FEATURE_SET.feature_names
 CATEGORY_SIZES = {c.field: len(c.vocabulary) for c in FEATURE_SET.categorical}
 
 
-def _value(name: str, rng: random.Random) -> float:
+def feature_value(name: str, rng: random.Random) -> float:
+    """A random value for feature ``name``, edge cases included (also used by
+    test_compiled_learning)."""
     size = CATEGORY_SIZES.get(name)
     if size is not None:
         return float(rng.randrange(-1, size + 1))  # known codes, the unknown code, a stray one
@@ -31,7 +33,7 @@ def _value(name: str, rng: random.Random) -> float:
 
 def _vectors(count: int, seed: int) -> list[list[float]]:
     rng = random.Random(seed)
-    return [[_value(name, rng) for name in NAMES] for _ in range(count)]
+    return [[feature_value(name, rng) for name in NAMES] for _ in range(count)]
 
 
 def _river_score(model: object, vector: list[float]) -> float:

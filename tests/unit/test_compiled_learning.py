@@ -8,26 +8,16 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamscore.features.definitions import FEATURE_SET
 from streamscore.model.challenger import dump_snapshot, load_snapshot, new_learner
 from streamscore.model.compiled_learning import compile_learner
-
-NAMES = FEATURE_SET.feature_names
-CATEGORY_SIZES = {c.field: len(c.vocabulary) for c in FEATURE_SET.categorical}
-
-
-def _value(name: str, rng: random.Random) -> float:
-    size = CATEGORY_SIZES.get(name)
-    if size is not None:
-        return float(rng.randrange(-1, size + 1))  # known codes, the unknown code, a stray one
-    if rng.random() < 0.1:
-        return -1.0  # the "no history" sentinel
-    return rng.choice([0.0, rng.random(), rng.expovariate(0.01), float(rng.randrange(50))])
+from tests.unit.test_challenger import FEATURE_VALUES, NAMES, feature_value
 
 
 def _examples(count: int, seed: int, fraud_rate: float = 0.2) -> list[tuple[list[float], bool]]:
     rng = random.Random(seed)
-    return [([_value(n, rng) for n in NAMES], rng.random() < fraud_rate) for _ in range(count)]
+    return [
+        ([feature_value(n, rng) for n in NAMES], rng.random() < fraud_rate) for _ in range(count)
+    ]
 
 
 def _river_learns(model: object, examples: list[tuple[list[float], bool]]) -> None:
@@ -92,10 +82,6 @@ def test_scores_after_compiled_learning_match_river() -> None:
         assert compiled.predict_proba_one(x) == expected.predict_proba_one(x)  # type: ignore[attr-defined]
 
 
-FEATURE_VALUES = st.one_of(
-    st.floats(min_value=-1e6, max_value=1e9, allow_nan=False),
-    st.sampled_from([-1.0, 0.0, 1.0, 2.0, 3.0]),
-)
 EXAMPLES = st.lists(
     st.tuples(st.lists(FEATURE_VALUES, min_size=len(NAMES), max_size=len(NAMES)), st.booleans()),
     min_size=1,
