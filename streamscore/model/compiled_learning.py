@@ -34,8 +34,11 @@ log = logging.getLogger(__name__)
 class CompiledLearner:
     """A ``logistic`` river pipeline's state as lists, learned one label at a time."""
 
-    def __init__(self, model: Any, feature_names: Sequence[str], columns: list[str]) -> None:
-        scaler, regression = logistic_steps(model)  # type: ignore[misc]
+    def __init__(
+        self, model: Any, steps: tuple[Any, Any], feature_names: Sequence[str], columns: list[str]
+    ) -> None:
+        """``steps``: the model's (scaler, regression), as ``compile_learner`` checked them."""
+        scaler, regression = steps
         self._model = model
         self._scaler = scaler
         self._regression = regression
@@ -148,7 +151,7 @@ def compile_learner(model: Any, feature_names: Sequence[str]) -> CompiledLearner
             return None
         if bool(counted) != bool(weights) or bool(weights) != bool(optimizer.n_iterations):
             return None
-        return CompiledLearner(model, feature_names, columns)
+        return CompiledLearner(model, steps, feature_names, columns)
     except Exception:
         log.warning("challenger learner not compiled; river learns", exc_info=True)
         return None
