@@ -41,6 +41,14 @@ def test_every_alert_passes_its_rule_tests() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_rule_tests_fix_the_order_of_every_group() -> None:
+    """promtool evaluates groups missing from ``group_eval_order`` in random order, which makes
+    an alert that reads a recorded series pass or fail by chance."""
+    groups = [group["name"] for group in yaml.safe_load(prometheus_rules().read_text())["groups"]]
+    order = yaml.safe_load(RULE_TESTS.read_text()).get("group_eval_order", [])
+    assert sorted(order) == sorted(groups), "group_eval_order must name every group"
+
+
 def test_every_alert_is_tested_firing_and_silent() -> None:
     cases = [
         case
