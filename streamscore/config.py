@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     # Pending outcomes (scored events awaiting their label) each scoring subtask also keeps in
     # Python (job/state.py JoinMap), so a label that finds its event pending reads no state.
     pending_cache_outcomes: int = Field(200_000, ge=0)
+    # Users' state changes wait in Python and are written to Flink's keyed state once per
+    # checkpoint (before its barrier), each changed user once, or when this many writes wait
+    # (job/state.py; README, Performance). 0 writes every change at once (the cost per record of
+    # a key switch, a pickle and a RocksDB write, each time).
+    state_write_behind_max: int = Field(100_000, ge=0)
     # The scoring operator and the learner are called once per batch of records, not per record
     # (job/batches.py): a batch is handed on when it has this many records, when its first has
     # waited this long, before each watermark and before each checkpoint barrier. A wait of 0

@@ -154,6 +154,10 @@ class KeySwitch:
         """Flink changed the current key behind our back (a timer, another batch)."""
         self._current = None
 
+    def assume(self, user: str) -> None:
+        """Flink itself made ``user`` the current key (a timer of that user)."""
+        self._current = user
+
 
 def java_keyed_state_backend(runtime_context: Any) -> Any:
     """The Java keyed state backend behind PyFlink 2.3's thread-mode runtime context (a private

@@ -15,10 +15,13 @@ snapshots and automatic rollbacks to the control topic.
 
 Each batch crosses between the JVM and Python once: measured, those crossings and keyed-state
 calls are what bound PyFlink's throughput, so everything else is done in plain Python between
-them. An event costs one read of the user's state only when it is not cached
-(``state.UserStateCache``), one write of it, and one write to the label-join map; a label one
-read and one write of that map. In thread mode each TaskManager has one Python interpreter; the
-job keeps one Python operator per TaskManager (each scoring subtask; the learner).
+them. An event costs a read of the user's state only when it is not cached
+(``state.UserStateCache``), and a label a read of the label-join map only when its event is not
+pending in Python (``state.JoinMap``). Writes wait in Python until the next checkpoint barrier
+(or ``state_write_behind_max`` waiting writes, see ``_write_deferred``): then each changed user
+is written once, under one switch of Flink's current key, whatever number of its records came
+in between. In thread mode each TaskManager has one Python interpreter; the job keeps one
+Python operator per TaskManager (each scoring subtask; the learner).
 """
 
 from __future__ import annotations
@@ -175,20 +178,28 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         # PRIMITIVE_ARRAY state converter would copy byte by byte, and fails on absent values).
         # Idle users and due labels are handled by event-time timers, not a state TTL: in thread
         # mode PyFlink 2.3 cannot hand a TTL config to the JVM.
+        self._keys = self._key_switch(runtime_context)
+        # Writes wait for the checkpoint barrier (RecordBatcher announces it with an empty batch)
+        # or for this many waiting writes; 0 writes every change at once.
+        self._write_behind_max = s.state_write_behind_max
+        deferred = self._write_behind_max > 0
         self._state = UserStateCache(
             runtime_context.get_state(
                 ValueStateDescriptor("scoring-user-v3", Types.PICKLED_BYTE_ARRAY())
             ),
+            self._keys,
             s.state_cache_users,
+            deferred,
         )
         # event id -> its entry in the label join (job/state.py): a record touches one entry.
         self._join_map = JoinMap(
             runtime_context.get_map_state(
                 MapStateDescriptor("label-join-v3", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
             ),
+            self._keys,
             s.pending_cache_outcomes,
+            deferred,
         )
-        self._keys = self._key_switch(runtime_context)
         self._packer = OutputPacker()
         self._events = Codec("event", self._schemas["event"])
         self._labels = Codec("label", self._schemas["label"])
@@ -245,8 +256,8 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         interpreter.settle(s.python_gc_full_collection_every)
 
     def _key_switch(self, runtime_context: RuntimeContext) -> KeySwitch:
-        """Flink's current key is the batch's first user: each record switches it to its own.
-        (A probe outside Flink gives its own.)"""
+        """Flink's current key is the batch's first user: each access to a user's state or
+        timers switches it to that user first. (A probe outside Flink gives its own.)"""
         return KeySwitch(java_keyed_state_backend(runtime_context))
 
     def _drift_monitor(self) -> Any:
@@ -356,8 +367,13 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
     # --- records -----------------------------------------------------------------------------
     def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
         """A batch of Kafka records of the events and labels topics (``batches.py``), each
-        decoded, checked and applied in turn under its own user's key; what they produce is
-        returned packed, in one piece."""
+        decoded, checked and applied in turn to its own user's state; what they produce is
+        returned packed, in one piece. An empty batch announces a checkpoint barrier: the
+        waiting state writes are made before it."""
+        self._keys.forget_current()
+        if not value:
+            self._write_deferred()
+            return []
         if not self._synced:
             self._sync(ctx)
         now_ms = int(time.time() * 1000)
@@ -369,11 +385,8 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             now_ms - self._out_of_orderness_ms,
         )
         out: list[OutputRecord] = []
-        switch = self._keys
-        switch.forget_current()
         topic_labels = self._topic_labels
         for key, payload, topic, partition, offset, timestamp in unpack_records(value):
-            switch.to(key)
             if topic == topic_labels:
                 self._label(out, key, payload, topic, partition, offset, ctx)
                 continue
@@ -393,7 +406,17 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             self._score(
                 out, event, key, payload, timestamp, topic, partition, offset, ctx, watermark
             )
+        if len(self._state.changed()) + self._join_map.changed_entries > self._write_behind_max:
+            self._write_deferred()
         return [self._packer.pack(out)] if out else []
+
+    def _write_deferred(self) -> None:
+        """Every waiting state write, user by user: one switch of the current key each, one
+        write of the user's value if it changed, one write per changed join entry."""
+        state, join = self._state, self._join_map
+        for user in set(state.changed()).union(join.changed()):
+            state.write(user)
+            join.write(user)
 
     def _label(
         self,
@@ -485,7 +508,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             out.extend(self._close(event_id, outcome, parked_label(entry), user_id))
         else:
             join.put(user_id, event_id, pending_entry(outcome))
-        self._arm_timer(state, ctx, event_time + self._horizon_ms)
+        self._arm_timer(user_id, state, ctx, event_time + self._horizon_ms)
         self._state.put(user_id, state)
 
         degraded = []
@@ -529,7 +552,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             join.put(user_id, event_id, parked_entry(label))
             state.parked += 1
             self._metrics.labels.labels("parked").inc()
-            self._arm_timer(state, ctx, label.label_time + self._park_wait_ms)
+            self._arm_timer(user_id, state, ctx, label.label_time + self._park_wait_ms)
             self._state.put(user_id, state)
             return []
         kind = entry[0]
@@ -564,19 +587,32 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):  # type: ignore[override]
         """Walk the user's join map: expire what is due, cap what is pending, re-arm.
 
-        Flink set the timer's user as the current key (the last batch's switch no longer holds)."""
-        self._keys.forget_current()
+        Flink set the timer's user as the current key. What the timer changes is written at
+        once (with whatever of the user's state was waiting): a timer may fire before any
+        record of this run, when no barrier would be announced."""
+        key = ctx.get_current_key()
+        # The caches know users by the string the records name them by: should PyFlink ever
+        # hand over the key in its declared type (a row of one string, pipeline._KEY_TYPE)
+        # rather than the string, a timer would read a copy of the user's state behind the
+        # cached one's back.
+        user_id: str = key[0] if isinstance(key, Row) else key
+        self._keys.assume(user_id)
+        try:
+            return self._on_timer(user_id, timestamp, ctx)
+        finally:
+            self._state.write(user_id)
+            self._join_map.write(user_id)
+
+    def _on_timer(self, user_id: str, timestamp: int, ctx: Any) -> list[bytes]:
         if timestamp > int(time.time() * 1000) + self._max_ahead_ms:
             # Fired by a watermark ahead of any event (see pipeline.source_ddl, "end_of_time"):
             # nothing is due. Forget the timer (registering it again here would fire it again at
             # once) so that the user's next record arms a new one.
-            user_id = ctx.get_current_key()
             spurious: ScoringState | None = self._state.get(user_id)
             if spurious is not None:
                 spurious.timer_at = -1
                 self._state.put(user_id, spurious)
             return []
-        user_id = ctx.get_current_key()
         state: ScoringState | None = self._state.get(user_id)
         if state is None:
             return []
@@ -586,7 +622,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         out: list[OutputRecord] = []
         kept: dict[str, JoinEntry] = {}  # event id -> what stays in the map
         pending: list[tuple[int, str]] = []  # (event time, event id) of what stays pending
-        for event_id, entry in list(join.items()):
+        for event_id, entry in list(join.items(user_id)):
             kind = entry[0]
             if entry_deadline(entry, horizon, park_wait) > timestamp:
                 kept[event_id] = entry
@@ -627,6 +663,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             self._metrics.expired_users.inc()
         else:
             self._arm_timer(
+                user_id,
                 state,
                 ctx,
                 next_deadline(state, kept.values(), self._retention_ms, horizon, park_wait),
@@ -635,10 +672,11 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         return [self._packer.pack(out)] if out else []
 
     # --- helpers -----------------------------------------------------------------------------
-    def _arm_timer(self, state: ScoringState, ctx: Any, deadline: int) -> None:
+    def _arm_timer(self, user_id: str, state: ScoringState, ctx: Any, deadline: int) -> None:
         """Keep one event-time timer per user, at its earliest deadline (rounded up)."""
         at = timer_time(deadline)
         if state.timer_at < 0 or at < state.timer_at:
+            self._keys.to(user_id)
             ctx.timer_service().register_event_time_timer(at)
             state.timer_at = at
 

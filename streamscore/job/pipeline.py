@@ -191,7 +191,9 @@ def _input_batches(t_env: StreamTableEnvironment, table: str, s: Settings) -> Ke
     # One scoring subtask reads every partition itself: no shuffle, so the batcher runs in the
     # source's chain and records are not serialized between them.
     shuffle = s.scoring_parallelism > 1
-    return _batched(j_rows, s, "batch-records", s.scoring_parallelism, shuffle=shuffle)
+    return _batched(
+        j_rows, s, "batch-records", s.scoring_parallelism, shuffle=shuffle, announce_barriers=True
+    )
 
 
 def _batched(
@@ -201,12 +203,15 @@ def _batched(
     parallelism: int,
     slot_group: str | None = None,
     shuffle: bool = True,
+    announce_barriers: bool = False,
 ) -> KeyedStream:
     """``KEYED_INPUT`` rows, shuffled by their key and packed into batches by ``RecordBatcher``
     (``name``: its name and uid), as a stream keyed by each batch's first key.
 
     ``shuffle=False`` only where the rows come from one subtask and go to one: the batcher then
-    takes them as they come (every key belongs to that one subtask's key groups)."""
+    takes them as they come (every key belongs to that one subtask's key groups).
+    ``announce_barriers``: an empty batch before each checkpoint barrier (``RecordBatcher``), for
+    an operator that writes its state behind (``ScoreEvents``)."""
     jvm = get_gateway().jvm
     j_shuffled = j_rows
     if shuffle:
@@ -221,7 +226,7 @@ def _batched(
         name,
         INPUT_BATCH.get_java_type_info(),
         jvm.streamscore.flink.RecordBatcher(
-            s.scoring_batch_max_records, s.scoring_batch_max_wait_ms
+            s.scoring_batch_max_records, s.scoring_batch_max_wait_ms, announce_barriers
         ),
     )
     j_batches.uid(name).setParallelism(parallelism)

@@ -4,7 +4,8 @@ Two pieces of keyed state per user, so that what an event costs does not grow wi
 user has pending (measured: with ~30 unlabelled and ~200 recently labelled events per user, one
 value holding all of it pickled to 16 KB, written on every event):
 
-* a value, ``ScoringState``, read once (then cached, ``UserStateCache``) and written per record:
+* a value, ``ScoringState``, read once (then cached, ``UserStateCache``) and written once per
+  checkpoint whatever number of records changed it:
   the feature engine's ``UserState``, the one event-time timer registered for the user
   (``timer_at``, so a timer is registered about once per horizon, not per record) and the
   number of parked labels;
@@ -31,7 +32,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from streamscore.features.engine import UserState
 
@@ -192,27 +193,41 @@ def timer_time(deadline: int) -> int:
     return -(-deadline // TIMER_STEP_MS) * TIMER_STEP_MS
 
 
+class KeyScope(Protocol):
+    """What the caches below need of ``batches.KeySwitch``: make ``user`` Flink's current key
+    (no call into the JVM when it already is)."""
+
+    def to(self, user: str) -> None: ...
+
+
 class UserStateCache:
-    """A write-through cache of users' ``ScoringState`` in front of Flink's keyed value state.
+    """A cache of users' ``ScoringState`` in front of Flink's keyed value state, written behind.
 
-    In thread mode each ``value()`` is a call into the JVM, a RocksDB read and an unpickle, and
-    PyFlink keeps no cache of its own there. The state is only ever changed by this subtask's
-    function, so a copy kept here stays exact: a hit skips the read. Every change is still
-    written through (``put``), so each checkpoint holds the same state as without the cache.
+    In thread mode each ``value()`` and ``update()`` is a call into the JVM (after a call that
+    switches Flink's current key to the user), a RocksDB access and a pickle. PyFlink keeps no
+    cache of its own there. The state is only ever changed by this subtask's function, so a copy
+    kept here stays exact: a hit skips the read. With ``deferred`` a change is not written at
+    once either: the user is marked changed and written once by ``write`` (the operator writes
+    every changed user before each checkpoint barrier, so each checkpoint holds the same state
+    as if every change had been written through; see ``ScoreEvents._write_deferred``), or when
+    the least recently used user leaves the cache. Without ``deferred`` every ``put`` is written
+    at once.
+
     The cache lives in the function object: a restored, restarted or rescaled job builds new
-    function objects, which start empty and read from Flink's state again.
-
-    ``get``/``put``/``clear`` act on the current key of the keyed state, which must be ``user``
-    (the operator passes the record's key). At most ``capacity`` users are kept, the least
-    recently used go first.
+    function objects, which start empty and read from Flink's state again. Every call into
+    Flink's state first switches the current key to ``user`` (``keys``). At most ``capacity``
+    users are kept; with 0 nothing is kept and every change is written at once.
     """
 
-    def __init__(self, state: Any, capacity: int) -> None:
+    def __init__(self, state: Any, keys: KeyScope, capacity: int, deferred: bool) -> None:
         from collections import OrderedDict
 
         self._state = state
+        self._keys = keys
         self._capacity = capacity
+        self._deferred = deferred and capacity > 0
         self._entries: OrderedDict[str, ScoringState] = OrderedDict()
+        self._changed: set[str] = set()
         self.hits = 0
         self.misses = 0
 
@@ -224,52 +239,86 @@ class UserStateCache:
             self.hits += 1
             return found
         self.misses += 1
+        self._keys.to(user)
         found = self._state.value()
         if found is not None:
             self._remember(user, found)
         return found
 
     def put(self, user: str, value: ScoringState) -> None:
-        self._state.update(value)
+        if self._deferred:
+            self._changed.add(user)
+        else:
+            self._keys.to(user)
+            self._state.update(value)
         self._remember(user, value)
 
     def clear(self, user: str) -> None:
+        self._keys.to(user)
         self._state.clear()
         self._entries.pop(user, None)
+        self._changed.discard(user)
+
+    def changed(self) -> set[str]:
+        """The users changed since they were last written."""
+        return self._changed
+
+    def write(self, user: str) -> None:
+        """Write ``user``'s state if it changed since it was last written."""
+        if user in self._changed:
+            self._changed.discard(user)
+            self._keys.to(user)
+            self._state.update(self._entries[user])
 
     def _remember(self, user: str, value: ScoringState) -> None:
         entries = self._entries
         entries[user] = value
         entries.move_to_end(user)
         if len(entries) > self._capacity:
-            entries.popitem(last=False)
+            oldest = next(iter(entries))
+            self.write(oldest)  # a changed user is written before it is forgotten
+            del entries[oldest]
 
     def __len__(self) -> int:
         return len(self._entries)
 
 
 class JoinMap:
-    """The label-join map state, with its *pending* entries also kept in Python.
+    """The label-join map state, with its *pending* entries also kept in Python, written behind.
 
     Most labels find their event pending; without this each would cost a call into the JVM, a
-    RocksDB read and an unpickle to get back an entry this subtask wrote itself. Written
-    through like ``UserStateCache`` (the map state stays the truth, so checkpoints are exact) and
-    keyed by (user, event id), as the map state is. At most ``capacity`` entries, the oldest go
-    first (pending entries are mostly closed in the order they were written); a miss reads the
-    map state.
+    RocksDB read and an unpickle to get back an entry this subtask wrote itself. Keyed by
+    (user, event id), as the map state is. At most ``capacity`` pending entries are kept, the
+    oldest go first (pending entries are mostly closed in the order they were written); a miss
+    reads the map state.
+
+    With ``deferred``, changes wait in Python, per user, until ``write`` (as in
+    ``UserStateCache``): an event labelled before they are written costs one write of its closed
+    entry instead of a pending entry and then a closed one. Reads see the waiting changes first.
     """
 
-    def __init__(self, state: Any, capacity: int) -> None:
+    def __init__(self, state: Any, keys: KeyScope, capacity: int, deferred: bool) -> None:
         self._state = state
+        self._keys = keys
         self._capacity = capacity
+        self._deferred = deferred
         self._pending: dict[tuple[str, str], JoinEntry] = {}
+        # user -> event id -> its new entry, or None where it was removed
+        self._changes: dict[str, dict[str, JoinEntry | None]] = {}
+        self.changed_entries = 0
 
     def get(self, user: str, event_id: str) -> JoinEntry | None:
+        changes = self._changes.get(user)
+        if changes is not None and event_id in changes:
+            return changes[event_id]
         found = self._pending.get((user, event_id))
-        return found if found is not None else self._state.get(event_id)
+        if found is not None:
+            return found
+        self._keys.to(user)
+        return self._state.get(event_id)
 
     def put(self, user: str, event_id: str, entry: JoinEntry) -> None:
-        self._state.put(event_id, entry)
+        self._change(user, event_id, entry)
         key = (user, event_id)
         if entry[0] != PENDING:
             self._pending.pop(key, None)
@@ -280,9 +329,44 @@ class JoinMap:
             del pending[next(iter(pending))]
 
     def remove(self, user: str, event_id: str) -> None:
-        self._state.remove(event_id)
+        self._change(user, event_id, None)
         self._pending.pop((user, event_id), None)
 
-    def items(self) -> Any:
-        """The current user's entries, from the map state."""
+    def items(self, user: str) -> Any:
+        """``user``'s entries, from the map state (its waiting changes are written first)."""
+        self.write(user)
+        self._keys.to(user)
         return self._state.items()
+
+    def changed(self) -> Any:
+        """The users with changes not yet written."""
+        return self._changes.keys()
+
+    def write(self, user: str) -> None:
+        """Write ``user``'s waiting changes to the map state."""
+        changes = self._changes.pop(user, None)
+        if not changes:
+            return
+        self.changed_entries -= len(changes)
+        self._keys.to(user)
+        state = self._state
+        for event_id, entry in changes.items():
+            if entry is None:
+                state.remove(event_id)
+            else:
+                state.put(event_id, entry)
+
+    def _change(self, user: str, event_id: str, entry: JoinEntry | None) -> None:
+        if not self._deferred:
+            self._keys.to(user)
+            if entry is None:
+                self._state.remove(event_id)
+            else:
+                self._state.put(event_id, entry)
+            return
+        changes = self._changes.get(user)
+        if changes is None:
+            changes = self._changes[user] = {}
+        if event_id not in changes:
+            self.changed_entries += 1
+        changes[event_id] = entry

@@ -49,6 +49,9 @@ class _CountPerUser(KeyedProcessFunction):
 
     def process_element(self, value: bytes, ctx: Any) -> list[bytes]:
         self._keys.forget_current()
+        if not value:  # the batcher announces a checkpoint barrier or the end of input
+            user = ctx.get_current_key()
+            return [self._packer.pack([("announced", str(user).encode(), b"")])]
         watermark = ctx.timer_service().current_watermark()
         out = []
         records = unpack_records(value)
@@ -98,7 +101,7 @@ def main(out_path: Path, jar_dir: Path) -> None:
             "scoring_parallelism": 2,
         }
     )
-    batches = _batched(stamped._j_data_stream, settings, "batch-records", 2)
+    batches = _batched(stamped._j_data_stream, settings, "batch-records", 2, announce_barriers=True)
     counted = batches.process(_CountPerUser(), output_type=BYTES)
     unpacked = _unpacked_outputs(counted, settings)
     results = []

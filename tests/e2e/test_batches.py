@@ -3,7 +3,8 @@ under its own user's key, never behind a watermark it came before; outputs come 
 
 ``batch_job.py`` runs the job; this checks what it wrote. It fails if ``RecordBatcher`` held a
 batch across a watermark (records would see a watermark at or past their own timestamp), lost
-the last batch at the end of input, or if the key switch left state or timers on another user.
+the last batch at the end of input, did not announce the end of input (``announce_barriers``)
+under a user of its own, or if the key switch left state or timers on another user.
 """
 
 from __future__ import annotations
@@ -65,3 +66,7 @@ def test_batches_keep_every_record_its_key_and_its_watermark(tmp_path: Path) -> 
     assert sum(sizes) == RECORDS
     assert max(sizes) <= BATCH_RECORDS
     assert len(sizes) < RECORDS / 2
+
+    # Each subtask announced the end of input, after its last batch, under one of its users.
+    announced = [key for topic, key, _ in rows if topic == "announced"]
+    assert len(announced) >= 2 and set(announced) <= set(seen)

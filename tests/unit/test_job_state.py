@@ -71,81 +71,153 @@ def test_a_pending_outcome_packs_and_unpacks_exactly() -> None:
     assert unpack(pack(pending(7))) == pending(7)  # the Nones survive too
 
 
-class _FakeValueState:
-    """Flink's keyed value state for one current key, counting the calls into the JVM."""
+class _Keys:
+    """Flink's current key, as ``batches.KeySwitch`` sets it, counting the switches."""
 
-    def __init__(self, stored: Any = None) -> None:
-        self.stored, self.reads, self.writes = stored, 0, 0
+    def __init__(self) -> None:
+        self.current: str | None = None
+        self.switches = 0
+
+    def to(self, user: str) -> None:
+        if user != self.current:
+            self.current = user
+            self.switches += 1
+
+
+class _FakeValueState:
+    """Flink's keyed value state: one value per current key, counting the calls into the JVM."""
+
+    def __init__(self, keys: _Keys, stored: dict[str, Any] | None = None) -> None:
+        self.keys = keys
+        self.stored: dict[str, Any] = dict(stored or {})
+        self.reads = self.writes = 0
 
     def value(self) -> Any:
         self.reads += 1
-        return self.stored
+        return self.stored.get(self.keys.current)  # type: ignore[arg-type]
 
     def update(self, value: Any) -> None:
         self.writes += 1
-        self.stored = value
+        self.stored[self.keys.current] = value  # type: ignore[index]
 
     def clear(self) -> None:
-        self.stored = None
+        self.stored.pop(self.keys.current, None)  # type: ignore[arg-type]
 
 
-def test_the_state_cache_reads_once_and_writes_every_change_through() -> None:
-    from streamscore.features.engine import FeatureEngine
-    from streamscore.job.state import ScoringState, UserStateCache
+def _new_state(timer_at: int = -1) -> Any:
+    from streamscore.job.state import ScoringState
 
-    backing = _FakeValueState()
-    cache = UserStateCache(backing, capacity=2)
+    return ScoringState(FeatureEngine().new_state(), timer_at=timer_at)
+
+
+def test_the_state_cache_reads_once_and_writes_through_when_not_deferred() -> None:
+    from streamscore.job.state import UserStateCache
+
+    keys = _Keys()
+    backing = _FakeValueState(keys)
+    cache = UserStateCache(backing, keys, capacity=2, deferred=False)
     assert cache.get("a") is None and backing.reads == 1  # an unknown user is not remembered
-    state = ScoringState(FeatureEngine().new_state())
+    state = _new_state()
     cache.put("a", state)
     assert cache.get("a") is state and cache.get("a") is state
-    assert backing.reads == 1 and backing.writes == 1 and backing.stored is state
+    assert backing.reads == 1 and backing.writes == 1 and backing.stored == {"a": state}
     cache.put("b", state)
     cache.put("c", state)  # over capacity: "a", the least recently used, goes
     assert len(cache) == 2 and cache.get("a") is state and backing.reads == 2
     cache.clear("a")
-    assert backing.stored is None and cache.get("a") is None
+    assert "a" not in backing.stored and cache.get("a") is None
+    assert not cache.changed()
+
+
+def test_deferred_state_is_written_once_per_user_under_that_users_key() -> None:
+    from streamscore.job.state import UserStateCache
+
+    keys = _Keys()
+    backing = _FakeValueState(keys)
+    cache = UserStateCache(backing, keys, capacity=10, deferred=True)
+    a, b = _new_state(1), _new_state(2)
+    for _ in range(3):  # three records each: nothing reaches Flink's state yet
+        cache.put("a", a)
+        cache.put("b", b)
+    assert backing.writes == 0 and cache.get("a") is a and cache.changed() == {"a", "b"}
+    for user in sorted(cache.changed()):
+        cache.write(user)
+    assert backing.writes == 2 and backing.stored == {"a": a, "b": b} and not cache.changed()
+    cache.write("a")  # unchanged since: not written again
+    assert backing.writes == 2
+
+
+def test_a_changed_user_leaving_the_cache_is_written_first() -> None:
+    from streamscore.job.state import UserStateCache
+
+    keys = _Keys()
+    backing = _FakeValueState(keys)
+    cache = UserStateCache(backing, keys, capacity=2, deferred=True)
+    a = _new_state(1)
+    cache.put("a", a)
+    cache.put("b", _new_state(2))
+    cache.put("c", _new_state(3))  # "a" goes, and is written under its own key
+    assert backing.stored == {"a": a} and cache.changed() == {"b", "c"}
+    assert cache.get("a") == a and backing.reads == 1  # read back from Flink's state
+    cache.clear("b")  # cleared: its waiting write is dropped, not made after
+    assert "b" not in cache.changed() and "b" not in backing.stored
+
+
+def test_without_a_cache_nothing_is_deferred() -> None:
+    from streamscore.job.state import UserStateCache
+
+    keys = _Keys()
+    backing = _FakeValueState(keys)
+    cache = UserStateCache(backing, keys, capacity=0, deferred=True)
+    state = _new_state()
+    cache.put("a", state)
+    assert backing.stored == {"a": state} and not cache.changed()
 
 
 def test_a_new_cache_reads_what_flink_restored() -> None:
-    from streamscore.features.engine import FeatureEngine
-    from streamscore.job.state import ScoringState, UserStateCache
+    from streamscore.job.state import UserStateCache
 
-    restored = ScoringState(FeatureEngine().new_state(), timer_at=42)
-    cache = UserStateCache(_FakeValueState(restored), capacity=10)
+    keys = _Keys()
+    restored = _new_state(42)
+    cache = UserStateCache(_FakeValueState(keys, {"a": restored}), keys, 10, deferred=True)
     assert cache.get("a") is restored and cache.misses == 1 and cache.hits == 0
+    assert cache.get("b") is None and keys.current == "b"  # read under the user's own key
 
 
 class _FakeMapState:
-    """Flink's keyed map state for one current key, counting reads."""
+    """Flink's keyed map state: entries per current key, counting reads and writes."""
 
-    def __init__(self) -> None:
-        self.entries: dict[str, Any] = {}
-        self.reads = 0
+    def __init__(self, keys: _Keys) -> None:
+        self.keys = keys
+        self.entries: dict[tuple[str, str], Any] = {}
+        self.reads = self.writes = 0
 
     def get(self, key: str) -> Any:
         self.reads += 1
-        return self.entries.get(key)
+        return self.entries.get((self.keys.current, key))  # type: ignore[arg-type]
 
     def put(self, key: str, value: Any) -> None:
-        self.entries[key] = value
+        self.writes += 1
+        self.entries[(self.keys.current, key)] = value  # type: ignore[index]
 
     def remove(self, key: str) -> None:
-        self.entries.pop(key, None)
+        self.writes += 1
+        self.entries.pop((self.keys.current, key), None)  # type: ignore[arg-type]
 
     def items(self) -> Any:
-        return list(self.entries.items())
+        return [(k, v) for (user, k), v in self.entries.items() if user == self.keys.current]
 
 
-def test_the_join_map_answers_pending_entries_itself_and_writes_everything_through() -> None:
+def test_the_join_map_answers_pending_entries_and_writes_through_when_not_deferred() -> None:
     from streamscore.job.state import JoinMap
 
-    backing = _FakeMapState()
-    join = JoinMap(backing, capacity=2)
+    keys = _Keys()
+    backing = _FakeMapState(keys)
+    join = JoinMap(backing, keys, capacity=2, deferred=False)
     entry = pending_entry(pending(5_000))
     join.put("u1", "e1", entry)
     assert join.get("u1", "e1") == entry and backing.reads == 0
-    assert backing.entries["e1"] == entry  # written through
+    assert backing.entries[("u1", "e1")] == entry  # written through
     join.put("u1", "e1", closed_entry(5_000, "labelled"))  # closed: no longer cached
     assert join.get("u1", "e1") == closed_entry(5_000, "labelled") and backing.reads == 1
     for i in range(3):  # over capacity: the oldest pending entry is read back from the map
@@ -153,4 +225,29 @@ def test_the_join_map_answers_pending_entries_itself_and_writes_everything_throu
     assert join.get("u1", "p0") == pending_entry(pending(0)) and backing.reads == 2
     assert join.get("u1", "p2") == pending_entry(pending(2)) and backing.reads == 2
     join.remove("u1", "p2")
-    assert "p2" not in backing.entries and join.get("u1", "p2") is None
+    assert ("u1", "p2") not in backing.entries and join.get("u1", "p2") is None
+
+
+def test_deferred_join_changes_are_read_back_and_written_last_one_wins() -> None:
+    from streamscore.job.state import JoinMap
+
+    keys = _Keys()
+    backing = _FakeMapState(keys)
+    join = JoinMap(backing, keys, capacity=1, deferred=True)
+    join.put("u1", "e1", pending_entry(pending(1)))
+    join.put("u1", "e2", pending_entry(pending(2)))  # over capacity, but still waiting
+    join.put("u2", "e3", parked_entry(ParkedLabel(True, 3, b"p", "labels", 0, 7)))
+    assert backing.writes == 0 and join.changed_entries == 3
+    assert join.get("u1", "e1") == pending_entry(pending(1)) and backing.reads == 0
+    join.put("u1", "e1", closed_entry(1, "labelled"))  # labelled before any write
+    join.remove("u1", "e2")
+    assert join.get("u1", "e2") is None and backing.reads == 0
+    assert join.changed_entries == 3 and set(join.changed()) == {"u1", "u2"}
+    switches = keys.switches
+    join.write("u1")
+    assert keys.switches == switches + 1 and backing.writes == 2  # one switch, one write each
+    assert backing.entries == {("u1", "e1"): closed_entry(1, "labelled")}
+    assert join.changed_entries == 1 and set(join.changed()) == {"u2"}
+    # A timer walks its user's entries from Flink's state: what waits is written first.
+    assert join.items("u2") == [("e3", parked_entry(ParkedLabel(True, 3, b"p", "labels", 0, 7)))]
+    assert join.changed_entries == 0 and not join.changed()

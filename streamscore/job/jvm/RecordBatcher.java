@@ -28,6 +28,13 @@ import java.util.Arrays;
  * key length (int) and UTF-8 bytes, payload length (int, -1 for null) and bytes, topic length
  * (int) and UTF-8 bytes, partition (int), offset (long), Kafka timestamp (long). The batch's
  * record timestamp is its last record's.
+ *
+ * <p>With {@code announceBarriers}, an empty batch (no records, under the key of the last record
+ * handed on, so a key of this subtask's key groups) follows the last batch before every
+ * checkpoint barrier and at the end of input, whenever records were handed on since the last
+ * one: the Python operator keeps its state writes until then, and makes them before the barrier
+ * reaches it. The operator is chained after this one, so it handles the empty batch before the
+ * checkpoint's snapshot, aligned or not.
  */
 public class RecordBatcher extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
@@ -36,6 +43,7 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
 
     private final int maxRecords;
     private final long maxWaitMs;
+    private final boolean announceBarriers;
 
     private transient byte[] buffer;
     private transient int size;
@@ -44,13 +52,17 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
     private transient long lastTimestamp;
     private transient boolean hasTimestamp;
     private transient boolean timerPending;
+    private transient String lastKey;
+    private transient boolean handedOn;
+    private transient boolean finished;
 
-    public RecordBatcher(int maxRecords, long maxWaitMs) {
+    public RecordBatcher(int maxRecords, long maxWaitMs, boolean announceBarriers) {
         if (maxRecords < 1 || maxWaitMs < 0) {
             throw new IllegalArgumentException("maxRecords >= 1 and maxWaitMs >= 0 required");
         }
         this.maxRecords = maxRecords;
         this.maxWaitMs = maxWaitMs;
+        this.announceBarriers = announceBarriers;
     }
 
     @Override
@@ -71,6 +83,7 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
                 clock.registerTimer(clock.getCurrentProcessingTime() + maxWaitMs, this);
             }
         }
+        lastKey = key;
         writeString(key);
         writeBytes((byte[]) record.getField(1));
         writeString((String) record.getField(2));
@@ -103,13 +116,28 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
     @Override
     public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
         flush();
+        // After finish() (a final checkpoint) the operators after this one are finished too:
+        // finish() announced the end already.
+        if (!finished) {
+            announce();
+        }
         super.prepareSnapshotPreBarrier(checkpointId);
     }
 
     @Override
     public void finish() throws Exception {
         flush();
+        announce();
+        finished = true;
         super.finish();
+    }
+
+    /** The empty batch that tells the Python operator to make its waiting state writes. */
+    private void announce() {
+        if (announceBarriers && handedOn) {
+            output.collect(new StreamRecord<>(Row.of(lastKey, new byte[0])));
+            handedOn = false;
+        }
     }
 
     private void flush() {
@@ -122,6 +150,7 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
         } else {
             output.collect(new StreamRecord<>(batch));
         }
+        handedOn = true;
         size = 0;
         count = 0;
         firstKey = null;
