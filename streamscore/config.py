@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     flink_taskmanager_slots: int = Field(1, ge=1)
     flink_jobmanager_memory: str = "1024m"
     flink_taskmanager_memory: str = "1536m"
+    # Flink's JVMs compile with C1 only (-XX:TieredStopAtLevel=1), not C1 then C2. Measured on
+    # 2 cores (README, Performance): C2 spent about 30 CPU seconds compiling in each start of
+    # the stack and its first minutes (the JobManager 9 of them), which the job's mostly-Python
+    # hot path hardly repays; a restarted TaskManager pays it again while it catches up. False
+    # for C2 (long-running jobs with cores to spare).
+    flink_jit_c1_only: bool = True
     # Extra JVM flags for every Flink process of the local stack (GC tuning, a profiler agent:
     # bench/README.md shows async-profiler), appended after the wheel's own flags.
     flink_extra_java_opts: str = ""

@@ -51,10 +51,17 @@ def shipped_java_opts() -> str:
     return str(shipped.get("env", {}).get("java", {}).get("opts", {}).get("all", ""))
 
 
+# Flink's JVMs stop at C1 (``flink_jit_c1_only``).
+C1_ONLY = "-XX:TieredStopAtLevel=1"
+
+
 def java_opts(s: Settings, layout: StackLayout) -> str:
-    """The wheel's JVM flags, the Kafka client JAAS file when Kafka is SASL_SSL, and the
-    user's ``flink_extra_java_opts`` last (so they can override the others)."""
+    """The wheel's JVM flags, C1 only unless turned off, the Kafka client JAAS file when Kafka
+    is SASL_SSL, and the user's ``flink_extra_java_opts`` last (so they can override the
+    others)."""
     opts = shipped_java_opts()
+    if s.flink_jit_c1_only:
+        opts = f"{opts} {C1_ONLY}"
     if s.kafka_sasl_ssl:
         jaas = credentials.client_jaas_file(layout)
         opts = f"{opts} -Djava.security.auth.login.config={jaas}"

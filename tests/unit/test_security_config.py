@@ -366,13 +366,20 @@ def test_flink_jvms_get_the_jaas_file_only_when_secured(tmp_path: Path) -> None:
     assert opts.startswith(flink.shipped_java_opts())
 
 
+def test_flink_jvms_compile_with_c1_only_unless_turned_off(tmp_path: Path) -> None:
+    layout = StackLayout(tmp_path)
+    shipped = flink.shipped_java_opts().strip()
+    assert flink.java_opts(Settings(), layout) == f"{shipped} -XX:TieredStopAtLevel=1"
+    tiered = Settings().with_overrides({"flink_jit_c1_only": False})
+    assert flink.java_opts(tiered, layout) == shipped
+
+
 def test_extra_java_opts_come_last(tmp_path: Path) -> None:
     layout = StackLayout(tmp_path)
     extra = "-XX:+UseParallelGC -Dprofiled=yes"
     secured = _secured(tmp_path).with_overrides({"flink_extra_java_opts": extra})
     opts = flink.java_opts(secured, layout)
     assert opts.endswith(f"kafka_client_jaas.conf {extra}")
-    assert flink.java_opts(Settings(), layout) == flink.shipped_java_opts().strip()
 
 
 def test_taskmanagers_get_the_secrets_in_their_environment(tmp_path: Path) -> None:
