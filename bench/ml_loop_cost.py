@@ -22,7 +22,7 @@ from collections.abc import Callable
 from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.job import records
-from streamscore.job.avro_encoders import OutcomeEncoder
+from streamscore.job.avro_encoders import OutcomeDecoder, OutcomeEncoder
 from streamscore.job.state import ParkedLabel, PendingOutcome, ScoringState, pending_entry
 from streamscore.model.challenger import ShadowScorer, new_learner
 from streamscore.model.compiled_learning import ChallengerLearner
@@ -63,6 +63,7 @@ def main() -> None:
     costs = CostModel.defaults()
     outcome_codec = Codec("outcome")
     outcome_encoder = OutcomeEncoder(schema("outcome"))
+    outcome_decoder = OutcomeDecoder(schema("outcome"))
 
     def pending(i: int) -> PendingOutcome:
         return PendingOutcome(
@@ -91,8 +92,11 @@ def main() -> None:
         "outcome record encode (per label)": per_call_us(
             lambda i: records.outcome(outcome_encoder, "e", "u", pending(i), label, "fs-v1"), n
         ),
-        "learner: outcome decode (per label)": per_call_us(
+        "learner: outcome decode by fastavro (per label)": per_call_us(
             lambda i: outcome_codec.decode(encoded[i]), n
+        ),
+        "learner: outcome decode, as the job decodes (per label)": per_call_us(
+            lambda i: outcome_decoder.decode(encoded[i]), n
         ),
         "learner: river's learn_one (per label)": per_call_us(
             lambda i: learning.learn_one(dict(zip(names, vectors[i])), txs[i].is_fraud), n

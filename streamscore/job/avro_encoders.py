@@ -1,12 +1,15 @@
-"""Avro binary of the job's hot-path records, written field by field for their fixed layouts.
+"""Avro binary of the job's hot-path records, written (and the outcome read) field by field for
+their fixed layouts.
 
 fastavro's ``schemaless_writer`` walks the schema for every record; a prediction (one per
 event) and a labelled outcome (one per label) have the same fields every time, and most of their
 strings repeat (model and feature set versions, arm, decision), so their bytes are kept once
 encoded, and an outcome's feature vector is packed in one ``struct`` call. The output is
 byte-for-byte what fastavro writes for the same record (``tests/unit/test_avro_encoders.py``
-holds them to it), so any Avro reader with the schema reads it. Each layout is checked against
-its schema once, when the encoder is built: a schema change fails there, not in a consumer.
+holds them to it), so any Avro reader with the schema reads it. The learner reads each outcome
+back with ``OutcomeDecoder``, which gives the dict fastavro's reader gives (tested likewise).
+Each layout is checked against its schema once, when the encoder or decoder is built: a schema
+change fails there, not in a consumer.
 """
 
 from __future__ import annotations
@@ -210,3 +213,135 @@ class OutcomeEncoder:
                 self._features(features),
             )
         )
+
+
+class OutcomeDecoder:
+    """Reads a labelled outcome into the dict fastavro's reader gives for it (logical types as
+    plain numbers, as ``serde.Codec`` reads them), for the learner: one per label. Any Avro
+    encoding of the layout is read, not only ``OutcomeEncoder``'s (e.g. an array in several
+    blocks); bytes that are not one whole record raise ``ValueError``."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        _check_layout(schema, OUTCOME_LAYOUT)
+        self._strings: dict[bytes, str] = {}  # the repeated strings, decoded once
+        self._doubles: dict[int, Any] = {}  # block length -> its struct's unpack_from
+
+    def decode(self, payload: bytes) -> dict[str, Any]:
+        try:
+            record, end = self._read(payload)
+        except (IndexError, struct.error, UnicodeDecodeError) as exc:
+            raise ValueError(f"not a labelled outcome: {type(exc).__name__}: {exc}") from None
+        if end != len(payload):
+            raise ValueError(f"{len(payload) - end} trailing bytes after the record")
+        return record
+
+    def _read(self, data: bytes) -> tuple[dict[str, Any], int]:
+        long_at, text_at, repeated_at = _long_at, _text_at, self._repeated_at
+        double_at = _DOUBLE_AT
+        event_id, at = text_at(data, 0)
+        user_id, at = text_at(data, at)
+        event_time, at = long_at(data, at)
+        label_time, at = long_at(data, at)
+        is_fraud = data[at] == 1
+        if data[at] > 1:
+            raise ValueError(f"is_fraud is byte {data[at]}, not a boolean")
+        (amount,) = double_at(data, at + 1)
+        (score,) = double_at(data, at + 9)
+        decision, at = repeated_at(data, at + 17)
+        model_version, at = repeated_at(data, at)
+        arm, at = repeated_at(data, at)
+        canary_percent, at = long_at(data, at)
+        champion_score, at = self._optional_double(data, at)
+        challenger_score, at = self._optional_double(data, at)
+        branch, at = long_at(data, at)
+        if branch == 0:
+            challenger_version = None
+        elif branch == 1:
+            challenger_version, at = repeated_at(data, at)
+        else:
+            raise ValueError(f"challenger_version: no union branch {branch}")
+        feature_set_version, at = repeated_at(data, at)
+        features, at = self._doubles_at(data, at)
+        return {
+            "event_id": event_id,
+            "user_id": user_id,
+            "event_time": event_time,
+            "label_time": label_time,
+            "is_fraud": is_fraud,
+            "amount": amount,
+            "score": score,
+            "decision": decision,
+            "model_version": model_version,
+            "arm": arm,
+            "canary_percent": canary_percent,
+            "champion_score": champion_score,
+            "challenger_score": challenger_score,
+            "challenger_version": challenger_version,
+            "feature_set_version": feature_set_version,
+            "features": features,
+        }, at
+
+    def _repeated_at(self, data: bytes, at: int) -> tuple[str, int]:
+        n, at = _long_at(data, at)
+        raw = data[at : at + n] if n >= 0 else b""
+        if len(raw) != n:
+            raise ValueError("a string runs past the record")
+        text = self._strings.get(raw)
+        if text is None:
+            if len(self._strings) > 1000:  # versions come and go
+                self._strings.clear()
+            text = self._strings[raw] = raw.decode()
+        return text, at + n
+
+    @staticmethod
+    def _optional_double(data: bytes, at: int) -> tuple[float | None, int]:
+        branch, at = _long_at(data, at)
+        if branch == 0:
+            return None, at
+        if branch == 1:
+            return _DOUBLE_AT(data, at)[0], at + 8
+        raise ValueError(f"no union branch {branch}")
+
+    def _doubles_at(self, data: bytes, at: int) -> tuple[list[float], int]:
+        """An Avro array of doubles: blocks of (count, items), a negative count followed by the
+        block's size in bytes, until a count of 0."""
+        values: list[float] = []
+        while True:
+            count, at = _long_at(data, at)
+            if count == 0:
+                return values, at
+            if count < 0:
+                count = -count
+                _, at = _long_at(data, at)
+            unpack = self._doubles.get(count)
+            if unpack is None:
+                unpack = self._doubles[count] = struct.Struct(f"<{count}d").unpack_from
+            values.extend(unpack(data, at))
+            at += 8 * count
+
+
+_DOUBLE_AT = struct.Struct("<d").unpack_from
+
+
+def _long_at(data: bytes, at: int) -> tuple[int, int]:
+    """Avro's ``long`` at ``at``: a zig-zag little-endian base-128 varint; and where it ends."""
+    byte = data[at]
+    at += 1
+    n = byte & 0x7F
+    shift = 7
+    while byte & 0x80:
+        byte = data[at]
+        at += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+    if n >> 64:
+        raise ValueError("a varint longer than a long")
+    return (n >> 1) ^ -(n & 1), at
+
+
+def _text_at(data: bytes, at: int) -> tuple[str, int]:
+    n, at = _long_at(data, at)
+    raw = data[at : at + n] if n >= 0 else b""
+    if len(raw) != n:
+        raise ValueError("a string runs past the record")
+    return raw.decode(), at + n

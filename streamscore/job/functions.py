@@ -44,7 +44,7 @@ from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
 from streamscore.job import interpreter, records
-from streamscore.job.avro_encoders import OutcomeEncoder, PredictionEncoder
+from streamscore.job.avro_encoders import OutcomeDecoder, OutcomeEncoder, PredictionEncoder
 from streamscore.job.batches import (
     KeySwitch,
     OutputPacker,
@@ -728,7 +728,7 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         self._tail = runtime_context.get_list_state(
             ListStateDescriptor("challenger-tail", Types.PICKLED_BYTE_ARRAY())
         )
-        self._outcomes = Codec("outcome", self._schemas["outcome"])
+        self._outcomes = OutcomeDecoder(self._schemas["outcome"])
         self._control = Codec("control", self._schemas["control"])
         self._metrics = process_metrics(s.metrics_host, s.metrics_port)
         self._names = FEATURE_SET.feature_names

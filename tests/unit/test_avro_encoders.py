@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamscore.job.avro_encoders import OutcomeEncoder, PredictionEncoder
+from streamscore.job.avro_encoders import OutcomeDecoder, OutcomeEncoder, PredictionEncoder
 from streamscore.resources import schema
 from streamscore.serde import Codec
 
@@ -16,6 +16,7 @@ CODEC = Codec("prediction")
 ENCODER = PredictionEncoder(schema("prediction"))
 OUTCOME_CODEC = Codec("outcome")
 OUTCOME_ENCODER = OutcomeEncoder(schema("outcome"))
+OUTCOME_DECODER = OutcomeDecoder(schema("outcome"))
 TEXT = st.text(max_size=40)
 LONGS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 DOUBLES = st.floats(allow_nan=False)
@@ -77,8 +78,62 @@ def test_the_outcome_bytes_are_fastavros(outcome: dict[str, Any]) -> None:
     assert OUTCOME_CODEC.decode(encoded) == outcome
 
 
+@settings(max_examples=2000, derandomize=True, database=None, deadline=None)
+@given(OUTCOMES)
+def test_the_outcome_decoder_reads_what_fastavro_reads(outcome: dict[str, Any]) -> None:
+    decoded = OUTCOME_DECODER.decode(OUTCOME_ENCODER.encode(**outcome))
+    assert decoded == outcome
+    assert list(decoded) == list(OUTCOME_CODEC.decode(OUTCOME_CODEC.encode(outcome)))  # order
+
+
+def test_the_outcome_decoder_reads_arrays_in_several_blocks() -> None:
+    import struct
+
+    from streamscore.job.avro_encoders import avro_long
+
+    outcome = {
+        "event_id": "e", "user_id": "u", "event_time": 1, "label_time": 2, "is_fraud": True,
+        "amount": 3.5, "score": 0.25, "decision": "DECLINE", "model_version": "m",
+        "arm": "champion", "canary_percent": 0, "champion_score": None,
+        "challenger_score": 0.5, "challenger_version": "c", "feature_set_version": "f",
+        "features": [],
+    }  # fmt: skip
+    head = OUTCOME_ENCODER.encode(**outcome)[:-1]  # without the empty array's 0
+    # A block of two, then a block of one given with its size in bytes (a negative count).
+    blocks = (
+        avro_long(2) + struct.pack("<2d", 1.0, 2.0)
+        + avro_long(-1) + avro_long(8) + struct.pack("<d", 3.0) + b"\x00"
+    )  # fmt: skip
+    expected = {**outcome, "features": [1.0, 2.0, 3.0]}
+    assert OUTCOME_CODEC.decode(head + blocks) == expected
+    assert OUTCOME_DECODER.decode(head + blocks) == expected
+
+
+@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+@given(OUTCOMES, st.data())
+def test_the_outcome_decoder_refuses_broken_bytes_with_a_value_error(
+    outcome: dict[str, Any], data: st.DataObject
+) -> None:
+    """Cut, extended or changed bytes: a ValueError, or (where they still make a record) the
+    record fastavro reads from them."""
+    encoded = OUTCOME_ENCODER.encode(**outcome)
+    cut = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
+    with pytest.raises(ValueError):
+        OUTCOME_DECODER.decode(encoded[:cut])
+    with pytest.raises(ValueError, match="trailing"):
+        OUTCOME_DECODER.decode(encoded + b"\x00")
+    at = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
+    changed = encoded[:at] + bytes([data.draw(st.integers(0, 255))]) + encoded[at + 1 :]
+    try:
+        decoded = OUTCOME_DECODER.decode(changed)
+    except ValueError:
+        return
+    assert repr(decoded) == repr(OUTCOME_CODEC.decode(changed))  # NaN, from a changed byte, too
+
+
 @pytest.mark.parametrize(
-    ("name", "encoder"), [("prediction", PredictionEncoder), ("outcome", OutcomeEncoder)]
+    ("name", "encoder"),
+    [("prediction", PredictionEncoder), ("outcome", OutcomeEncoder), ("outcome", OutcomeDecoder)],
 )
 def test_a_changed_schema_is_refused_when_the_encoder_is_built(name: str, encoder: type) -> None:
     changed = {**schema(name)}  # a copy: schema() hands out a shared dict
