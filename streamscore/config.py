@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # Extra JVM flags for every Flink process of the local stack (GC tuning, a profiler agent:
     # bench/README.md shows async-profiler), appended after the wheel's own flags.
     flink_extra_java_opts: str = ""
+    # Extra keys for the local stack's Flink config.yaml, over the stack's own (e.g. RocksDB
+    # options, state.backend.rocksdb.*); as JSON in STREAMSCORE_FLINK_EXTRA_CONFIG.
+    flink_extra_config: dict[str, str] = Field(default_factory=dict)
     flink_prometheus_port: str = "9249-9259"
 
     # The scoring job

@@ -69,6 +69,12 @@ def java_opts(s: Settings, layout: StackLayout) -> str:
 
 
 def cluster_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
+    """The local stack's Flink config.yaml: the stack's own keys, then ``flink_extra_config``
+    over them."""
+    return {**_stack_config(s, layout), **s.flink_extra_config}
+
+
+def _stack_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
     python = sys.executable
     work = layout.flink_work
     return {

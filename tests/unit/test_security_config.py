@@ -374,6 +374,19 @@ def test_flink_jvms_compile_with_c1_only_unless_turned_off(tmp_path: Path) -> No
     assert flink.java_opts(tiered, layout) == shipped
 
 
+def test_extra_flink_config_goes_over_the_stacks_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = StackLayout(tmp_path)
+    extra = '{"state.backend.rocksdb.compaction.style": "UNIVERSAL", "heartbeat.interval": "5000"}'
+    monkeypatch.setenv("STREAMSCORE_FLINK_EXTRA_CONFIG", extra)
+    config = flink.cluster_config(Settings(), layout)
+    assert config["state.backend.rocksdb.compaction.style"] == "UNIVERSAL"
+    assert config["heartbeat.interval"] == "5000"  # over the stack's 2000
+    monkeypatch.delenv("STREAMSCORE_FLINK_EXTRA_CONFIG")
+    assert flink.cluster_config(Settings(), layout)["heartbeat.interval"] == 2000
+
+
 def test_extra_java_opts_come_last(tmp_path: Path) -> None:
     layout = StackLayout(tmp_path)
     extra = "-XX:+UseParallelGC -Dprofiled=yes"
