@@ -109,6 +109,37 @@ def test_the_outcome_decoder_reads_arrays_in_several_blocks() -> None:
     assert OUTCOME_DECODER.decode(head + blocks) == expected
 
 
+def test_the_outcome_decoder_refuses_a_long_past_64_bits() -> None:
+    from streamscore.job.avro_encoders import avro_long
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while n > 0x7F:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        return bytes(out + bytes([n]))
+
+    record = OUTCOME_ENCODER.encode(**next(iter(_EXAMPLE_OUTCOMES)))
+    event_time_at = 2  # after two empty strings
+    assert record[:event_time_at] == b"\x00\x00" and record[event_time_at] == 0
+    assert varint(2**64 - 1) == avro_long(-(2**63))  # the largest zig-zag long still reads
+    longest = record[:event_time_at] + varint(2**64 - 1) + record[event_time_at + 1 :]
+    assert OUTCOME_DECODER.decode(longest)["event_time"] == -(2**63)
+    with pytest.raises(ValueError, match="longer than a long"):
+        OUTCOME_DECODER.decode(record[:event_time_at] + varint(2**64) + record[event_time_at + 1 :])
+
+
+_EXAMPLE_OUTCOMES = [
+    {
+        "event_id": "", "user_id": "", "event_time": 0, "label_time": 0, "is_fraud": False,
+        "amount": 1.0, "score": 0.5, "decision": "REVIEW", "model_version": "m",
+        "arm": "champion", "canary_percent": 0, "champion_score": None,
+        "challenger_score": None, "challenger_version": None, "feature_set_version": "f",
+        "features": [1.0],
+    }
+]  # fmt: skip
+
+
 @settings(max_examples=3000, derandomize=True, database=None, deadline=None)
 @given(OUTCOMES, st.data())
 def test_the_outcome_decoder_refuses_broken_bytes_with_a_value_error(
