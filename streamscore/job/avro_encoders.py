@@ -282,16 +282,13 @@ class OutcomeDecoder:
         }, at
 
     def _repeated_at(self, data: bytes, at: int) -> tuple[str, int]:
-        n, at = _long_at(data, at)
-        raw = data[at : at + n] if n >= 0 else b""
-        if len(raw) != n:
-            raise ValueError("a string runs past the record")
+        raw, at = _bytes_at(data, at)
         text = self._strings.get(raw)
         if text is None:
             if len(self._strings) > 1000:  # versions come and go
                 self._strings.clear()
             text = self._strings[raw] = raw.decode()
-        return text, at + n
+        return text, at
 
     @staticmethod
     def _optional_double(data: bytes, at: int) -> tuple[float | None, int]:
@@ -339,9 +336,15 @@ def _long_at(data: bytes, at: int) -> tuple[int, int]:
     return (n >> 1) ^ -(n & 1), at
 
 
-def _text_at(data: bytes, at: int) -> tuple[str, int]:
+def _bytes_at(data: bytes, at: int) -> tuple[bytes, int]:
+    """Avro's ``bytes`` (a string's UTF-8) at ``at``: its length, then that many bytes."""
     n, at = _long_at(data, at)
     raw = data[at : at + n] if n >= 0 else b""
     if len(raw) != n:
         raise ValueError("a string runs past the record")
-    return raw.decode(), at + n
+    return raw, at + n
+
+
+def _text_at(data: bytes, at: int) -> tuple[str, int]:
+    raw, at = _bytes_at(data, at)
+    return raw.decode(), at
