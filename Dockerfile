@@ -47,10 +47,11 @@ COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['online']))" \
         > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
-COPY README.md ./
+COPY README.md setup.py ./
 COPY streamscore ./streamscore
 # A wheel, installed like any user's: schemas, the job entry point and the pom are package data
-# read through importlib.resources, so nothing needs the source tree after this step.
+# read through importlib.resources, so nothing needs the source tree after this step. Building
+# it compiles the scoring path with mypyc (setup.py; build-essential above is its compiler).
 RUN pip wheel --no-deps -w /tmp/wheels . \
  && pip install --no-deps /tmp/wheels/streamscore-*.whl \
  && rm -rf /tmp/wheels build

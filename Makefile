@@ -5,13 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test unit e2e chaos lint up down status bench clean
+.PHONY: help setup native demo test unit e2e chaos lint up down status bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
-	bash infra/setup-system.sh
+	PYTHON=$(PYTHON) bash infra/setup-system.sh
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip==25.3
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP) ## Install system packages (if root) and the Python venv
+	@$(BIN)/streamscore native --current 2>/dev/null || $(MAKE) --no-print-directory native
+
+native: $(STAMP) ## Compile the scoring path with mypyc again (after editing it; streamscore/native.py)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/streamscore native
 
 demo: setup ## Stack up, model, job RUNNING, events in, predictions out
 	$(BIN)/streamscore demo

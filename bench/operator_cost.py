@@ -152,7 +152,7 @@ def main() -> None:
     operator = _ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, load_for_job(s))
     operator.open(_RuntimeContext())
     if not args.no_challenger:
-        operator._apply("CHALLENGER", ("river-logistic-000002000", _challenger_snapshot()))
+        operator._scoring.apply("CHALLENGER", ("river-logistic-000002000", _challenger_snapshot()))
     ctx = _Context()
     events, labels = Codec("event"), Codec("label")
     start = int(time.time() * 1000) - 200_000

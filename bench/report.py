@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from streamscore import native
 from streamscore.config import Settings
 
 from environment import command_line, git_info, machine_info, versions
@@ -107,6 +108,8 @@ def new_report(
         },
         "settings": s.as_dict(),
         "model_version": model_version,
+        # This process's; the TaskManagers decide the same from the environment `stack up` had.
+        "scoring_path": native.mode,
         "git": git_info(),
         "machine": machine_info(),
         "versions": versions(),
@@ -242,6 +245,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"commit `{git['commit'][:12]}`{' (uncommitted changes)' if git['dirty'] else ''}, "
         f"{m['nproc']} CPUs, {m['memory_bytes'] / 2**30:.1f} GiB, load average at start "
         f"{m['load_average_at_start'][0]:.2f}, model {report['model_version']}, "
+        f"scoring path {report.get('scoring_path', 'sources (before the mypyc build)')}, "
         f"checkpoint interval {report['settings']['checkpoint_interval_ms']} ms, "
         f"parallelism {report['settings']['parallelism']}, {labels_summary(p)}",
         "",

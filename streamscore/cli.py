@@ -424,6 +424,22 @@ def health_report(ctx: click.Context, out_dir: Path, minutes: int) -> None:
     click.echo(write_report(_settings(ctx), out_dir, minutes))
 
 
+@main.command("native")
+@click.option("--current", is_flag=True, help="Only the exit code: 0 if the build is current.")
+def native_status(current: bool) -> None:
+    """Which code runs the scoring path here: the mypyc build, or the Python sources and why
+    (`make native` rebuilds; streamscore/native.py)."""
+    import importlib
+
+    from streamscore import native
+
+    if current:
+        sys.exit(0 if native.build_is_current() else 1)
+    click.echo(f"scoring path: {native.mode}")
+    for name in native.COMPILED_MODULES:
+        click.echo(f"  {name}: {importlib.import_module(name).__file__}")
+
+
 @main.command("status")
 @click.pass_context
 def health_status(ctx: click.Context) -> None:

@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     # generation-1 collections (CPython: 10). Full collections walk every cached user's state;
     # see job/interpreter.py for what they cost.
     python_gc_full_collection_every: int = Field(100, ge=1)
+    # Run the scoring path from its Python sources rather than its mypyc build (native.py): for
+    # a same-commit comparison or a debugger. Read when the package is imported, from
+    # STREAMSCORE_PURE_PYTHON; `stack up` hands it on to the TaskManagers.
+    pure_python: bool = False
     # Users whose state each scoring subtask keeps in Python in front of Flink's keyed state
     # (job/state.py UserStateCache): a hit spares a JVM call, a RocksDB read and an unpickle.
     # Least recently used go first; 0 turns the cache off.
@@ -375,7 +379,8 @@ def settings_from(pairs: tuple[str, ...] | list[str] = ()) -> Settings:
     Every entry point (the CLI, the job script, the benchmark) builds its settings here, so the
     rules and the error message are the same everywhere."""
     try:
-        return Settings().with_overrides(parse_overrides(pairs))
+        # (pydantic-settings fills the fields from the environment; mypy sees a bare call)
+        return Settings().with_overrides(parse_overrides(pairs))  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()

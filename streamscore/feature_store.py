@@ -27,7 +27,7 @@ from array import array
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -103,7 +103,8 @@ def connect(settings: Settings, timeout_s: float = 2.0) -> redis.Redis:
 
 def read_features(client: redis.Redis, key_prefix: str, user_id: str) -> dict[str, Any] | None:
     """A user's stored features, decoded; None if absent. For readers of the store and tests."""
-    raw = client.hgetall(f"{key_prefix}{user_id}")
+    # (redis-py's sync client; its types also cover the async one)
+    raw = cast(dict[bytes, bytes], client.hgetall(f"{key_prefix}{user_id}"))
     if not raw:
         return None
     fields = {k.decode(): v.decode() for k, v in raw.items()}
@@ -163,9 +164,10 @@ class ConditionalWriter:
             args += (event_time, event_id, orjson.dumps(dict(zip(names, vector))))
         for attempt in (1, 2):
             if self._sha is None:
-                self._sha = self._client.script_load(CONDITIONAL_WRITE)
+                self._sha = cast(str, self._client.script_load(CONDITIONAL_WRITE))
             try:
-                return list(self._client.evalsha(self._sha, len(keys), *keys, *args))
+                replies = self._client.evalsha(self._sha, len(keys), *keys, *args)
+                return list(cast(list[Any], replies))
             except NoScriptError:
                 # Redis restarted and lost the script: load it again, once.
                 self._sha = None

@@ -159,10 +159,11 @@ def read_messages(
                 if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
                     return
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise KafkaUnavailable(f"reading {topic}: {msg.error()}")
+                raise KafkaUnavailable(f"reading {topic}: {error}")
             last = time.monotonic()
             seen += 1
             yield msg

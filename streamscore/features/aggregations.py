@@ -19,7 +19,7 @@ Buckets = dict[int, list[float]]
 class Cell(NamedTuple):
     """The merged statistics of a window's live buckets, as the aggregations see them."""
 
-    count: int
+    events: float  # how many (a float: the cells are lists of floats)
     total: float
     top: float
 
@@ -38,16 +38,16 @@ def add_to_buckets(buckets: Buckets, k: int, value: float) -> None:
 
 def merge_live(buckets: Buckets, k_first: int, k_last: int) -> Cell:
     """Merge the cells of buckets ``k_first < k <= k_last``; none gives ``Cell(0, 0.0, 0.0)``."""
-    count = 0
+    events = 0.0
     total = 0.0
     top = 0.0
     for k, (c, s, m) in buckets.items():
         if k_first < k <= k_last:
-            count += c
+            events += c
             total += s
             if m > top:
                 top = m
-    return _new_cell((count, total, top))
+    return _new_cell((events, total, top))
 
 
 # tuple.__new__ straight away: Cell(...) goes through a Python-level __new__, and this runs for
@@ -57,8 +57,8 @@ _new_cell = Cell._make
 Aggregation = Callable[[Cell], float]
 
 AGGREGATIONS: dict[str, Aggregation] = {
-    "count": lambda cell: float(cell.count),
+    "count": lambda cell: float(cell.events),
     "sum": lambda cell: cell.total,
-    "mean": lambda cell: cell.total / cell.count if cell.count else 0.0,
+    "mean": lambda cell: cell.total / cell.events if cell.events else 0.0,
     "max": lambda cell: cell.top,
 }

@@ -56,7 +56,7 @@ class CurrentValue(_Stateless):
 
     def __init__(self, field: str) -> None:
         self.field = field
-        self.names = (field,)
+        self.names: tuple[str, ...] = (field,)
 
     def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
         out.append(float(event[self.field]))
@@ -67,7 +67,7 @@ class CategoryCode(_Stateless):
 
     def __init__(self, field: str, vocabulary: tuple[str, ...]) -> None:
         self.field = field
-        self.names = (field,)
+        self.names: tuple[str, ...] = (field,)
         self._codes = {value: float(i) for i, value in enumerate(vocabulary)}
 
     def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
@@ -75,7 +75,7 @@ class CategoryCode(_Stateless):
 
 
 class HourOfDay(_Stateless):
-    names = ("hour_of_day",)
+    names: tuple[str, ...] = ("hour_of_day",)
 
     def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
         out.append(float((event["event_time"] // 3_600_000) % 24))
@@ -85,7 +85,7 @@ class SecondsSincePrevious(_Stateless):
     """Event time minus the newest earlier event time, clamped at 0 (out-of-order events give
     0), or -1 with no history."""
 
-    names = ("secs_since_previous",)
+    names: tuple[str, ...] = ("secs_since_previous",)
 
     def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
         out.append(NO_HISTORY if newest < 0 else max(0, event["event_time"] - newest) / 1000.0)
@@ -160,11 +160,11 @@ class WindowedDistinct(_Windowed):
         value = event[self.field]
         if self._flag_new:
             out.append(0.0 if value in seen else 1.0)
-        values = slot.get(k_event)
-        if values is None:
+        bucket = slot.get(k_event)
+        if bucket is None:
             slot[k_event] = {value}
         else:
-            values.add(value)
+            bucket.add(value)
 
 
 class RatioToMean(_Stateless):
@@ -172,7 +172,7 @@ class RatioToMean(_Stateless):
 
     def __init__(self, field: str, window: str, mean_name: str, mean_index: int) -> None:
         self.field = field
-        self.names = (f"{field}_to_mean_{window}",)
+        self.names: tuple[str, ...] = (f"{field}_to_mean_{window}",)
         self.mean_name = mean_name
         self._mean_index = mean_index
 

@@ -82,7 +82,8 @@ class FeatureSet:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window_by_name", {w.name: w for w in self.windows})
-        for spec in (*self.numeric, *self.distinct):
+        specs: tuple[NumericAggregate | DistinctCount, ...] = (*self.numeric, *self.distinct)
+        for spec in specs:
             for name in spec.windows:
                 if name not in self.window_by_name:
                     raise ValueError(f"{spec.field}: unknown window {name!r}")

@@ -73,6 +73,6 @@ class FeatureEngine:
         if t > newest:
             state.newest = t
             if newest < 0 or t // EXPIRY_STEP_MS != newest // EXPIRY_STEP_MS:
-                for feature, slot in zip(self.stateful, slots):
-                    feature.expire(slot, t)
+                for stateful, kept in zip(self.stateful, slots):
+                    stateful.expire(kept, t)
         return vector

@@ -19,7 +19,7 @@ The two layouts here must match the Java sources (big-endian lengths and numbers
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 # One input record: (key, payload or None, topic, partition, offset, Kafka timestamp).
 InputRecord = tuple[str, bytes | None, str, int, int, int]
@@ -117,6 +117,17 @@ def unpack_outputs(packed: bytes) -> list[OutputRecord]:
         topic, key, value = fields
         out.append(((topic or b"").decode(), key, value))
     return out
+
+
+class CurrentKey(Protocol):
+    """What the scoring operator needs of Flink's current key: ``KeySwitch`` in a TaskManager,
+    a fake in probes outside Flink (a protocol, so compiled code takes either)."""
+
+    def to(self, user: str) -> None: ...
+
+    def forget_current(self) -> None: ...
+
+    def assume(self, user: str) -> None: ...
 
 
 class KeySwitch:

@@ -1,34 +1,26 @@
-"""The job's Python operators.
+"""The job's Python operators, as PyFlink sees them.
 
 ``ScoreEvents`` (keyed by the Kafka key, i.e. the user; state in RocksDB; the control broadcast
 as its second input) gets the records of the events and labels topics as raw bytes, in batches
-packed by the JVM (``batches.py``), and switches Flink's current key to each record's user. It
-decodes and validates each (or dead-letters it with the reason), checks it against its key and
-timestamp, applies the late rule, updates the user's windowed aggregates, scores with the
-champion or the canary candidate and the challenger in shadow, decides by expected cost, joins
-labels to what was decided, and returns every record it produces (predictions, dead letters,
-labelled outcomes) as ``(topic, key, value)``, packed in one piece per call, for one Kafka sink
-that picks the topic in the JVM. The control topic (model assignments, challenger snapshots) is
-broadcast as raw rows and checked where it is applied (``ControlReader``). ``LearnChallenger``
-(one subtask) learns from the labelled outcomes, measures live quality and publishes challenger
-snapshots and automatic rollbacks to the control topic.
+packed by the JVM (``batches.py``). Its ``scoring.ScoringOperator`` decodes and validates each
+(or dead-letters it with the reason), checks it against its key and timestamp, applies the late
+rule, updates the user's windowed aggregates, scores with the champion or the canary candidate
+and the challenger in shadow, decides by expected cost, joins labels to what was decided, and
+returns every record it produces (predictions, dead letters, labelled outcomes) as ``(topic,
+key, value)``, packed in one piece per call, for one Kafka sink that picks the topic in the JVM.
+The control topic (model assignments, challenger snapshots) is broadcast as raw rows and
+checked where it is applied (``scoring.ControlReader``). ``LearnChallenger`` (one subtask)
+learns from the labelled outcomes, measures live quality and publishes challenger snapshots and
+automatic rollbacks to the control topic.
 
-Each batch crosses between the JVM and Python once: measured, those crossings and keyed-state
-calls are what bound PyFlink's throughput, so everything else is done in plain Python between
-them. An event costs a read of the user's state only when it is not cached
-(``state.UserStateCache``), and a label a read of the label-join map only when its event is not
-pending in Python (``state.JoinMap``). Writes wait in Python until the next checkpoint barrier
-(or ``state_write_behind_max`` waiting writes, see ``_write_deferred``): then each changed user
-is written once, under one switch of Flink's current key, whatever number of its records came
-in between. In thread mode each TaskManager has one Python interpreter; the job keeps one
-Python operator per TaskManager (each scoring subtask; the learner).
+In thread mode each TaskManager has one Python interpreter; the job keeps one Python operator
+per TaskManager (each scoring subtask; the learner).
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
-import time
 from typing import Any
 
 from pyflink.common import Row
@@ -39,56 +31,25 @@ from pyflink.datastream import (
 )
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
+from streamscore import native
 from streamscore.config import Settings
 from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
-from streamscore.features.engine import FeatureEngine
 from streamscore.job import interpreter, records
-from streamscore.job.avro_encoders import OutcomeDecoder, OutcomeEncoder, PredictionEncoder
+from streamscore.job.avro_encoders import OutcomeDecoder
 from streamscore.job.batches import (
+    CurrentKey,
     KeySwitch,
-    OutputPacker,
-    OutputRecord,
     java_keyed_state_backend,
     unpack_records,
 )
-from streamscore.job.decode import read_event, read_label
-from streamscore.job.records import DeadLetters
-from streamscore.job.state import (
-    CLOSED,
-    PARKED,
-    PENDING,
-    JoinEntry,
-    JoinMap,
-    ParkedLabel,
-    PendingOutcome,
-    ScoringState,
-    UserStateCache,
-    closed_entry,
-    entry_deadline,
-    next_deadline,
-    packed_event_time,
-    parked_entry,
-    parked_label,
-    pending_entry,
-    pending_outcome,
-    timer_time,
-)
+from streamscore.job.scoring import ControlReader, ScoringOperator
 from streamscore.metrics import process_metrics
 from streamscore.model.compiled_learning import ChallengerLearner
-from streamscore.model.control import canary_arm
 from streamscore.model.loading import ModelBundle
-from streamscore.model.scorer import Scorer
 from streamscore.serde import Codec
 
 log = logging.getLogger(__name__)
-
-# A label whose event's entry is closed: why it is a dead letter, by how the entry was closed.
-_CLOSED_REASONS = {
-    "labelled": "label:duplicate",
-    "expired": "label:expired",
-    "dropped": "label:pending_dropped",  # past max_pending_labels_per_user
-}
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # (key bytes, value bytes): what a Kafka sink with a fixed topic writes.
@@ -125,42 +86,11 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
         return int(j_context.getTaskInfo().getIndexOfThisSubtask())
 
 
-class ControlReader:
-    """Decodes and checks the control topic's records where they are applied.
-
-    Each scoring subtask and the learner read the control broadcast themselves (rather than a
-    separate Python decoder): in thread mode every Python operator of a TaskManager shares one
-    interpreter, and a TaskManager running two of them was seen to hang when a task was
-    cancelled, so the job keeps one Python operator per TaskManager."""
-
-    def __init__(self, settings: Settings, schema_text: dict[str, Any], load_check: bool) -> None:
-        self._codec = Codec("control", schema_text)
-        self._job_name = settings.job_name
-        self._load_check = load_check
-
-    def read(self, payload: bytes) -> tuple[str, Any] | None:
-        """``("ASSIGN", Assignment)`` or ``("CHALLENGER", (version, snapshot bytes))``; None for
-        another job's record; ``Rejection`` with a ``control:*`` reason when it is unusable."""
-        from streamscore.model.challenger import load_snapshot
-        from streamscore.model.control import parse_assignment
-
-        try:
-            record = self._codec.decode(payload)
-        except Exception as exc:
-            raise Rejection("control:decode_error", f"{type(exc).__name__}: {exc}") from None
-        if record["job_name"] != self._job_name:
-            return None
-        if record["kind"] == "ASSIGN":
-            return "ASSIGN", parse_assignment(record, FEATURE_SET, load_check=self._load_check)
-        data = record["challenger_model"]
-        if not data or not record["challenger_version"]:
-            raise Rejection("control:invalid", "CHALLENGER without version or model")
-        if self._load_check:
-            load_snapshot(data)
-        return "CHALLENGER", (record["challenger_version"], data)
-
-
 class ScoreEvents(KeyedBroadcastProcessFunction):
+    """The scoring operator as PyFlink sees it: keyed state, the current key, the broadcast
+    state and the operator's lifecycle. Each batch, timer and control record goes to a
+    ``scoring.ScoringOperator``, which does the work (compiled, see ``native.py``)."""
+
     def __init__(
         self, settings: Settings, schemas: dict[str, dict[str, Any]], model: ModelBundle | None
     ) -> None:
@@ -169,9 +99,6 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._model = model
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from streamscore.feature_store import FeatureStoreWriter, connect
-        from streamscore.model.decisions import CostModel
-
         # Secrets are not in the job graph: the Redis password comes from this TaskManager.
         s = self._settings.with_secrets_from_env()
         # PICKLED_BYTE_ARRAY: the ScoringState is pickled once per write (thread mode's
@@ -179,140 +106,46 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         # Idle users and due labels are handled by event-time timers, not a state TTL: in thread
         # mode PyFlink 2.3 cannot hand a TTL config to the JVM.
         self._keys = self._key_switch(runtime_context)
-        # Writes wait for the checkpoint barrier (RecordBatcher announces it with an empty batch)
-        # or for this many waiting writes; 0 writes every change at once.
-        self._write_behind_max = s.state_write_behind_max
-        deferred = self._write_behind_max > 0
-        self._state = UserStateCache(
+        self._synced = False
+        self._scoring = ScoringOperator(
+            s,
+            self._schemas,
+            self._model,
+            self._keys,
             runtime_context.get_state(
                 ValueStateDescriptor("scoring-user-v3", Types.PICKLED_BYTE_ARRAY())
             ),
-            self._keys,
-            s.state_cache_users,
-            deferred,
-        )
-        # event id -> its entry in the label join (job/state.py): a record touches one entry.
-        self._join_map = JoinMap(
             runtime_context.get_map_state(
                 MapStateDescriptor("label-join-v3", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
             ),
-            self._keys,
-            s.pending_cache_outcomes,
-            deferred,
+            # Refused control records become dead letters once, from the first subtask.
+            reports_control=_subtask_index(runtime_context) == 0,
         )
-        self._packer = OutputPacker()
-        self._events = Codec("event", self._schemas["event"])
-        self._labels = Codec("label", self._schemas["label"])
-        self._topic_labels = s.topic_labels
-        self._max_ahead_ms = s.max_event_ahead_ms
-        self._max_record_bytes = s.max_record_bytes
-        self._retention_ms = FEATURE_SET.max_window_ms + FEATURE_SET.retention_slack_ms
-        self._horizon_ms = s.label_horizon_ms
-        self._park_wait_ms = s.allowed_lateness_ms + s.max_out_of_orderness_ms
-        self._max_pending = s.max_pending_labels_per_user
-        self._engine = FeatureEngine(FEATURE_SET)
-        self._names = self._engine.names
-        self._costs = CostModel.from_settings(s)
-        self._metrics = process_metrics(s.metrics_host, s.metrics_port)
-        self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
-        self._predictions = PredictionEncoder(self._schemas["prediction"])
-        self._outcomes = OutcomeEncoder(self._schemas["outcome"])
-        self._topic_predictions = s.topic_predictions
-        self._topic_outcomes = s.topic_outcomes
-        self._topic_dead = s.topic_dead_letters
-        metrics = self._metrics
-        self._scored = metrics.events.labels("scored")
-        self._late_dropped = metrics.late_events.labels("dead_letter")
-        self._late_scored = metrics.late_events.labels("scored")
-        self._latency = metrics.latency
-        self._score_histogram = metrics.scores
-        self._store = FeatureStoreWriter(
-            connect(s),
-            s.redis_key_prefix,
-            FEATURE_SET.version,
-            self._names,
-            s.feature_ttl_s,
-            self._metrics,
-            s.redis_flush_max_records,
-            s.redis_flush_interval_ms,
-            max_pending_users=s.redis_pending_max_users,
-        )
-        self._lateness = s.allowed_lateness_ms
-        self._out_of_orderness_ms = s.max_out_of_orderness_ms
-        self._control = ControlReader(s, self._schemas["control"], load_check=True)
-        # Refused control records become dead letters once, from the first subtask.
-        self._reports_control = _subtask_index(runtime_context) == 0
-        # The models in use. They start from the model shipped with the job and change only
-        # through the control broadcast (whose latest records the broadcast state keeps; after a
-        # restart they are read back from it before the first record, see _sync).
-        self._champion = Scorer(self._model, FEATURE_SET)
-        self._candidate: Scorer | None = None
-        self._canary_percent = 0
-        self._challenger: Any = None  # a ShadowScorer
-        self._synced = False
-        self._publish_assignment()
-        self._drift = self._drift_monitor()
-        self._metrics.sources["drift"] = self._drift_samples
+        log.info("scoring path: %s", native.mode)
         interpreter.settle(s.python_gc_full_collection_every)
 
-    def _key_switch(self, runtime_context: RuntimeContext) -> KeySwitch:
+    def _key_switch(self, runtime_context: RuntimeContext) -> CurrentKey:
         """Flink's current key is the batch's first user: each access to a user's state or
         timers switches it to that user first. (A probe outside Flink gives its own.)"""
         return KeySwitch(java_keyed_state_backend(runtime_context))
 
-    def _drift_monitor(self) -> Any:
-        """Data drift against the champion's training reference (monitoring/drift.py)."""
-        from streamscore.monitoring.drift import monitor_for
-
-        bundle = self._champion.bundle
-        s = self._settings
-        monitor = monitor_for(
-            bundle.metadata if bundle else None, s.drift_windows_s, s.drift_min_events
-        )
-        if monitor is None and bundle is not None:
-            log.warning(
-                "model %s has no drift reference (trained before they were stored): no drift "
-                "gauges until a model trained now is champion",
-                bundle.version,
-            )
-        return monitor
-
-    def _drift_samples(self) -> Any:
-        drift = self._drift
-        return drift.samples() if drift is not None else iter(())
-
     def close(self) -> None:
         # Also called when open() failed or was cancelled half way: a raise here would be
         # "an exception in the exception handler", which makes Flink kill the TaskManager.
-        metrics = getattr(self, "_metrics", None)
-        if metrics is not None and metrics.sources.get("drift") == self._drift_samples:
-            del metrics.sources["drift"]
-        store = getattr(self, "_store", None)
-        if store is not None:
-            store.close()
+        scoring = getattr(self, "_scoring", None)
+        if scoring is not None:
+            scoring.close()
         interpreter.release()
 
-    # --- the control broadcast ---------------------------------------------------------------
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
         # The columns of the source query in pipeline.build.
         payload, topic, partition, offset, _ingest_time = value
-        try:
-            command = self._control.read(payload)
-        except Rejection as rejection:
-            log.warning("control record %s/%d@%d refused: %s", topic, partition, offset, rejection)
-            if self._reports_control:
-                self._metrics.control.labels("?", rejection.reason).inc()
-                yield self._packer.pack(
-                    [self._dead_letter(rejection, topic, partition, offset, payload)]
-                )
-            return
-        if command is None:
-            return
-        kind, content = command
-        if self._reports_control:
-            self._metrics.control.labels(kind, "accepted").inc()
-        ctx.get_broadcast_state(CONTROL_STATE).put(kind, command)
-        self._apply(kind, content)
+        out, command = self._scoring.read_control(payload, topic, partition, offset)
+        if command is not None:
+            kind, content = command
+            ctx.get_broadcast_state(CONTROL_STATE).put(kind, command)
+            self._scoring.apply(kind, content)
+        yield from out
 
     def _sync(self, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> None:
         """Once per (re)start: the latest assignment and snapshot from the broadcast state."""
@@ -321,380 +154,23 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         for kind in ("ASSIGN", "CHALLENGER"):
             if state.contains(kind):
                 stored_kind, content = state.get(kind)
-                self._apply(stored_kind, content)
+                self._scoring.apply(stored_kind, content)
 
-    def _apply(self, kind: str, content: Any) -> None:
-        if kind == "ASSIGN":
-            champion = content.champion
-            if champion is not None and (
-                self._champion.bundle is None or champion.version != self._champion.bundle.version
-            ):
-                self._champion = Scorer(champion, FEATURE_SET)
-                self._drift = self._drift_monitor()
-            candidate = content.candidate
-            if candidate is None:
-                self._candidate = None
-            elif self._candidate is None or self._candidate.model_version != candidate.version:
-                self._candidate = Scorer(candidate, FEATURE_SET)
-            self._canary_percent = content.canary_percent if self._candidate else 0
-            log.info(
-                "assignment %s (%s): champion %s, candidate %s at %d %%",
-                content.command_id,
-                content.reason,
-                self._champion.model_version,
-                self._candidate.model_version if self._candidate else "-",
-                self._canary_percent,
-            )
-            self._publish_assignment()
-        elif kind == "CHALLENGER":
-            from streamscore.model.challenger import ShadowScorer, load_snapshot
-
-            version, data = content
-            if self._challenger is None or self._challenger.version != version:
-                self._challenger = ShadowScorer(version, load_snapshot(data), self._names)
-                self._metrics.challenger_info.children.clear()
-                self._metrics.challenger_info.labels(version).value = 1
-
-    def _publish_assignment(self) -> None:
-        info = self._metrics.model_info
-        info.children.clear()
-        info.labels("champion", self._champion.model_version, FEATURE_SET.version).value = 1
-        if self._candidate is not None:
-            info.labels("candidate", self._candidate.model_version, FEATURE_SET.version).value = (
-                self._canary_percent / 100.0
-            )
-
-    # --- records -----------------------------------------------------------------------------
     def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
-        """A batch of Kafka records of the events and labels topics (``batches.py``), each
-        decoded, checked and applied in turn to its own user's state; what they produce is
-        returned packed, in one piece. An empty batch announces a checkpoint barrier: the
-        waiting state writes are made before it."""
-        self._keys.forget_current()
-        if not value:
-            self._write_deferred()
-            return []
-        if not self._synced:
+        """A batch of records (an empty one announces a checkpoint barrier): all its outputs,
+        packed in one piece."""
+        if value and not self._synced:
             self._sync(ctx)
-        now_ms = int(time.time() * 1000)
-        # The batcher hands a batch on before each watermark: one read serves the whole batch.
-        # Never a watermark ahead of the clock's "now - out-of-orderness" (see
-        # pipeline.source_ddl, "end_of_time"); lenient only for events stamped ahead of it.
-        watermark = min(
-            ctx.timer_service().current_watermark(),
-            now_ms - self._out_of_orderness_ms,
-        )
-        out: list[OutputRecord] = []
-        topic_labels = self._topic_labels
-        for key, payload, topic, partition, offset, timestamp in unpack_records(value):
-            if topic == topic_labels:
-                self._label(out, key, payload, topic, partition, offset, ctx)
-                continue
-            try:
-                event = read_event(
-                    payload,
-                    key,
-                    timestamp,
-                    self._events,
-                    now_ms,
-                    self._max_ahead_ms,
-                    self._max_record_bytes,
-                )
-            except Rejection as rejection:
-                out.append(self._dead_letter(rejection, topic, partition, offset, payload))
-                continue
-            self._score(
-                out, event, key, payload, timestamp, topic, partition, offset, ctx, watermark
-            )
-        if len(self._state.changed()) + self._join_map.changed_entries > self._write_behind_max:
-            self._write_deferred()
-        return [self._packer.pack(out)] if out else []
-
-    def _write_deferred(self) -> None:
-        """Every waiting state write, user by user: one switch of the current key each, one
-        write of the user's value if it changed, one write per changed join entry."""
-        state, join = self._state, self._join_map
-        for user in set(state.changed()).union(join.changed()):
-            state.write(user)
-            join.write(user)
-
-    def _label(
-        self,
-        out: list[OutputRecord],
-        key: str,
-        payload: bytes | None,
-        topic: str,
-        partition: int,
-        offset: int,
-        ctx: Any,
-    ) -> None:
-        try:
-            label = read_label(payload, key, self._labels, self._max_record_bytes)
-        except Rejection as rejection:
-            self._metrics.labels.labels(rejection.reason).inc()
-            out.append(self._dead_letter(rejection, topic, partition, offset, payload))
-            return
-        parked = ParkedLabel(
-            label["is_fraud"], label["label_time"], payload, topic, partition, offset
-        )
-        out.extend(self._join(key, label["event_id"], parked, ctx))
-
-    def _score(
-        self,
-        out: list[OutputRecord],
-        event: dict[str, Any],
-        user_id: str,
-        payload: bytes,
-        ingest_time: int,
-        topic: str,
-        partition: int,
-        offset: int,
-        ctx: Any,
-        watermark: int,
-    ) -> None:
-        event_time = event["event_time"]
-        metrics = self._metrics
-        if event_time <= watermark:
-            if event_time <= watermark - self._lateness:
-                self._late_dropped.inc()
-                late = Rejection(
-                    "late",
-                    f"event_time {event_time} is more than allowed_lateness_ms={self._lateness} "
-                    f"behind the watermark {watermark}",
-                )
-                out.append(self._dead_letter(late, topic, partition, offset, payload))
-                return
-            self._late_scored.inc()
-
-        state: ScoringState | None = self._state.get(user_id)
-        if state is None:
-            state = ScoringState(self._engine.new_state())
-        vector = self._engine.update(state.features, event)
-
-        amount = event["amount"]
-        scorer, arm = self._champion, "champion"
-        champion_score: float | None = None
-        if self._candidate is not None and canary_arm(user_id, self._canary_percent):
-            scorer, arm = self._candidate, "candidate"
-            champion_score = self._champion.score(vector)[0]
-        score, model_version, fell_back = scorer.score(vector)
-        decision = self._costs.decide(score, amount)
-        challenger = self._challenger
-        challenger_score = challenger.score(vector) if challenger is not None else None
-        challenger_version = challenger.version if challenger is not None else None
-
-        drift = self._drift
-        if drift is not None:
-            drift.observe(event_time, vector, score if champion_score is None else champion_score)
-
-        event_id = event["event_id"]
-        outcome = PendingOutcome(
-            event_time,
-            amount,
-            vector,
-            score,
-            decision,
-            model_version,
-            arm,
-            self._canary_percent,
-            champion_score,
-            challenger_score,
-            challenger_version,
-        )
-        join = self._join_map
-        entry = join.get(user_id, event_id) if state.parked else None
-        if entry is not None and entry[0] == PARKED:  # its label came first
-            state.parked -= 1
-            out.extend(self._close(event_id, outcome, parked_label(entry), user_id))
-        else:
-            join.put(user_id, event_id, pending_entry(outcome))
-        self._arm_timer(user_id, state, ctx, event_time + self._horizon_ms)
-        self._state.put(user_id, state)
-
-        degraded = []
-        if fell_back:
-            degraded.append("model")
-            metrics.degraded.labels("model").inc()
-        if not self._store.healthy:
-            degraded.append("redis")
-            metrics.degraded.labels("redis").inc()
-        self._store.submit(user_id, event_time, event_id, vector)
-        record = records.prediction(
-            self._predictions,
-            event,
-            score,
-            decision,
-            model_version,
-            FEATURE_SET.version,
-            degraded,
-            ingest_time,
-            arm,
-            challenger_score,
-            challenger_version,
-        )
-        self._scored.inc()
-        metrics.predictions.labels(decision, model_version).inc()
-        self._score_histogram.observe(score)
-        self._latency.observe(max(0.0, time.time() - ingest_time / 1000.0))
-        out.append((self._topic_predictions, user_id.encode(), record))
-
-    def _join(
-        self, user_id: str, event_id: str, label: ParkedLabel, ctx: Any
-    ) -> list[OutputRecord]:
-        join = self._join_map
-        entry = join.get(user_id, event_id)
-        if entry is None:
-            # Its event may still come (topics are read at uneven speeds): wait for it until the
-            # watermark says it can no longer be scored.
-            state: ScoringState | None = self._state.get(user_id)
-            if state is None:
-                state = ScoringState(self._engine.new_state())
-            join.put(user_id, event_id, parked_entry(label))
-            state.parked += 1
-            self._metrics.labels.labels("parked").inc()
-            self._arm_timer(user_id, state, ctx, label.label_time + self._park_wait_ms)
-            self._state.put(user_id, state)
-            return []
-        kind = entry[0]
-        if kind == PENDING:
-            return list(self._close(event_id, pending_outcome(entry), label, user_id))
-        if kind == CLOSED:
-            reason = _CLOSED_REASONS.get(entry[2], "label:expired")
-            return [self._label_dead_letter(reason, "", label)]
-        return [self._label_dead_letter("label:duplicate", "its event has not come yet", label)]
-
-    def _close(  # type: ignore[no-untyped-def]
-        self, event_id: str, outcome: PendingOutcome, label: ParkedLabel, user_id: str
-    ):
-        """Join a label to its pending outcome: an outcome record, or ``label:expired``."""
-        if label.label_time - outcome.event_time > self._horizon_ms:
-            self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "expired"))
-            yield self._label_dead_letter(
-                "label:expired",
-                f"label_time {label.label_time} is more than label_horizon_ms="
-                f"{self._horizon_ms} after the event ({outcome.event_time})",
-                label,
-            )
-            return
-        self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "labelled"))
-        self._metrics.labels.labels("joined").inc()
-        yield (
-            self._topic_outcomes,
-            user_id.encode(),
-            records.outcome(self._outcomes, event_id, user_id, outcome, label, FEATURE_SET.version),
-        )
+        return self._scoring.process_batch(value, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):  # type: ignore[override]
-        """Walk the user's join map: expire what is due, cap what is pending, re-arm.
-
-        Flink set the timer's user as the current key. What the timer changes is written at
-        once (with whatever of the user's state was waiting): a timer may fire before any
-        record of this run, when no barrier would be announced."""
         key = ctx.get_current_key()
         # The caches know users by the string the records name them by: should PyFlink ever
         # hand over the key in its declared type (a row of one string, pipeline._KEY_TYPE)
         # rather than the string, a timer would read a copy of the user's state behind the
         # cached one's back.
         user_id: str = key[0] if isinstance(key, Row) else key
-        self._keys.assume(user_id)
-        try:
-            return self._on_timer(user_id, timestamp, ctx)
-        finally:
-            self._state.write(user_id)
-            self._join_map.write(user_id)
-
-    def _on_timer(self, user_id: str, timestamp: int, ctx: Any) -> list[bytes]:
-        if timestamp > int(time.time() * 1000) + self._max_ahead_ms:
-            # Fired by a watermark ahead of any event (see pipeline.source_ddl, "end_of_time"):
-            # nothing is due. Forget the timer (registering it again here would fire it again at
-            # once) so that the user's next record arms a new one.
-            spurious: ScoringState | None = self._state.get(user_id)
-            if spurious is not None:
-                spurious.timer_at = -1
-                self._state.put(user_id, spurious)
-            return []
-        state: ScoringState | None = self._state.get(user_id)
-        if state is None:
-            return []
-        state.timer_at = -1
-        join = self._join_map
-        horizon, park_wait = self._horizon_ms, self._park_wait_ms
-        out: list[OutputRecord] = []
-        kept: dict[str, JoinEntry] = {}  # event id -> what stays in the map
-        pending: list[tuple[int, str]] = []  # (event time, event id) of what stays pending
-        for event_id, entry in list(join.items(user_id)):
-            kind = entry[0]
-            if entry_deadline(entry, horizon, park_wait) > timestamp:
-                kept[event_id] = entry
-                if kind == PENDING:
-                    pending.append((packed_event_time(entry[1:]), event_id))
-            elif kind == PENDING:
-                expired = closed_entry(packed_event_time(entry[1:]), "expired")
-                join.put(user_id, event_id, expired)
-                kept[event_id] = expired
-                self._metrics.labels.labels("expired_unlabelled").inc()
-            elif kind == CLOSED:
-                join.remove(user_id, event_id)
-            else:
-                join.remove(user_id, event_id)
-                state.parked -= 1
-                out.append(
-                    self._label_dead_letter(
-                        "label:unknown_event",
-                        f"no event {event_id} for this user by the watermark {timestamp}",
-                        parked_label(entry),
-                    )
-                )
-        # A user with more unlabelled events than the cap loses the oldest: checked here, not
-        # per event, so it bounds the state between timers rather than at every record. A small
-        # closed entry stays in each one's place, so that its label, if it still comes, is a
-        # dead letter that says why (``label:pending_dropped``) rather than an unknown event.
-        if len(pending) > self._max_pending:
-            pending.sort()
-            for event_time, event_id in pending[: len(pending) - self._max_pending]:
-                dropped = closed_entry(event_time, "dropped")
-                join.put(user_id, event_id, dropped)
-                kept[event_id] = dropped
-                self._metrics.labels.labels("dropped_pending").inc()
-        newest = state.features.newest
-        idle = newest < 0 or newest + self._retention_ms <= timestamp
-        if idle and not kept:
-            self._state.clear(user_id)
-            self._metrics.expired_users.inc()
-        else:
-            self._arm_timer(
-                user_id,
-                state,
-                ctx,
-                next_deadline(state, kept.values(), self._retention_ms, horizon, park_wait),
-            )
-            self._state.put(user_id, state)
-        return [self._packer.pack(out)] if out else []
-
-    # --- helpers -----------------------------------------------------------------------------
-    def _arm_timer(self, user_id: str, state: ScoringState, ctx: Any, deadline: int) -> None:
-        """Keep one event-time timer per user, at its earliest deadline (rounded up)."""
-        at = timer_time(deadline)
-        if state.timer_at < 0 or at < state.timer_at:
-            self._keys.to(user_id)
-            ctx.timer_service().register_event_time_timer(at)
-            state.timer_at = at
-
-    def _dead_letter(
-        self, rejection: Rejection, topic: str, partition: int, offset: int, payload: bytes | None
-    ) -> OutputRecord:
-        row = self._dead.row(rejection, topic, partition, offset, payload)
-        return (self._topic_dead, row[0], row[1])
-
-    def _label_dead_letter(self, reason: str, detail: str, label: ParkedLabel) -> OutputRecord:
-        self._metrics.labels.labels(reason).inc()
-        return self._dead_letter(
-            Rejection(reason, detail or reason),
-            label.topic,
-            label.partition,
-            label.offset,
-            label.payload,
-        )
+        return self._scoring.on_timer(user_id, timestamp, ctx)
 
 
 class LearnChallenger(KeyedBroadcastProcessFunction):
@@ -809,7 +285,9 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         tail: list[tuple[list[float], bool]] = []
         learned = self._metrics.labels.labels("learned")
         for record in unpack_records(value):
-            outcome = self._outcomes.decode(record[1])
+            payload = record[1]
+            assert payload is not None  # outcomes are the scoring operator's own records
+            outcome = self._outcomes.decode(payload)
             is_fraud = outcome["is_fraud"]
             vector = outcome["features"]
             learner.learn_one(vector, is_fraud)

@@ -68,7 +68,7 @@ class CompiledLearner:
         count = self._count + 1
         self._count = count
         means, variances = self._means, self._vars
-        scaled = []
+        scaled: list[float] = []
         append = scaled.append
         for i, xi in enumerate(x):
             old_mean = means[i]

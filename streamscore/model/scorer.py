@@ -91,7 +91,7 @@ class FastBooster:
 
     def predict_one(self, vector: Sequence[float]) -> float:
         row = self._row
-        row[:] = vector
+        row[:] = vector  # type: ignore[call-overload]  # (ctypes takes any sequence)
         if self._predict(self._fast, row, self._out_len_ref, self._out_ref) != 0:
             raise RuntimeError(self._lib.LGBM_GetLastError().decode())
         return self._out.value

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from streamscore.quality.window import QualitySnapshot
 
 SRM_ALPHA = 0.001
 
-Arm = QualitySnapshot | np.ndarray | Sequence[float]
+Arm: TypeAlias = QualitySnapshot | np.ndarray | Sequence[float]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 from streamscore.config import Settings
 from streamscore.errors import StackError
+from streamscore.native import PURE_PYTHON_ENV
 from streamscore.stack import credentials
 from streamscore.stack.layout import StackLayout
 from streamscore.stack.process import wait_until
@@ -216,6 +217,8 @@ def programs(s: Settings, layout: StackLayout) -> list[Program]:
     (``Settings.with_secrets_from_env``); it ends up in the supervisor's config, which is
     therefore private to its owner (supervision.py)."""
     env = flink_env_overrides(layout)
+    if s.pure_python:  # read by streamscore.native when a TaskManager imports the package
+        env[PURE_PYTHON_ENV] = "1"
     secrets = s.secret_environment()
     bin_dir = flink_home() / "bin"
     jobmanager = Program(
