@@ -22,7 +22,7 @@ setup: $(STAMP) ## Install system packages (if root) and the Python venv
 	@$(BIN)/streamscore native --current 2>/dev/null || $(MAKE) --no-print-directory native
 
 native: $(STAMP) ## Compile the scoring path with mypyc again (after editing it; streamscore/native.py)
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/streamscore native
 
 demo: setup ## Stack up, model, job RUNNING, events in, predictions out

@@ -6,8 +6,10 @@ event) and a labelled outcome (one per label) have the same fields every time, a
 strings repeat (model and feature set versions, arm, decision), so their bytes are kept once
 encoded, and an outcome's feature vector is packed in one ``struct`` call. The output is
 byte-for-byte what fastavro writes for the same record (``tests/unit/test_avro_encoders.py``
-holds them to it), so any Avro reader with the schema reads it. The learner reads each outcome
-back with ``OutcomeDecoder``, which gives the dict fastavro's reader gives (tested likewise).
+holds them to it), so any Avro reader with the schema reads it. The scoring operator reads each
+event and label with ``EventDecoder`` and ``LabelDecoder``, the learner each outcome with
+``OutcomeDecoder``: each gives the dict fastavro's reader gives (tested likewise, on broken bytes
+too).
 Each layout is checked against its schema once, when the encoder or decoder is built: a schema
 change fails there, not in a consumer.
 """
@@ -35,6 +37,27 @@ PREDICTION_LAYOUT = (
     ("arm", "string"),
     ("challenger_score", "null|double"),
     ("challenger_version", "null|string"),
+)
+
+
+# The event and label schemas' fields, as their decoders read them.
+EVENT_LAYOUT = (
+    ("event_id", "string"),
+    ("user_id", "string"),
+    ("event_time", "long"),
+    ("amount", "double"),
+    ("currency", "string"),
+    ("merchant_id", "string"),
+    ("merchant_category", "string"),
+    ("country", "string"),
+    ("channel", "enum"),
+    ("device_id", "null|string"),
+)
+LABEL_LAYOUT = (
+    ("event_id", "string"),
+    ("user_id", "string"),
+    ("is_fraud", "boolean"),
+    ("label_time", "long"),
 )
 
 
@@ -223,20 +246,20 @@ class OutcomeDecoder:
 
     def __init__(self, schema: dict[str, Any]) -> None:
         _check_layout(schema, OUTCOME_LAYOUT)
-        self._strings: dict[bytes, str] = {}  # the repeated strings, decoded once
+        self._repeated = _RepeatedTexts()
         self._doubles: dict[int, Any] = {}  # block length -> its struct's unpack_from
 
     def decode(self, payload: bytes) -> dict[str, Any]:
         try:
             record, end = self._read(payload)
-        except (IndexError, struct.error, UnicodeDecodeError) as exc:
+        except _BROKEN as exc:
             raise ValueError(f"not a labelled outcome: {type(exc).__name__}: {exc}") from None
         if end != len(payload):
             raise ValueError(f"{len(payload) - end} trailing bytes after the record")
         return record
 
     def _read(self, data: bytes) -> tuple[dict[str, Any], int]:
-        long_at, text_at, repeated_at = _long_at, _text_at, self._repeated_at
+        long_at, text_at, repeated_at = _long_at, _text_at, self._repeated.at
         double_at = _DOUBLE_AT
         event_id, at = text_at(data, 0)
         user_id, at = text_at(data, at)
@@ -281,15 +304,6 @@ class OutcomeDecoder:
             "features": features,
         }, at
 
-    def _repeated_at(self, data: bytes, at: int) -> tuple[str, int]:
-        raw, at = _bytes_at(data, at)
-        text = self._strings.get(raw)
-        if text is None:
-            if len(self._strings) > 1000:  # versions come and go
-                self._strings.clear()
-            text = self._strings[raw] = raw.decode()
-        return text, at
-
     @staticmethod
     def _optional_double(data: bytes, at: int) -> tuple[float | None, int]:
         branch, at = _long_at(data, at)
@@ -318,6 +332,107 @@ class OutcomeDecoder:
 
 
 _DOUBLE_AT = struct.Struct("<d").unpack_from
+# What a decoder's parts raise on bytes that are not a record of the layout.
+_BROKEN = (IndexError, struct.error, UnicodeDecodeError)
+
+
+class _RepeatedTexts:
+    """Strings that repeat (versions, arms, decisions, currencies, countries), each decoded
+    once, bounded: versions come and go."""
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self._texts: dict[bytes, str] = {}
+        self._capacity = capacity
+
+    def at(self, data: bytes, at: int) -> tuple[str, int]:
+        raw, at = _bytes_at(data, at)
+        text = self._texts.get(raw)
+        if text is None:
+            if len(self._texts) > self._capacity:
+                self._texts.clear()
+            text = self._texts[raw] = raw.decode()
+        return text, at
+
+
+class EventDecoder:
+    """Reads an event into the dict fastavro's reader gives for it (``event_time`` as plain
+    millis, as ``serde.Codec`` reads it), for the scoring operator: one per event. Bytes that are
+    not one whole record of the layout raise ``ValueError``."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        _check_layout(schema, EVENT_LAYOUT)
+        self._channels: tuple[str, ...] = tuple(schema["fields"][8]["type"]["symbols"])
+        self._repeated = _RepeatedTexts()
+
+    def decode(self, payload: bytes) -> dict[str, Any]:
+        try:
+            record, end = self._read(payload)
+        except _BROKEN as exc:
+            raise ValueError(f"not an event: {type(exc).__name__}: {exc}") from None
+        if end != len(payload):
+            raise ValueError(f"{len(payload) - end} trailing bytes after the record")
+        return record
+
+    def _read(self, data: bytes) -> tuple[dict[str, Any], int]:
+        repeated_at = self._repeated.at
+        event_id, at = _text_at(data, 0)
+        user_id, at = _text_at(data, at)
+        event_time, at = _long_at(data, at)
+        (amount,) = _DOUBLE_AT(data, at)
+        currency, at = repeated_at(data, at + 8)
+        merchant_id, at = _text_at(data, at)
+        merchant_category, at = repeated_at(data, at)
+        country, at = repeated_at(data, at)
+        index, at = _long_at(data, at)
+        if not 0 <= index < len(self._channels):
+            raise ValueError(f"channel: no symbol {index}")
+        branch, at = _long_at(data, at)
+        if branch == 0:
+            device_id = None
+        elif branch == 1:
+            device_id, at = _text_at(data, at)
+        else:
+            raise ValueError(f"device_id: no union branch {branch}")
+        return {
+            "event_id": event_id,
+            "user_id": user_id,
+            "event_time": event_time,
+            "amount": amount,
+            "currency": currency,
+            "merchant_id": merchant_id,
+            "merchant_category": merchant_category,
+            "country": country,
+            "channel": self._channels[index],
+            "device_id": device_id,
+        }, at
+
+
+class LabelDecoder:
+    """Reads a label into the dict fastavro's reader gives for it (``label_time`` as plain
+    millis), for the scoring operator: one per label. Bytes that are not one whole record of the
+    layout raise ``ValueError``."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        _check_layout(schema, LABEL_LAYOUT)
+
+    def decode(self, payload: bytes) -> dict[str, Any]:
+        try:
+            event_id, at = _text_at(payload, 0)
+            user_id, at = _text_at(payload, at)
+            flag = payload[at]
+            label_time, at = _long_at(payload, at + 1)
+        except _BROKEN as exc:
+            raise ValueError(f"not a label: {type(exc).__name__}: {exc}") from None
+        if flag > 1:
+            raise ValueError(f"is_fraud is byte {flag}, not a boolean")
+        if at != len(payload):
+            raise ValueError(f"{len(payload) - at} trailing bytes after the record")
+        return {
+            "event_id": event_id,
+            "user_id": user_id,
+            "is_fraud": flag == 1,
+            "label_time": label_time,
+        }
 
 
 def _long_at(data: bytes, at: int) -> tuple[int, int]:

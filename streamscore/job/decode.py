@@ -8,15 +8,25 @@ escape, since an exception out of the operator would fail and restart the whole 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from streamscore.errors import Rejection
-from streamscore.serde import Codec
 from streamscore.validation import validate_event, validate_label
 
 
+class RecordReader(Protocol):
+    """Bytes to the record's dict, raising on bytes that are not one: ``serde.Codec`` (fastavro)
+    or a hand-written decoder of ``avro_encoders`` (the scoring operator's)."""
+
+    def decode(self, payload: bytes) -> dict[str, Any]: ...
+
+
 def decode_event(
-    payload: bytes | None, codec: Codec, now_ms: int, max_ahead_ms: int, max_record_bytes: int
+    payload: bytes | None,
+    codec: RecordReader,
+    now_ms: int,
+    max_ahead_ms: int,
+    max_record_bytes: int,
 ) -> dict[str, Any]:
     """A decoded event that passed validation; ``Rejection`` with reason ``decode_error``,
     ``too_large`` or one of ``validate_event``'s otherwise."""
@@ -28,7 +38,9 @@ def decode_event(
     return event
 
 
-def decode_label(payload: bytes | None, codec: Codec, max_record_bytes: int) -> dict[str, Any]:
+def decode_label(
+    payload: bytes | None, codec: RecordReader, max_record_bytes: int
+) -> dict[str, Any]:
     """A decoded label that can be joined; ``Rejection`` with reason ``label:decode_error``,
     ``label:too_large`` or ``label:invalid`` otherwise."""
     payload = payload or b""  # a tombstone: decoding it fails like any other empty value
@@ -42,7 +54,7 @@ def read_event(
     payload: bytes | None,
     key: str,
     timestamp: int | None,
-    codec: Codec,
+    codec: RecordReader,
     now_ms: int,
     max_ahead_ms: int,
     max_record_bytes: int,
@@ -66,7 +78,7 @@ def read_event(
 
 
 def read_label(
-    payload: bytes | None, key: str, codec: Codec, max_record_bytes: int
+    payload: bytes | None, key: str, codec: RecordReader, max_record_bytes: int
 ) -> dict[str, Any]:
     """``decode_label``, then its key: the label's ``user_id`` (``label:key_mismatch``
     otherwise). A label's Kafka timestamp only moves the watermark, so it is not checked."""
@@ -87,7 +99,7 @@ def _check_size(payload: bytes, max_record_bytes: int, reason: str) -> None:
         raise Rejection(reason, detail)
 
 
-def _decode(codec: Codec, payload: bytes, reason: str) -> dict[str, Any]:
+def _decode(codec: RecordReader, payload: bytes, reason: str) -> dict[str, Any]:
     """The broad catch covers only the decoder: fastavro raises many kinds on garbage (EOFError,
     IndexError on a bad enum or union index, UnicodeDecodeError, ValueError, ...)."""
     try:

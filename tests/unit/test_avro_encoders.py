@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamscore.job.avro_encoders import OutcomeDecoder, OutcomeEncoder, PredictionEncoder
+from streamscore.job.avro_encoders import (
+    EventDecoder,
+    LabelDecoder,
+    OutcomeDecoder,
+    OutcomeEncoder,
+    PredictionEncoder,
+)
 from streamscore.resources import schema
 from streamscore.serde import Codec
 
@@ -164,10 +170,74 @@ def test_the_outcome_decoder_refuses_broken_bytes_with_a_value_error(
 
 @pytest.mark.parametrize(
     ("name", "encoder"),
-    [("prediction", PredictionEncoder), ("outcome", OutcomeEncoder), ("outcome", OutcomeDecoder)],
+    [
+        ("prediction", PredictionEncoder),
+        ("outcome", OutcomeEncoder),
+        ("outcome", OutcomeDecoder),
+        ("event", EventDecoder),
+        ("label", LabelDecoder),
+    ],
 )
 def test_a_changed_schema_is_refused_when_the_encoder_is_built(name: str, encoder: type) -> None:
     changed = {**schema(name)}  # a copy: schema() hands out a shared dict
     changed["fields"] = [*changed["fields"], {"name": "extra", "type": "string"}]
     with pytest.raises(ValueError, match="schema changed"):
         encoder(changed)
+
+
+EVENT_CODEC = Codec("event")
+EVENT_DECODER = EventDecoder(schema("event"))
+LABEL_CODEC = Codec("label")
+LABEL_DECODER = LabelDecoder(schema("label"))
+EVENTS = st.fixed_dictionaries(
+    {
+        "event_id": TEXT,
+        "user_id": TEXT,
+        "event_time": LONGS,
+        "amount": DOUBLES,
+        "currency": TEXT,
+        "merchant_id": TEXT,
+        "merchant_category": TEXT,
+        "country": TEXT,
+        "channel": st.sampled_from(["POS", "ONLINE", "ATM"]),
+        "device_id": st.none() | TEXT,
+    }
+)
+LABELS = st.fixed_dictionaries(
+    {"event_id": TEXT, "user_id": TEXT, "is_fraud": st.booleans(), "label_time": LONGS}
+)
+
+
+@settings(max_examples=2000, derandomize=True, database=None, deadline=None)
+@given(EVENTS, LABELS)
+def test_the_event_and_label_decoders_read_what_fastavro_reads(
+    event: dict[str, Any], label: dict[str, Any]
+) -> None:
+    assert EVENT_DECODER.decode(EVENT_CODEC.encode(event)) == EVENT_CODEC.decode(
+        EVENT_CODEC.encode(event)
+    )
+    assert LABEL_DECODER.decode(LABEL_CODEC.encode(label)) == label
+
+
+@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+@given(EVENTS, LABELS, st.data())
+def test_the_event_and_label_decoders_refuse_broken_bytes_with_a_value_error(
+    event: dict[str, Any], label: dict[str, Any], data: st.DataObject
+) -> None:
+    """Cut, extended or changed bytes: a ValueError, or (where they still make a record) the
+    record fastavro reads from them."""
+    cases = ((EVENT_DECODER, EVENT_CODEC, event), (LABEL_DECODER, LABEL_CODEC, label))
+    for decoder, codec, record in cases:
+        encoded = codec.encode(record)
+        cut = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
+        with pytest.raises(ValueError):
+            decoder.decode(encoded[:cut])
+        with pytest.raises(ValueError, match="trailing"):
+            decoder.decode(encoded + b"\x00")
+        at = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
+        changed = encoded[:at] + bytes([data.draw(st.integers(0, 255))]) + encoded[at + 1 :]
+        try:
+            decoded = decoder.decode(changed)
+        except ValueError:
+            continue  # (where fastavro reads what the job refuses: tests/unit/test_fuzz_decode.py)
+        assert repr(decoded) == repr(codec.decode(changed))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +20,9 @@ from hypothesis import strategies as st
 from streamscore.config import Settings
 from streamscore.errors import Rejection
 from streamscore.generator import TransactionGenerator
+from streamscore.job.avro_encoders import EventDecoder, LabelDecoder
 from streamscore.job.decode import decode_event, decode_label
+from streamscore.resources import schema
 from streamscore.serde import Codec
 from streamscore.validation import MAX_AMOUNT, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
 
@@ -33,6 +36,9 @@ FUZZ = settings(
 
 EVENTS = Codec("event")
 LABELS = Codec("label")
+# The scoring operator's own readers: each must come to what fastavro's comes to.
+EVENT_DECODER = EventDecoder(schema("event"))
+LABEL_DECODER = LabelDecoder(schema("label"))
 NOW_MS = 1_767_312_000_000  # the day after the generator's first event
 MAX_AHEAD_MS = 300_000
 DEFAULT_LIMIT: int = Settings.model_fields["max_record_bytes"].default
@@ -65,6 +71,27 @@ VALID_LABELS = [
 ]
 
 
+def _outcome(decode: Callable[[], dict[str, Any]]) -> dict[str, Any] | Rejection:
+    try:
+        return decode()
+    except Rejection as rejection:
+        return rejection
+
+
+# Where the job's decoders refuse bytes that fastavro reads, on purpose (the Avro spec): a
+# boolean byte other than 0 or 1 (fastavro: true), a negative enum or union index (fastavro
+# counts it from the end), a varint past 64 bits (fastavro: a larger int than a long).
+ON_PURPOSE = ("not a boolean", "no symbol -", "no union branch -", "a varint longer than a long")
+
+
+def _refused_on_purpose(ours: dict[str, Any] | Rejection, reason: str) -> bool:
+    return (
+        isinstance(ours, Rejection)
+        and ours.reason == reason
+        and any(marker in ours.detail for marker in ON_PURPOSE)
+    )
+
+
 def broken_rules(event: dict[str, Any]) -> set[str]:
     """The reasons an event deserves, from the documented rules (README, event.avsc), written
     independently of streamscore.validation so the two check each other."""
@@ -87,15 +114,23 @@ def broken_rules(event: dict[str, Any]) -> set[str]:
 
 
 def check_event(payload: bytes | None, limit: int = LIMIT) -> str:
-    """Decode one payload and check the contract; the outcome: ``"valid"`` or the reason."""
+    """Decode one payload and check the contract; the outcome: ``"valid"`` or the reason. The
+    job's ``EventDecoder`` must come to the same as fastavro."""
+    ours = _outcome(lambda: decode_event(payload, EVENT_DECODER, NOW_MS, MAX_AHEAD_MS, limit))
     try:
         event = decode_event(payload, EVENTS, NOW_MS, MAX_AHEAD_MS, limit)
     except Rejection as rejection:
+        if _refused_on_purpose(ours, "decode_error"):
+            return "decode_error"
+        assert isinstance(ours, Rejection) and ours.reason == rejection.reason, ours
         assert rejection.reason in EVENT_REASONS
         assert rejection.detail
         if rejection.reason == "too_large":
             assert payload is not None and len(payload) > limit
         return rejection.reason
+    if _refused_on_purpose(ours, "decode_error"):
+        return "decode_error"
+    assert repr(ours) == repr(event)
     assert payload is not None and len(payload) <= limit
     assert broken_rules(event) == set(), event
     assert EVENTS.decode(EVENTS.encode(event)) == event  # a well-formed record, re-encodable
@@ -103,14 +138,21 @@ def check_event(payload: bytes | None, limit: int = LIMIT) -> str:
 
 
 def check_label(payload: bytes | None, limit: int = LIMIT) -> str:
+    ours = _outcome(lambda: decode_label(payload, LABEL_DECODER, limit))
     try:
         label = decode_label(payload, LABELS, limit)
     except Rejection as rejection:
+        if _refused_on_purpose(ours, "label:decode_error"):
+            return "label:decode_error"
+        assert isinstance(ours, Rejection) and ours.reason == rejection.reason, ours
         assert rejection.reason in LABEL_REASONS
         assert rejection.detail
         if rejection.reason == "label:too_large":
             assert payload is not None and len(payload) > limit
         return rejection.reason
+    if _refused_on_purpose(ours, "label:decode_error"):
+        return "label:decode_error"
+    assert repr(ours) == repr(label)
     assert payload is not None and len(payload) <= limit
     for field in ("event_id", "user_id"):
         assert label[field].strip() and len(label[field]) <= 256
@@ -275,7 +317,7 @@ def test_an_events_record_is_an_event_that_matches_its_envelope_or_a_rejection(
     from streamscore.job.decode import read_event
 
     try:
-        event = read_event(payload, key, timestamp, EVENTS, NOW_MS, MAX_AHEAD_MS, LIMIT)
+        event = read_event(payload, key, timestamp, EVENT_DECODER, NOW_MS, MAX_AHEAD_MS, LIMIT)
     except Rejection as rejection:
         assert rejection.reason in EVENT_REASONS | {"key_mismatch", "timestamp_mismatch"}
         if rejection.reason in ("key_mismatch", "timestamp_mismatch"):
@@ -289,7 +331,7 @@ def test_the_envelope_rules_name_what_disagrees() -> None:
 
     event = VALID_EVENTS[1]
     payload, user, t = EVENTS.encode(event), event["user_id"], event["event_time"]
-    assert read_event(payload, user, t, EVENTS, NOW_MS, MAX_AHEAD_MS, LIMIT) == event
+    assert read_event(payload, user, t, EVENT_DECODER, NOW_MS, MAX_AHEAD_MS, LIMIT) == event
     for key, timestamp, reason in (
         ("", t, "key_mismatch"),
         ("someone-else", t, "key_mismatch"),
@@ -297,12 +339,12 @@ def test_the_envelope_rules_name_what_disagrees() -> None:
         (user, None, "timestamp_mismatch"),
     ):
         with pytest.raises(Rejection) as refused:
-            read_event(payload, key, timestamp, EVENTS, NOW_MS, MAX_AHEAD_MS, LIMIT)
+            read_event(payload, key, timestamp, EVENT_DECODER, NOW_MS, MAX_AHEAD_MS, LIMIT)
         assert refused.value.reason == reason
     label = VALID_LABELS[0]
-    assert read_label(LABELS.encode(label), label["user_id"], LABELS, LIMIT) == label
+    assert read_label(LABELS.encode(label), label["user_id"], LABEL_DECODER, LIMIT) == label
     with pytest.raises(Rejection) as refused:
-        read_label(LABELS.encode(label), "someone-else", LABELS, LIMIT)
+        read_label(LABELS.encode(label), "someone-else", LABEL_DECODER, LIMIT)
     assert refused.value.reason == "label:key_mismatch"
 
 
