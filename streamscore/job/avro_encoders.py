@@ -17,6 +17,7 @@ change fails there, not in a consumer.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 _DOUBLE = struct.Struct("<d").pack
@@ -250,13 +251,7 @@ class OutcomeDecoder:
         self._doubles: dict[int, Any] = {}  # block length -> its struct's unpack_from
 
     def decode(self, payload: bytes) -> dict[str, Any]:
-        try:
-            record, end = self._read(payload)
-        except _BROKEN as exc:
-            raise ValueError(f"not a labelled outcome: {type(exc).__name__}: {exc}") from None
-        if end != len(payload):
-            raise ValueError(f"{len(payload) - end} trailing bytes after the record")
-        return record
+        return _whole_record(self._read, payload, "a labelled outcome")
 
     def _read(self, data: bytes) -> tuple[dict[str, Any], int]:
         long_at, text_at, repeated_at = _long_at, _text_at, self._repeated.at
@@ -274,15 +269,9 @@ class OutcomeDecoder:
         model_version, at = repeated_at(data, at)
         arm, at = repeated_at(data, at)
         canary_percent, at = long_at(data, at)
-        champion_score, at = self._optional_double(data, at)
-        challenger_score, at = self._optional_double(data, at)
-        branch, at = long_at(data, at)
-        if branch == 0:
-            challenger_version = None
-        elif branch == 1:
-            challenger_version, at = repeated_at(data, at)
-        else:
-            raise ValueError(f"challenger_version: no union branch {branch}")
+        champion_score, at = _optional_at(_double_at, data, at, "champion_score")
+        challenger_score, at = _optional_at(_double_at, data, at, "challenger_score")
+        challenger_version, at = _optional_at(repeated_at, data, at, "challenger_version")
         feature_set_version, at = repeated_at(data, at)
         features, at = self._doubles_at(data, at)
         return {
@@ -303,15 +292,6 @@ class OutcomeDecoder:
             "feature_set_version": feature_set_version,
             "features": features,
         }, at
-
-    @staticmethod
-    def _optional_double(data: bytes, at: int) -> tuple[float | None, int]:
-        branch, at = _long_at(data, at)
-        if branch == 0:
-            return None, at
-        if branch == 1:
-            return _DOUBLE_AT(data, at)[0], at + 8
-        raise ValueError(f"no union branch {branch}")
 
     def _doubles_at(self, data: bytes, at: int) -> tuple[list[float], int]:
         """An Avro array of doubles: blocks of (count, items), a negative count followed by the
@@ -334,6 +314,20 @@ class OutcomeDecoder:
 _DOUBLE_AT = struct.Struct("<d").unpack_from
 # What a decoder's parts raise on bytes that are not a record of the layout.
 _BROKEN = (IndexError, struct.error, UnicodeDecodeError)
+
+
+def _whole_record(
+    read: Callable[[bytes], tuple[dict[str, Any], int]], payload: bytes, what: str
+) -> dict[str, Any]:
+    """The record ``read`` finds in all of ``payload``; ``ValueError`` for bytes that are not
+    one whole record."""
+    try:
+        record, end = read(payload)
+    except _BROKEN as exc:
+        raise ValueError(f"not {what}: {type(exc).__name__}: {exc}") from None
+    if end != len(payload):
+        raise ValueError(f"{len(payload) - end} trailing bytes after the record")
+    return record
 
 
 class _RepeatedTexts:
@@ -365,13 +359,7 @@ class EventDecoder:
         self._repeated = _RepeatedTexts()
 
     def decode(self, payload: bytes) -> dict[str, Any]:
-        try:
-            record, end = self._read(payload)
-        except _BROKEN as exc:
-            raise ValueError(f"not an event: {type(exc).__name__}: {exc}") from None
-        if end != len(payload):
-            raise ValueError(f"{len(payload) - end} trailing bytes after the record")
-        return record
+        return _whole_record(self._read, payload, "an event")
 
     def _read(self, data: bytes) -> tuple[dict[str, Any], int]:
         repeated_at = self._repeated.at
@@ -386,13 +374,7 @@ class EventDecoder:
         index, at = _long_at(data, at)
         if not 0 <= index < len(self._channels):
             raise ValueError(f"channel: no symbol {index}")
-        branch, at = _long_at(data, at)
-        if branch == 0:
-            device_id = None
-        elif branch == 1:
-            device_id, at = _text_at(data, at)
-        else:
-            raise ValueError(f"device_id: no union branch {branch}")
+        device_id, at = _optional_at(_text_at, data, at, "device_id")
         return {
             "event_id": event_id,
             "user_id": user_id,
@@ -416,23 +398,22 @@ class LabelDecoder:
         _check_layout(schema, LABEL_LAYOUT)
 
     def decode(self, payload: bytes) -> dict[str, Any]:
-        try:
-            event_id, at = _text_at(payload, 0)
-            user_id, at = _text_at(payload, at)
-            flag = payload[at]
-            label_time, at = _long_at(payload, at + 1)
-        except _BROKEN as exc:
-            raise ValueError(f"not a label: {type(exc).__name__}: {exc}") from None
+        return _whole_record(self._read, payload, "a label")
+
+    @staticmethod
+    def _read(data: bytes) -> tuple[dict[str, Any], int]:
+        event_id, at = _text_at(data, 0)
+        user_id, at = _text_at(data, at)
+        flag = data[at]
         if flag > 1:
             raise ValueError(f"is_fraud is byte {flag}, not a boolean")
-        if at != len(payload):
-            raise ValueError(f"{len(payload) - at} trailing bytes after the record")
+        label_time, at = _long_at(data, at + 1)
         return {
             "event_id": event_id,
             "user_id": user_id,
             "is_fraud": flag == 1,
             "label_time": label_time,
-        }
+        }, at
 
 
 def _long_at(data: bytes, at: int) -> tuple[int, int]:
@@ -463,3 +444,19 @@ def _bytes_at(data: bytes, at: int) -> tuple[bytes, int]:
 def _text_at(data: bytes, at: int) -> tuple[str, int]:
     raw, at = _bytes_at(data, at)
     return raw.decode(), at
+
+
+def _double_at(data: bytes, at: int) -> tuple[float, int]:
+    return _DOUBLE_AT(data, at)[0], at + 8
+
+
+def _optional_at(
+    read: Callable[[bytes, int], tuple[Any, int]], data: bytes, at: int, field: str
+) -> tuple[Any, int]:
+    """Avro's ``["null", T]``: the branch, then (branch 1) ``T`` as ``read`` reads it."""
+    branch, at = _long_at(data, at)
+    if branch == 0:
+        return None, at
+    if branch == 1:
+        return read(data, at)
+    raise ValueError(f"{field}: no union branch {branch}")
