@@ -17,9 +17,10 @@ from pathlib import Path
 from types import ModuleType
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
-MANIFEST_HEADER = '''"""Written by setup.py at each native build: the sources its extensions were
-built from, module -> sha256. Not edited by hand, not committed."""
+MANIFEST_HEADER = '''"""Written by setup.py next to the extensions it builds: the sources they
+were built from, module -> sha256. Not edited by hand, not committed."""
 
 '''
 
@@ -33,29 +34,46 @@ def _native() -> ModuleType:
     return module
 
 
+NATIVE = _native()
+# The sources' hashes as mypyc reads them (it generates the C code when setup.py starts).
+DIGESTS = {
+    module: hashlib.sha256(NATIVE.source_path(Path("."), module).read_bytes()).hexdigest()
+    for module in NATIVE.COMPILED_MODULES
+}
+
+
+class BuildWithManifest(build_ext):
+    """Writes the manifest where the extensions go: in the source tree for an editable install
+    (``pip install -e .``), in the build folder for a wheel, so that a wheel built from a tree
+    never vouches for that tree's own extensions."""
+
+    def run(self) -> None:
+        package = Path(self.get_ext_fullpath("streamscore.native")).parent
+        if self.inplace:
+            # An extension of a module no longer listed would be imported ahead of its source,
+            # bound to a shared library it does not belong to.
+            listed = {*NATIVE.COMPILED_MODULES, NATIVE.GROUP + "__mypyc"}
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                for built in package.rglob(f"*{suffix}"):
+                    parts = built.relative_to(package.parent).parts
+                    module = ".".join((*parts[:-1], parts[-1][: -len(suffix)]))
+                    if module not in listed:
+                        built.unlink()
+        super().run()
+        package.mkdir(parents=True, exist_ok=True)
+        manifest = package / (NATIVE.MANIFEST_MODULE.rsplit(".", 1)[-1] + ".py")
+        manifest.write_text(MANIFEST_HEADER + f"SOURCES = {DIGESTS!r}\n")
+
+
 def _extensions() -> list[object]:
-    native = _native()
-    root = Path(".")
-    manifest = native.source_path(root, native.MANIFEST_MODULE)
-    # An earlier build's extensions go first: one of a module no longer listed would be
-    # imported ahead of its source, and bound to a shared library it does not belong to.
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        for built in (root / "streamscore").rglob(f"*{suffix}"):
-            built.unlink()
-    if native.pure_python_requested():
-        manifest.unlink(missing_ok=True)
+    if NATIVE.pure_python_requested():
+        # No build, so no manifest: the tree's earlier extensions, if any, are not used.
+        NATIVE.source_path(Path("."), NATIVE.MANIFEST_MODULE).unlink(missing_ok=True)
         return []
     from mypyc.build import mypycify
 
-    sources = [native.source_path(root, m) for m in native.COMPILED_MODULES]
-    digests = {
-        m: hashlib.sha256(path.read_bytes()).hexdigest()
-        for m, path in zip(native.COMPILED_MODULES, sources)
-    }
-    manifest.write_text(MANIFEST_HEADER + f"SOURCES = {digests!r}\n")
-    return mypycify(
-        ["--config-file", "pyproject.toml", *map(str, sources)], group_name=native.GROUP
-    )
+    sources = [str(NATIVE.source_path(Path("."), m)) for m in NATIVE.COMPILED_MODULES]
+    return mypycify(["--config-file", "pyproject.toml", *sources], group_name=NATIVE.GROUP)
 
 
-setup(ext_modules=_extensions())
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildWithManifest})
