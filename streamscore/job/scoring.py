@@ -85,12 +85,15 @@ class ControlReader:
         self._job_name = settings.job_name
         self._load_check = load_check
 
-    def read(self, payload: bytes) -> tuple[str, Any] | None:
+    def read(self, payload: bytes | None) -> tuple[str, Any] | None:
         """``("ASSIGN", Assignment)`` or ``("CHALLENGER", (version, snapshot bytes))``; None for
-        another job's record; ``Rejection`` with a ``control:*`` reason when it is unusable."""
+        another job's record; ``Rejection`` with a ``control:*`` reason when it is unusable (a
+        tombstone of the compacted topic too)."""
         from streamscore.model.challenger import load_snapshot
         from streamscore.model.control import parse_assignment
 
+        if payload is None:
+            raise Rejection("control:decode_error", "a record without a value")
         try:
             record = self._codec.decode(payload)
         except Exception as exc:
@@ -227,8 +230,6 @@ class ScoringOperator:
         """A control record: what it produces (a dead letter if refused, from the reporting
         subtask), and the command to keep and apply (None: refused, or another job's)."""
         try:
-            if payload is None:
-                raise Rejection("control:decode_error", "a record without a value")
             command = self._control.read(payload)
         except Rejection as rejection:
             log.warning("control record %s/%d@%d refused: %s", topic, partition, offset, rejection)

@@ -342,3 +342,20 @@ def test_publish_without_a_broker_says_so() -> None:
     settings = settings_from([f"kafka_port={closed}"])
     with pytest.raises(KafkaUnavailable, match=f"127.0.0.1:{closed}"):
         publish(settings, assign_record(CHAMPION, None, 0, "promote", job_name=JOB))
+
+
+def test_the_operators_reader_refuses_a_tombstone_and_garbage_and_skips_other_jobs() -> None:
+    """What both Python operators run on each control record (compiled, so a None where bytes
+    are declared would be a TypeError out of the operator, not a dead letter)."""
+    from streamscore.job.scoring import ControlReader
+    from streamscore.resources import schema
+
+    reader = ControlReader(settings_from(), schema("control"), load_check=True)
+    for payload in (None, b"", b"\xff\x00garbage"):
+        with pytest.raises(Rejection) as info:
+            reader.read(payload)
+        assert info.value.reason == DECODE_ERROR
+    record = assign_record(CHAMPION, None, 0, "promote", job_name=JOB)
+    assert reader.read(encode({**record, "job_name": "another-job"})) is None
+    kind, assignment = reader.read(encode(record))
+    assert kind == "ASSIGN" and assignment.champion.version == CHAMPION.version
