@@ -57,5 +57,6 @@ status: ## What runs, with URLs
 bench: setup ## Throughput and latency benchmark on the running stack (see bench/README.md)
 	$(BIN)/python bench/run_bench.py
 
-clean: down ## Stop everything and remove the venv and all stack state
-	rm -rf $(VENV) .stack .stack-test .stack-bench
+clean: down ## Stop everything and remove the venv, all stack state and the native build
+	rm -rf $(VENV) .stack .stack-test .stack-bench build streamscore/_native_manifest.py
+	find streamscore -name '*.so' -delete
