@@ -1,13 +1,14 @@
 """The scoring path compiled by mypyc, and the guard that never lets a stale build run.
 
-``setup.py`` compiles ``COMPILED_MODULES`` into C extensions next to their sources and records
-each source's hash in ``_native_manifest.py``. Python imports an extension before a source of
-the same name, so without a guard an edited source would silently keep running its old build.
-``use_compiled_or_sources`` (called once, when the ``streamscore`` package is imported) checks
-the hashes and, unless every module is built from its current source, imports all of them from
-their sources: all or none, because a compiled module calls the others of its build directly,
-not through Python. ``STREAMSCORE_PURE_PYTHON=1`` asks for the sources (a same-commit comparison,
-or a debugger); at install time it builds no extension.
+``setup.py`` compiles ``COMPILED_MODULES`` into C extensions and records each source's hash in
+``_native_manifest.py`` next to them (in the source tree for an editable install). Python
+imports an extension before a source of the same name, so without a guard an edited source
+would silently keep running its old build. ``use_compiled_or_sources`` (called once, when the
+``streamscore`` package is imported) checks the hashes and, unless every module is built from
+its current source, imports all of them from their sources: all or none, because a compiled
+module calls the others of its build directly, not through Python.
+``STREAMSCORE_PURE_PYTHON=1`` asks for the sources (a same-commit comparison, or a debugger); at
+install time it builds no extension.
 
 Only the standard library here: ``setup.py`` reads ``COMPILED_MODULES`` from this file before
 the package can be imported.
@@ -29,8 +30,8 @@ from types import ModuleType
 log = logging.getLogger(__name__)
 
 # What runs per record in the scoring operator, and what it calls. A module listed here must
-# pass mypy (``mypy --config-file pyproject.toml``): mypyc compiles from the checked types and
-# enforces them at run time.
+# pass mypy with pyproject.toml's settings (the build runs it and stops at an error): mypyc
+# compiles from the checked types and enforces them at run time.
 COMPILED_MODULES: tuple[str, ...] = (
     "streamscore.features.aggregations",
     "streamscore.features.compiled",
