@@ -169,17 +169,6 @@ class ScoringOperator:
         self._late_scored = metrics.late_events.labels("scored")
         self._latency = metrics.latency
         self._score_histogram = metrics.scores
-        self._store = FeatureStoreWriter(
-            connect(s),
-            s.redis_key_prefix,
-            FEATURE_SET.version,
-            self._names,
-            s.feature_ttl_s,
-            self._metrics,
-            s.redis_flush_max_records,
-            s.redis_flush_interval_ms,
-            max_pending_users=s.redis_pending_max_users,
-        )
         self._lateness = s.allowed_lateness_ms
         self._out_of_orderness_ms = s.max_out_of_orderness_ms
         self._control = ControlReader(s, self._schemas["control"], load_check=True)
@@ -194,6 +183,19 @@ class ScoringOperator:
         self._challenger: Any = None  # a ShadowScorer
         self._publish_assignment()
         self._drift = self._drift_monitor()
+        # Last, the writer thread and the drift gauges' registration: nothing after them can fail
+        # and leave them behind (ScoreEvents.close closes only an operator that was made).
+        self._store = FeatureStoreWriter(
+            connect(s),
+            s.redis_key_prefix,
+            FEATURE_SET.version,
+            self._names,
+            s.feature_ttl_s,
+            self._metrics,
+            s.redis_flush_max_records,
+            s.redis_flush_interval_ms,
+            max_pending_users=s.redis_pending_max_users,
+        )
         self._metrics.sources["drift"] = self._drift_samples
 
     def _drift_monitor(self) -> Any:
