@@ -36,7 +36,7 @@ from streamscore.kafka_io import client_config, new_producer
 from collect import COLLECTOR_FIGURES, Collector
 from load import encode_events, event_id_prefix, produce_backlog, send_paced
 from process_cost import ProcessCost
-from report import fmt, percentiles, window_rate
+from report import fmt, latency_by_second, percentiles, window_rate
 from systems import FlinkSystem, System
 from topics import Kafka
 
@@ -257,6 +257,9 @@ class Bench:
             else bool(complete and output_rate >= 0.95 * rate),
             "send_seconds": round(load["send_seconds"], 3),
             "latency_ms": percentiles(latency_ms),
+            "latency_by_second": latency_by_second(
+                ingest_ms[measured], latency_ms, load["wall_warm"]
+            ),
             **{k: data[k] for k in COLLECTOR_FIGURES},
         }
         result["system"] = system.check()

@@ -42,6 +42,24 @@ def percentiles(values: np.ndarray) -> dict[str, float | None]:
     }
 
 
+def latency_by_second(
+    ingest_ms: np.ndarray, latency_ms: np.ndarray, start_s: float
+) -> list[list[float]]:
+    """Per second of ingest time from ``start_s``: [second, events, p50, p99, max] of the
+    latency (ms). Shows whether a high p99 is a steady cost or periodic stalls (a checkpoint,
+    a timer burst, a collection), and at what interval."""
+    if latency_ms.size == 0:
+        return []
+    second = np.floor(ingest_ms / 1000.0 - start_s).astype(np.int64)
+    rows: list[list[float]] = []
+    for s in np.unique(second):
+        values = latency_ms[second == s]
+        p50, p99 = np.percentile(values, [50, 99])
+        rows.append([int(s), int(values.size), round(float(p50), 1), round(float(p99), 1),
+                     round(float(values.max()), 1)])  # fmt: skip
+    return rows
+
+
 def window_rate(times: np.ndarray, start: float, end: float, min_span_s: float) -> float | None:
     """Outputs per second received in [start, end], measured between the first and the last
     arrival inside it, so bursty output (exactly-once commits once per checkpoint) is counted
