@@ -437,7 +437,13 @@ def native_status(current: bool) -> None:
         sys.exit(0 if native.build_is_current() else 1)
     click.echo(f"scoring path: {native.mode}")
     for name in native.COMPILED_MODULES:
-        click.echo(f"  {name}: {importlib.import_module(name).__file__}")
+        module = importlib.import_module(name)
+        # What runs: the source, or the extension next to it (a mypyc module's own __file__
+        # can name a folder twice).
+        source = native.source_path(Path(native.__file__).resolve().parent.parent, name)
+        loaded = Path(module.__file__ or "")
+        running = source if loaded.suffix == ".py" else source.with_name(loaded.name)
+        click.echo(f"  {name}: {running}")
 
 
 @main.command("status")
