@@ -26,11 +26,10 @@ from streamscore.config import Settings
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.job.batches import pack_records
 from streamscore.job.functions import ScoreEvents
+from streamscore.job.state_writes import PythonStateWrites
 from streamscore.model.loading import load_for_job
 from streamscore.resources import RECORD_TYPES, schema
 from streamscore.serde import Codec
-
-PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 class _Key:
@@ -46,7 +45,8 @@ class _ValueState:
         return None if found is None else pickle.loads(found)
 
     def update(self, value: Any) -> None:
-        self._values[_Key.current] = pickle.dumps(value, PROTOCOL)
+        # The operator's writes come pickled (state_writes.py), as StateWrites.java gets them.
+        self._values[_Key.current] = value if isinstance(value, bytes) else pickle.dumps(value)
 
     def clear(self) -> None:
         self._values.pop(_Key.current, None)
@@ -61,10 +61,15 @@ class _MapState:
         return None if found is None else pickle.loads(found)
 
     def put(self, key: str, value: Any) -> None:
-        self._entries[(_Key.current, key)] = pickle.dumps(value, PROTOCOL)
+        self._entries[(_Key.current, key)] = (
+            value if isinstance(value, bytes) else pickle.dumps(value)
+        )
 
     def remove(self, key: str) -> None:
         self._entries.pop((_Key.current, key), None)
+
+    def items(self) -> list[tuple[str, bytes]]:
+        return [(k, v) for (user, k), v in self._entries.items() if user == _Key.current]
 
 
 class _RuntimeContext:
@@ -111,6 +116,9 @@ class _KeySwitch:
 class _ScoreEvents(ScoreEvents):
     def _key_switch(self, runtime_context: Any) -> Any:
         return _KeySwitch()
+
+    def _state_writes(self, runtime_context: Any, user_state: Any, join_state: Any) -> Any:
+        return PythonStateWrites(_KeySwitch(), user_state, join_state, raw=True)
 
 
 def main() -> None:

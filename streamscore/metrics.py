@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SCORE_BUCKETS = tuple(i / 20 for i in range(1, 21))
+STATE_WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class CounterChild:
@@ -143,6 +144,13 @@ class Metrics(Collector):
             "Kafka record timestamp to score computed",
             LATENCY_BUCKETS,
         )
+        self.state_writes = Histogram(
+            "streamscore_state_write_seconds",
+            "Scoring operator: time spent writing its waiting state changes to Flink's keyed "
+            "state in one go (before a checkpoint barrier, or past state_write_behind_max), "
+            "during which no record is processed",
+            STATE_WRITE_BUCKETS,
+        )
         self.scores = Histogram("streamscore_score", "Distribution of model scores", SCORE_BUCKETS)
         self.model_info = Gauge(
             "streamscore_model_info",
@@ -165,7 +173,8 @@ class Metrics(Collector):
         )
         self._families: list[_Family] = [
             self.events, self.dead_letters, self.late_events, self.predictions, self.degraded,
-            self.feature_store_writes, self.expired_users, self.latency, self.scores,
+            self.feature_store_writes, self.expired_users, self.latency, self.state_writes,
+            self.scores,
             self.model_info, self.challenger_info, self.labels, self.control,
         ]  # fmt: skip
         # Readouts computed when Prometheus scrapes, by name: the learner's live quality

@@ -38,6 +38,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "streamscore.features.engine",
     "streamscore.job.avro_encoders",
     "streamscore.job.state",
+    "streamscore.job.state_writes",
     "streamscore.job.batches",
     "streamscore.job.decode",
     "streamscore.job.records",

@@ -44,6 +44,7 @@ from streamscore.job.batches import (
     unpack_records,
 )
 from streamscore.job.scoring import ControlReader, ScoringOperator
+from streamscore.job.state_writes import JvmStateWrites
 from streamscore.metrics import process_metrics
 from streamscore.model.compiled_learning import ChallengerLearner
 from streamscore.model.loading import ModelBundle
@@ -86,6 +87,24 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
         return int(j_context.getTaskInfo().getIndexOfThisSubtask())
 
 
+def java_state_writes(
+    runtime_context: RuntimeContext, user_state: Any, join_state: Any
+) -> JvmStateWrites:
+    """``StateWrites`` (``jvm/StateWrites.java``) bound to the Java states behind ``user_state``
+    (a value state) and ``join_state`` (a map state with string keys). The class is in the job's
+    jar, which only the job's class loader sees (pemja's ``findClass`` does not): it is loaded
+    through that loader and made by reflection."""
+    j_context = runtime_context._runtime_context  # type: ignore[attr-defined]
+    writes = j_context.getUserCodeClassLoader().loadClass("streamscore.flink.StateWrites")
+    writes = writes.newInstance()
+    writes.bind(
+        java_keyed_state_backend(runtime_context),
+        user_state._state,  # PyFlink 2.3's thread-mode state objects hold the Java state here
+        join_state._state,
+    )
+    return writes  # type: ignore[no-any-return]
+
+
 class ScoreEvents(KeyedBroadcastProcessFunction):
     """The scoring operator as PyFlink sees it: keyed state, the current key, the broadcast
     state and the operator's lifecycle. Each batch, timer and control record goes to a
@@ -107,17 +126,20 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         # mode PyFlink 2.3 cannot hand a TTL config to the JVM.
         self._keys = self._key_switch(runtime_context)
         self._synced = False
+        user_state = runtime_context.get_state(
+            ValueStateDescriptor("scoring-user-v3", Types.PICKLED_BYTE_ARRAY())
+        )
+        join_state = runtime_context.get_map_state(
+            MapStateDescriptor("label-join-v3", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+        )
         self._scoring = ScoringOperator(
             s,
             self._schemas,
             self._model,
             self._keys,
-            runtime_context.get_state(
-                ValueStateDescriptor("scoring-user-v3", Types.PICKLED_BYTE_ARRAY())
-            ),
-            runtime_context.get_map_state(
-                MapStateDescriptor("label-join-v3", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
-            ),
+            user_state,
+            join_state,
+            self._state_writes(runtime_context, user_state, join_state),
             # Refused control records become dead letters once, from the first subtask.
             reports_control=_subtask_index(runtime_context) == 0,
         )
@@ -128,6 +150,13 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         """Flink's current key is the batch's first user: each access to a user's state or
         timers switches it to that user first. (A probe outside Flink gives its own.)"""
         return KeySwitch(java_keyed_state_backend(runtime_context))
+
+    def _state_writes(
+        self, runtime_context: RuntimeContext, user_state: Any, join_state: Any
+    ) -> JvmStateWrites:
+        """The JVM side of the state writes (a probe outside Flink gives
+        ``state_writes.PythonStateWrites``)."""
+        return java_state_writes(runtime_context, user_state, join_state)
 
     def close(self) -> None:
         # Also called when open() failed or was cancelled half way: a raise here would be

@@ -12,8 +12,8 @@ them. An event costs a read of the user's state only when it is not cached
 (``state.UserStateCache``), and a label a read of the label-join map only when its event is not
 pending in Python (``state.JoinMap``). Writes wait in Python until the next checkpoint barrier
 (or ``state_write_behind_max`` waiting writes, see ``write_deferred``): then each changed user
-is written once, under one switch of Flink's current key, whatever number of its records came
-in between.
+is written once, whatever number of its records came in between, and all of them in one call
+into the JVM (``state_writes.py``).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from streamscore.job.state import (
     pending_outcome,
     timer_time,
 )
+from streamscore.job.state_writes import JvmStateWrites, StateWriter
 from streamscore.metrics import process_metrics
 from streamscore.model.control import canary_arm
 from streamscore.model.loading import ModelBundle
@@ -123,11 +124,13 @@ class ScoringOperator:
         keys: CurrentKey,
         user_state: Any,
         join_state: Any,
+        state_writes: JvmStateWrites,
         reports_control: bool,
     ) -> None:
         """``settings`` with their secrets; ``user_state`` and ``join_state`` are Flink's value
-        state of ``ScoringState`` and map state of join entries; ``reports_control``: this subtask
-        turns refused control records into dead letters (one subtask does)."""
+        state of ``ScoringState`` and map state of join entries, read through PyFlink's state
+        API and written through ``state_writes`` (``state_writes.py``); ``reports_control``:
+        this subtask turns refused control records into dead letters (one subtask does)."""
         from streamscore.feature_store import FeatureStoreWriter, connect
         from streamscore.model.decisions import CostModel
 
@@ -139,9 +142,10 @@ class ScoringOperator:
         # or for this many waiting writes; 0 writes every change at once.
         self._write_behind_max = s.state_write_behind_max
         deferred = self._write_behind_max > 0
-        self._state = UserStateCache(user_state, keys, s.state_cache_users, deferred)
+        self._writer = StateWriter(state_writes, keys)
+        self._state = UserStateCache(user_state, keys, s.state_cache_users, deferred, self._writer)
         # event id -> its entry in the label join (job/state.py): a record touches one entry.
-        self._join_map = JoinMap(join_state, keys, s.pending_cache_outcomes, deferred)
+        self._join_map = JoinMap(join_state, keys, s.pending_cache_outcomes, deferred, self._writer)
         self._packer = OutputPacker()
         # Read by hand (avro_encoders): what fastavro's reader gives, at a fraction of its cost.
         self._events = EventDecoder(self._schemas["event"])
@@ -332,12 +336,21 @@ class ScoringOperator:
         return [self._packer.pack(out)] if out else []
 
     def write_deferred(self) -> None:
-        """Every waiting state write, user by user: one switch of the current key each, one
-        write of the user's value if it changed, one write per changed join entry."""
+        """Every waiting state write, in one call into the JVM (``state_writes.py``): per user
+        its value if it changed and its changed join entries."""
+        started = time.perf_counter()
         state, join = self._state, self._join_map
-        for user in set(state.changed()).union(join.changed()):
-            state.write(user)
-            join.write(user)
+        users = set(state.changed()).union(join.changed())
+        entries = join.changed_entries
+        for user in users:
+            state.stage(user)
+            join.stage(user)
+        staged = time.perf_counter()
+        self._writer.flush()
+        seconds = time.perf_counter() - started
+        self._metrics.state_writes.observe(seconds)
+        log.debug("state written: %d users, %d join entries in %.1f ms (%.1f ms to stage them)",
+                 len(users), entries, 1000 * seconds, 1000 * (staged - started))  # fmt: skip
 
     def _label(
         self,
@@ -516,8 +529,9 @@ class ScoringOperator:
         try:
             return self._on_timer(user_id, timestamp, ctx)
         finally:
-            self._state.write(user_id)
-            self._join_map.write(user_id)
+            self._state.stage(user_id)
+            self._join_map.stage(user_id)
+            self._writer.flush()
 
     def _on_timer(self, user_id: str, timestamp: int, ctx: Any) -> list[bytes]:
         if timestamp > int(time.time() * 1000) + self._max_ahead_ms:
@@ -538,7 +552,7 @@ class ScoringOperator:
         out: list[OutputRecord] = []
         kept: dict[str, JoinEntry] = {}  # event id -> what stays in the map
         pending: list[tuple[int, str]] = []  # (event time, event id) of what stays pending
-        for event_id, entry in list(join.items(user_id)):
+        for event_id, entry in join.items(user_id):
             kind = entry[0]
             if entry_deadline(entry, horizon, park_wait) > timestamp:
                 kept[event_id] = entry

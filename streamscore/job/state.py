@@ -35,6 +35,7 @@ from array import array
 from typing import Any, NamedTuple, Protocol
 
 from streamscore.features.engine import UserState
+from streamscore.job.state_writes import StateWriter
 
 # 1: the features' UserState alone (before the label join); 2: one value with the join's dicts;
 # 3: the value and the join map (state names "scoring-user-v3", "label-join-v3").
@@ -203,29 +204,33 @@ class KeyScope(Protocol):
 class UserStateCache:
     """A cache of users' ``ScoringState`` in front of Flink's keyed value state, written behind.
 
-    In thread mode each ``value()`` and ``update()`` is a call into the JVM (after a call that
-    switches Flink's current key to the user), a RocksDB access and a pickle. PyFlink keeps no
-    cache of its own there. The state is only ever changed by this subtask's function, so a copy
-    kept here stays exact: a hit skips the read. With ``deferred`` a change is not written at
-    once either: the user is marked changed and written once by ``write`` (the operator writes
-    every changed user before each checkpoint barrier, so each checkpoint holds the same state
-    as if every change had been written through; see ``ScoreEvents._write_deferred``), or when
-    the least recently used user leaves the cache. Without ``deferred`` every ``put`` is written
-    at once.
+    In thread mode each ``value()`` is a call into the JVM (after a call that switches Flink's
+    current key to the user), a RocksDB access and an unpickle. PyFlink keeps no cache of its
+    own there. The state is only ever changed by this subtask's function, so a copy kept here
+    stays exact: a hit skips the read. With ``deferred`` a change is not written at once either:
+    the user is marked changed and staged by ``stage`` (the operator stages every changed user
+    before each checkpoint barrier and writes them in one call, so each checkpoint holds the
+    same state as if every change had been written through; see
+    ``ScoringOperator.write_deferred``), or written when the least recently used user leaves the
+    cache. Without ``deferred`` every ``put`` is written at once. Writes go through ``writer``
+    (``state_writes.StateWriter``).
 
     The cache lives in the function object: a restored, restarted or rescaled job builds new
-    function objects, which start empty and read from Flink's state again. Every call into
-    Flink's state first switches the current key to ``user`` (``keys``). At most ``capacity``
-    users are kept; with 0 nothing is kept and every change is written at once.
+    function objects, which start empty and read from Flink's state again. A read first switches
+    the current key to ``user`` (``keys``). At most ``capacity`` users are kept; with 0 nothing
+    is kept and every change is written at once.
     """
 
-    def __init__(self, state: Any, keys: KeyScope, capacity: int, deferred: bool) -> None:
+    def __init__(
+        self, state: Any, keys: KeyScope, capacity: int, deferred: bool, writer: StateWriter
+    ) -> None:
         from collections import OrderedDict
 
         self._state = state
         self._keys = keys
         self._capacity = capacity
         self._deferred = deferred and capacity > 0
+        self._writer = writer
         self._entries: OrderedDict[str, ScoringState] = OrderedDict()
         self._changed: set[str] = set()
         self.hits = 0
@@ -249,13 +254,13 @@ class UserStateCache:
         if self._deferred:
             self._changed.add(user)
         else:
-            self._keys.to(user)
-            self._state.update(value)
+            self._writer.stage_value(user, value)
+            self._writer.flush()
         self._remember(user, value)
 
     def clear(self, user: str) -> None:
-        self._keys.to(user)
-        self._state.clear()
+        self._writer.stage_clear(user)
+        self._writer.flush()
         self._entries.pop(user, None)
         self._changed.discard(user)
 
@@ -263,12 +268,12 @@ class UserStateCache:
         """The users changed since they were last written."""
         return self._changed
 
-    def write(self, user: str) -> None:
-        """Write ``user``'s state if it changed since it was last written."""
+    def stage(self, user: str) -> None:
+        """Stage ``user``'s state for the writer's next flush if it changed since it was last
+        written."""
         if user in self._changed:
             self._changed.discard(user)
-            self._keys.to(user)
-            self._state.update(self._entries[user])
+            self._writer.stage_value(user, self._entries[user])
 
     def _remember(self, user: str, value: ScoringState) -> None:
         entries = self._entries
@@ -276,7 +281,9 @@ class UserStateCache:
         entries.move_to_end(user)
         if len(entries) > self._capacity:
             oldest = next(iter(entries))
-            self.write(oldest)  # a changed user is written before it is forgotten
+            if oldest in self._changed:  # a changed user is written before it is forgotten
+                self.stage(oldest)
+                self._writer.flush()
             del entries[oldest]
 
     def __len__(self) -> int:
@@ -292,16 +299,20 @@ class JoinMap:
     oldest go first (pending entries are mostly closed in the order they were written); a miss
     reads the map state.
 
-    With ``deferred``, changes wait in Python, per user, until ``write`` (as in
-    ``UserStateCache``): an event labelled before they are written costs one write of its closed
-    entry instead of a pending entry and then a closed one. Reads see the waiting changes first.
+    With ``deferred``, changes wait in Python, per user, until ``stage`` hands them to the
+    writer (as in ``UserStateCache``): an event labelled before they are written costs one write
+    of its closed entry instead of a pending entry and then a closed one. Reads see the waiting
+    changes first.
     """
 
-    def __init__(self, state: Any, keys: KeyScope, capacity: int, deferred: bool) -> None:
+    def __init__(
+        self, state: Any, keys: KeyScope, capacity: int, deferred: bool, writer: StateWriter
+    ) -> None:
         self._state = state
         self._keys = keys
         self._capacity = capacity
         self._deferred = deferred
+        self._writer = writer
         self._pending: dict[tuple[str, str], JoinEntry] = {}
         # user -> event id -> its new entry, or None where it was removed
         self._changes: dict[str, dict[str, JoinEntry | None]] = {}
@@ -332,37 +343,34 @@ class JoinMap:
         self._change(user, event_id, None)
         self._pending.pop((user, event_id), None)
 
-    def items(self, user: str) -> Any:
-        """``user``'s entries, from the map state (its waiting changes are written first)."""
-        self.write(user)
-        self._keys.to(user)
-        return self._state.items()
+    def items(self, user: str) -> list[tuple[str, JoinEntry]]:
+        """``user``'s entries: Flink's state (read in one call) with the waiting changes on top.
+        Leaves the current key at ``user``."""
+        entries = self._writer.entries_of(user)
+        changes = self._changes.get(user)
+        if changes:
+            for event_id, entry in changes.items():
+                if entry is None:
+                    entries.pop(event_id, None)
+                else:
+                    entries[event_id] = entry
+        return list(entries.items())
 
     def changed(self) -> Any:
         """The users with changes not yet written."""
         return self._changes.keys()
 
-    def write(self, user: str) -> None:
-        """Write ``user``'s waiting changes to the map state."""
+    def stage(self, user: str) -> None:
+        """Stage ``user``'s waiting changes for the writer's next flush."""
         changes = self._changes.pop(user, None)
-        if not changes:
-            return
-        self.changed_entries -= len(changes)
-        self._keys.to(user)
-        state = self._state
-        for event_id, entry in changes.items():
-            if entry is None:
-                state.remove(event_id)
-            else:
-                state.put(event_id, entry)
+        if changes:
+            self.changed_entries -= len(changes)
+            self._writer.stage_entries(user, changes)
 
     def _change(self, user: str, event_id: str, entry: JoinEntry | None) -> None:
         if not self._deferred:
-            self._keys.to(user)
-            if entry is None:
-                self._state.remove(event_id)
-            else:
-                self._state.put(event_id, entry)
+            self._writer.stage_entries(user, {event_id: entry})
+            self._writer.flush()
             return
         changes = self._changes.get(user)
         if changes is None:

@@ -2,7 +2,8 @@
 
 Run by ``test_batches.py`` in a subprocess: ``python -m tests.e2e.batch_job OUT.json``. Records
 of many users go through the key shuffle, ``RecordBatcher``, a keyed Python function that
-switches the key per record as the scoring operator does, and ``OutputUnpacker``; what comes out
+switches the key per record and writes its state as the scoring operator does, and
+``OutputUnpacker``; what comes out
 is written to OUT.json for the test to check."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pyflink.common import Configuration, Row, WatermarkStrategy
 from pyflink.common.typeinfo import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedProcessFunction, StreamExecutionEnvironment
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from streamscore.config import Settings
 from streamscore.job.batches import (
@@ -25,9 +26,10 @@ from streamscore.job.batches import (
     java_keyed_state_backend,
     unpack_records,
 )
-from streamscore.job.functions import BYTES, KEYED_INPUT
+from streamscore.job.functions import BYTES, KEYED_INPUT, java_state_writes
 from streamscore.job.jvm_jar import operators_jar
 from streamscore.job.pipeline import _batched, _unpacked_outputs
+from streamscore.job.state_writes import StateWriter
 
 USERS = 37
 RECORDS = 3_000
@@ -40,11 +42,22 @@ class _Stamp(TimestampAssigner):
 
 
 class _CountPerUser(KeyedProcessFunction):
+    """Counts each user's records in a value state and keeps one join-map entry per record,
+    written as the scoring operator writes, through ``StateWriter`` and the JVM's
+    ``StateWrites``, once per batch; read back through PyFlink's state API and the JVM."""
+
     def open(self, runtime_context: Any) -> None:
         self._keys = KeySwitch(java_keyed_state_backend(runtime_context))
         self._count = runtime_context.get_state(
             ValueStateDescriptor("n", Types.PICKLED_BYTE_ARRAY())
         )
+        self._entries = runtime_context.get_map_state(
+            MapStateDescriptor("entries", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+        )
+        self._writer = StateWriter(
+            java_state_writes(runtime_context, self._count, self._entries), self._keys
+        )
+        self._counts: dict[str, int] = {}
         self._packer = OutputPacker()
 
     def process_element(self, value: bytes, ctx: Any) -> list[bytes]:
@@ -57,21 +70,41 @@ class _CountPerUser(KeyedProcessFunction):
         records = unpack_records(value)
         out.append(("batch", b"", str(len(records)).encode()))
         for key, _payload, topic, _partition, offset, timestamp in records:
-            self._keys.to(key)
-            n = (self._count.value() or 0) + 1
-            self._count.update(n)
+            n = self._counts.get(key)
+            if n is None:  # the first record of the run: its count is read from the state
+                self._keys.to(key)
+                n = self._count.value() or 0
+            n = self._counts[key] = n + 1
+            self._writer.stage_value(key, n)
+            self._writer.stage_entries(key, {f"o{offset}": (n, offset)})
             if n == 1:
+                self._keys.to(key)
                 ctx.timer_service().register_event_time_timer(2**62)
             out.append(
                 (topic, key.encode(), json.dumps([n, timestamp, watermark, offset]).encode())
             )
+        self._writer.flush()
         return [self._packer.pack(out)]
 
     def on_timer(self, timestamp: int, ctx: Any) -> list[bytes]:
         self._keys.forget_current()
         user = ctx.get_current_key()
         user = user[0] if isinstance(user, (tuple, list, Row)) else user
-        return [self._packer.pack([("timer", user.encode(), str(self._count.value()).encode())])]
+        count = self._count.value()
+        entries = self._writer.entries_of(user)
+        self._writer.stage_clear(user)
+        self._writer.flush()
+        self._keys.to(user)
+        cleared = self._count.value()
+        return [
+            self._packer.pack(
+                [
+                    ("timer", user.encode(), str(count).encode()),
+                    ("entries", user.encode(), json.dumps(sorted(entries.values())).encode()),
+                    ("cleared", user.encode(), str(cleared).encode()),
+                ]
+            )
+        ]
 
 
 def main(out_path: Path, jar_dir: Path) -> None:

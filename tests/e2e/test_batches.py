@@ -4,7 +4,8 @@ under its own user's key, never behind a watermark it came before; outputs come 
 ``batch_job.py`` runs the job; this checks what it wrote. It fails if ``RecordBatcher`` held a
 batch across a watermark (records would see a watermark at or past their own timestamp), lost
 the last batch at the end of input, did not announce the end of input (``announce_barriers``)
-under a user of its own, or if the key switch left state or timers on another user.
+under a user of its own, if the key switch left state or timers on another user, or if the
+state written in one call through ``StateWrites`` is not what PyFlink's state API reads back.
 """
 
 from __future__ import annotations
@@ -60,6 +61,16 @@ def test_batches_keep_every_record_its_key_and_its_watermark(tmp_path: Path) -> 
     # Timers fired under their own user's key, after all of that user's records.
     timers = {key: int(value) for topic, key, value in rows if topic == "timer"}
     assert timers == {key: len(counts) for key, counts in seen.items()}
+    # What the JVM's StateWrites wrote, a batch at a time, is what PyFlink's state API reads
+    # (the counts above) and what its walk of the map gives back: one entry per record, under
+    # the record's own user. A cleared value reads as absent.
+    offsets: dict[str, list[list[int]]] = defaultdict(list)
+    for key, (n, _, _, offset) in records:
+        offsets[key].append([n, offset])
+    entries = {key: json.loads(value) for topic, key, value in rows if topic == "entries"}
+    assert entries == {key: sorted(pairs) for key, pairs in offsets.items()}
+    cleared = {value for topic, _, value in rows if topic == "cleared"}
+    assert cleared == {"None"}
 
     # Records were batched, and no batch was larger than asked.
     sizes = [int(value) for topic, _, value in rows if topic == "batch"]

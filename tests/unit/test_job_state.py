@@ -83,6 +83,12 @@ class _Keys:
             self.current = user
             self.switches += 1
 
+    def forget_current(self) -> None:
+        self.current = None
+
+    def assume(self, user: str) -> None:
+        self.current = user
+
 
 class _FakeValueState:
     """Flink's keyed value state: one value per current key, counting the calls into the JVM."""
@@ -104,6 +110,20 @@ class _FakeValueState:
         self.stored.pop(self.keys.current, None)  # type: ignore[arg-type]
 
 
+def _writer(keys: _Keys, users: Any = None, join: Any = None) -> Any:
+    """The operator's state writer, over the fakes, through the Python twin of the JVM side."""
+    from streamscore.job.state_writes import PythonStateWrites, StateWriter
+
+    return StateWriter(PythonStateWrites(keys, users, join), keys)
+
+
+def _same(stored: dict[str, Any], expected: dict[str, Any]) -> bool:
+    """Flink's state holds copies (pickled and read back): equal when they pickle the same."""
+    return {k: pickle.dumps(v) for k, v in stored.items()} == {
+        k: pickle.dumps(v) for k, v in expected.items()
+    }
+
+
 def _new_state(timer_at: int = -1) -> Any:
     from streamscore.job.state import ScoringState
 
@@ -115,15 +135,16 @@ def test_the_state_cache_reads_once_and_writes_through_when_not_deferred() -> No
 
     keys = _Keys()
     backing = _FakeValueState(keys)
-    cache = UserStateCache(backing, keys, capacity=2, deferred=False)
+    cache = UserStateCache(backing, keys, capacity=2, deferred=False, writer=_writer(keys, backing))
     assert cache.get("a") is None and backing.reads == 1  # an unknown user is not remembered
     state = _new_state()
     cache.put("a", state)
     assert cache.get("a") is state and cache.get("a") is state
-    assert backing.reads == 1 and backing.writes == 1 and backing.stored == {"a": state}
+    assert backing.reads == 1 and backing.writes == 1 and _same(backing.stored, {"a": state})
+    assert backing.stored["a"] is not state  # written pickled, as Flink's state holds it
     cache.put("b", state)
     cache.put("c", state)  # over capacity: "a", the least recently used, goes
-    assert len(cache) == 2 and cache.get("a") is state and backing.reads == 2
+    assert len(cache) == 2 and _same({"a": cache.get("a")}, {"a": state}) and backing.reads == 2
     cache.clear("a")
     assert "a" not in backing.stored and cache.get("a") is None
     assert not cache.changed()
@@ -134,17 +155,19 @@ def test_deferred_state_is_written_once_per_user_under_that_users_key() -> None:
 
     keys = _Keys()
     backing = _FakeValueState(keys)
-    cache = UserStateCache(backing, keys, capacity=10, deferred=True)
+    writer = _writer(keys, backing)
+    cache = UserStateCache(backing, keys, capacity=10, deferred=True, writer=writer)
     a, b = _new_state(1), _new_state(2)
     for _ in range(3):  # three records each: nothing reaches Flink's state yet
         cache.put("a", a)
         cache.put("b", b)
     assert backing.writes == 0 and cache.get("a") is a and cache.changed() == {"a", "b"}
     for user in sorted(cache.changed()):
-        cache.write(user)
-    assert backing.writes == 2 and backing.stored == {"a": a, "b": b} and not cache.changed()
-    cache.write("a")  # unchanged since: not written again
-    assert backing.writes == 2
+        cache.stage(user)
+    assert writer.flush() == 2 and writer.flushes == 1  # both users in one call
+    assert backing.writes == 2 and _same(backing.stored, {"a": a, "b": b}) and not cache.changed()
+    cache.stage("a")  # unchanged since: not written again
+    assert writer.flush() == 0 and backing.writes == 2
 
 
 def test_a_changed_user_leaving_the_cache_is_written_first() -> None:
@@ -152,13 +175,14 @@ def test_a_changed_user_leaving_the_cache_is_written_first() -> None:
 
     keys = _Keys()
     backing = _FakeValueState(keys)
-    cache = UserStateCache(backing, keys, capacity=2, deferred=True)
+    cache = UserStateCache(backing, keys, capacity=2, deferred=True, writer=_writer(keys, backing))
     a = _new_state(1)
     cache.put("a", a)
     cache.put("b", _new_state(2))
     cache.put("c", _new_state(3))  # "a" goes, and is written under its own key
-    assert backing.stored == {"a": a} and cache.changed() == {"b", "c"}
-    assert cache.get("a") == a and backing.reads == 1  # read back from Flink's state
+    assert _same(backing.stored, {"a": a}) and cache.changed() == {"b", "c"}
+    # read back from Flink's state
+    assert _same({"a": cache.get("a")}, {"a": a}) and backing.reads == 1
     cache.clear("b")  # cleared: its waiting write is dropped, not made after
     assert "b" not in cache.changed() and "b" not in backing.stored
 
@@ -168,10 +192,10 @@ def test_without_a_cache_nothing_is_deferred() -> None:
 
     keys = _Keys()
     backing = _FakeValueState(keys)
-    cache = UserStateCache(backing, keys, capacity=0, deferred=True)
+    cache = UserStateCache(backing, keys, capacity=0, deferred=True, writer=_writer(keys, backing))
     state = _new_state()
     cache.put("a", state)
-    assert backing.stored == {"a": state} and not cache.changed()
+    assert _same(backing.stored, {"a": state}) and not cache.changed()
 
 
 def test_a_new_cache_reads_what_flink_restored() -> None:
@@ -179,7 +203,8 @@ def test_a_new_cache_reads_what_flink_restored() -> None:
 
     keys = _Keys()
     restored = _new_state(42)
-    cache = UserStateCache(_FakeValueState(keys, {"a": restored}), keys, 10, deferred=True)
+    backing = _FakeValueState(keys, {"a": restored})
+    cache = UserStateCache(backing, keys, 10, deferred=True, writer=_writer(keys, backing))
     assert cache.get("a") is restored and cache.misses == 1 and cache.hits == 0
     assert cache.get("b") is None and keys.current == "b"  # read under the user's own key
 
@@ -213,7 +238,7 @@ def test_the_join_map_answers_pending_entries_and_writes_through_when_not_deferr
 
     keys = _Keys()
     backing = _FakeMapState(keys)
-    join = JoinMap(backing, keys, capacity=2, deferred=False)
+    join = JoinMap(backing, keys, capacity=2, deferred=False, writer=_writer(keys, join=backing))
     entry = pending_entry(pending(5_000))
     join.put("u1", "e1", entry)
     assert join.get("u1", "e1") == entry and backing.reads == 0
@@ -233,7 +258,8 @@ def test_deferred_join_changes_are_read_back_and_written_last_one_wins() -> None
 
     keys = _Keys()
     backing = _FakeMapState(keys)
-    join = JoinMap(backing, keys, capacity=1, deferred=True)
+    writer = _writer(keys, join=backing)
+    join = JoinMap(backing, keys, capacity=1, deferred=True, writer=writer)
     join.put("u1", "e1", pending_entry(pending(1)))
     join.put("u1", "e2", pending_entry(pending(2)))  # over capacity, but still waiting
     join.put("u2", "e3", parked_entry(ParkedLabel(True, 3, b"p", "labels", 0, 7)))
@@ -244,10 +270,18 @@ def test_deferred_join_changes_are_read_back_and_written_last_one_wins() -> None
     assert join.get("u1", "e2") is None and backing.reads == 0
     assert join.changed_entries == 3 and set(join.changed()) == {"u1", "u2"}
     switches = keys.switches
-    join.write("u1")
+    join.stage("u1")
+    assert writer.flush() == 1
     assert keys.switches == switches + 1 and backing.writes == 2  # one switch, one write each
     assert backing.entries == {("u1", "e1"): closed_entry(1, "labelled")}
     assert join.changed_entries == 1 and set(join.changed()) == {"u2"}
-    # A timer walks its user's entries from Flink's state: what waits is written first.
-    assert join.items("u2") == [("e3", parked_entry(ParkedLabel(True, 3, b"p", "labels", 0, 7)))]
-    assert join.changed_entries == 0 and not join.changed()
+    # A timer walks its user's entries: Flink's state with what waits on top, nothing written.
+    parked = parked_entry(ParkedLabel(True, 3, b"p", "labels", 0, 7))
+    assert join.items("u2") == [("e3", parked)] and keys.current == "u2"
+    assert join.changed_entries == 1 and backing.writes == 2
+    join.remove("u1", "e1")  # waiting: the walk no longer shows it, Flink's state still has it
+    assert join.items("u1") == [] and ("u1", "e1") in backing.entries
+    join.stage("u1")
+    join.stage("u2")
+    assert writer.flush() == 2 and writer.flushes == 2
+    assert backing.entries == {("u2", "e3"): parked} and not join.changed()

@@ -1,0 +1,148 @@
+package streamscore.flink;
+
+import org.apache.flink.api.common.state.MapState;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.runtime.state.KeyedStateBackend;
+import org.apache.flink.types.Row;
+
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.Iterator;
+import java.util.Map;
+
+/**
+ * The scoring operator's keyed-state writes and its join-map walks, many users per call.
+ *
+ * <p>From Python, in thread mode, each switch of the current key, each value write and each
+ * map entry written or read is a call into the JVM with its argument conversions. The operator
+ * keeps its state changes in Python between checkpoint barriers and writes them all before a
+ * barrier; made one call at a time, that write-out held up every record behind it for hundreds of
+ * milliseconds at each checkpoint. Here the whole write-out is one call, with the values already
+ * pickled by Python, so nothing but the state backend's own work is done per write.
+ *
+ * <p>It acts on the Java state objects behind the Python operator's own keyed states, so what it
+ * writes is what the Python state API would have written: the same state names, serializers and
+ * bytes. Keys are rows of one string, as the job's key selector makes them. A call leaves
+ * Flink's current key at the last user it wrote: the caller must not assume its own.
+ *
+ * <p>{@link #write} takes, per user, big-endian: user length (int) and UTF-8 bytes; the user's
+ * pickled value (length, or -1 for no change, -2 to clear it, then the bytes); the number of
+ * changed join entries, then per entry its event id (length and UTF-8 bytes) and its pickled
+ * entry (length, or -1 to remove it, then the bytes).
+ */
+public class StateWrites {
+
+    private static final int UNCHANGED = -1;
+    private static final int CLEARED = -2;
+
+    private KeyedStateBackend<Row> backend;
+    private ValueState<byte[]> users;
+    private MapState<String, byte[]> joinEntries;
+
+    private byte[] packed;
+    private int at;
+
+    /**
+     * Made by reflection ({@code Class.newInstance}) from Python, which reaches this class only
+     * through the job's class loader, as a class object it cannot call; then {@link #bind}.
+     */
+    public StateWrites() {}
+
+    /** The operator's keyed state backend, its users' value state and its join map state. */
+    @SuppressWarnings("unchecked")
+    public void bind(Object backend, Object users, Object joinEntries) {
+        this.backend = (KeyedStateBackend<Row>) backend;
+        this.users = (ValueState<byte[]>) users;
+        this.joinEntries = (MapState<String, byte[]>) joinEntries;
+    }
+
+    /** Applies the packed writes (see the class comment); returns how many users it wrote. */
+    public int write(byte[] packed) throws Exception {
+        this.packed = packed;
+        this.at = 0;
+        int written = 0;
+        while (at < packed.length) {
+            backend.setCurrentKey(Row.of(readString()));
+            int valueLength = readInt();
+            if (valueLength == CLEARED) {
+                users.clear();
+            } else if (valueLength != UNCHANGED) {
+                users.update(readBytes(valueLength));
+            }
+            int entries = readInt();
+            for (int i = 0; i < entries; i++) {
+                String eventId = readString();
+                int entryLength = readInt();
+                if (entryLength == UNCHANGED) {
+                    joinEntries.remove(eventId);
+                } else {
+                    joinEntries.put(eventId, readBytes(entryLength));
+                }
+            }
+            written++;
+        }
+        this.packed = null;
+        return written;
+    }
+
+    /**
+     * The join entries of {@code user} (made the current key), packed as per entry: event id
+     * (length and UTF-8 bytes) and pickled entry (length and bytes). One call instead of one per
+     * entry and field.
+     */
+    public byte[] joinEntriesOf(String user) throws Exception {
+        backend.setCurrentKey(Row.of(user));
+        Iterable<Map.Entry<String, byte[]>> entries = joinEntries.entries();
+        byte[] out = new byte[256];
+        int size = 0;
+        if (entries == null) {
+            return new byte[0];
+        }
+        for (Iterator<Map.Entry<String, byte[]>> it = entries.iterator(); it.hasNext(); ) {
+            Map.Entry<String, byte[]> entry = it.next();
+            byte[] eventId = entry.getKey().getBytes(StandardCharsets.UTF_8);
+            byte[] value = entry.getValue();
+            int needed = size + 8 + eventId.length + value.length;
+            if (needed > out.length) {
+                out = Arrays.copyOf(out, Math.max(needed, 2 * out.length));
+            }
+            size = putInt(out, size, eventId.length);
+            System.arraycopy(eventId, 0, out, size, eventId.length);
+            size += eventId.length;
+            size = putInt(out, size, value.length);
+            System.arraycopy(value, 0, out, size, value.length);
+            size += value.length;
+        }
+        return Arrays.copyOf(out, size);
+    }
+
+    private static int putInt(byte[] out, int at, int value) {
+        out[at] = (byte) (value >>> 24);
+        out[at + 1] = (byte) (value >>> 16);
+        out[at + 2] = (byte) (value >>> 8);
+        out[at + 3] = (byte) value;
+        return at + 4;
+    }
+
+    private int readInt() {
+        int value = ((packed[at] & 0xff) << 24)
+                | ((packed[at + 1] & 0xff) << 16)
+                | ((packed[at + 2] & 0xff) << 8)
+                | (packed[at + 3] & 0xff);
+        at += 4;
+        return value;
+    }
+
+    private String readString() {
+        int length = readInt();
+        String value = new String(packed, at, length, StandardCharsets.UTF_8);
+        at += length;
+        return value;
+    }
+
+    private byte[] readBytes(int length) {
+        byte[] value = Arrays.copyOfRange(packed, at, at + length);
+        at += length;
+        return value;
+    }
+}
