@@ -85,6 +85,8 @@ class ControlReader:
         self._codec = Codec("control", schema_text)
         self._job_name = settings.job_name
         self._load_check = load_check
+        # The last snapshot checked (its bytes and the model they hold), for ``take_checked``.
+        self._checked: tuple[bytes, Any] | None = None
 
     def read(self, payload: bytes | None) -> tuple[str, Any] | None:
         """``("ASSIGN", Assignment)`` or ``("CHALLENGER", (version, snapshot bytes))``; None for
@@ -107,8 +109,17 @@ class ControlReader:
         if not data or not record["challenger_version"]:
             raise Rejection("control:invalid", "CHALLENGER without version or model")
         if self._load_check:
-            load_snapshot(data)
+            self._checked = (data, load_snapshot(data))
         return "CHALLENGER", (record["challenger_version"], data)
+
+    def take_checked(self, data: bytes) -> Any:
+        """The model ``read`` loaded from ``data`` to check it (None if it did not: another
+        snapshot, or one restored from the broadcast state), so that it is not loaded twice.
+        Each is handed out once."""
+        checked, self._checked = self._checked, None
+        if checked is not None and checked[0] is data:
+            return checked[1]
+        return None
 
 
 class ScoringOperator:
@@ -276,8 +287,11 @@ class ScoringOperator:
             from streamscore.model.challenger import ShadowScorer, load_snapshot
 
             version, data = content
+            model = self._control.take_checked(data)
             if self._challenger is None or self._challenger.version != version:
-                self._challenger = ShadowScorer(version, load_snapshot(data), self._names)
+                if model is None:
+                    model = load_snapshot(data)
+                self._challenger = ShadowScorer(version, model, self._names)
                 self._metrics.challenger_info.children.clear()
                 self._metrics.challenger_info.labels(version).value = 1.0
 
