@@ -35,7 +35,7 @@ from array import array
 from typing import Any, NamedTuple, Protocol
 
 from streamscore.features.engine import UserState
-from streamscore.job.state_writes import StateWriter
+from streamscore.job.state_writes import JoinEntry, StateWriter
 
 # 1: the features' UserState alone (before the label join); 2: one value with the join's dicts;
 # 3: the value and the join map (state names "scoring-user-v3", "label-join-v3").
@@ -137,9 +137,8 @@ class ScoringState:
         return ScoringState, (self.features, self.timer_at, self.parked)
 
 
-# The join map's entries (event id → entry), tagged tuples that pickle small.
+# The join map's entries' kinds (state_writes.JoinEntry: tagged tuples).
 PENDING, CLOSED, PARKED = 0, 1, 2
-JoinEntry = tuple[Any, ...]
 
 
 def pending_entry(outcome: PendingOutcome) -> JoinEntry:
