@@ -182,7 +182,16 @@ class Bench:
         else:
             result["throughput"] = None
         result["system"] = system.check()
+        result["checkpoints"] = self._checkpoints(system, started)
         return result
+
+    def _checkpoints(self, system: System, since_s: float) -> list[dict[str, Any]]:
+        """``system.checkpoints_since``; a failure to read them is a note, not a failed run."""
+        try:
+            return system.checkpoints_since(since_s)
+        except Exception as exc:
+            self.notes.append(f"{system.name}: could not read its checkpoints: {exc}")
+            return []
 
     def step(self, system: System, rate: float) -> dict[str, Any]:
         """Offer ``rate`` events/s for --seconds; latency of the post-warm-up events."""
@@ -202,6 +211,7 @@ class Bench:
             labels=bool(labels_topic),
         )
         collector = self.collector(system, event_id_prefix(seed))
+        started = time.time()
         try:
             log.info(
                 "%s: offering %g events/s for %g s%s",
@@ -263,6 +273,7 @@ class Bench:
             **{k: data[k] for k in COLLECTOR_FIGURES},
         }
         result["system"] = system.check()
+        result["checkpoints"] = self._checkpoints(system, started)
         lat = result["latency_ms"]
         log.info(
             "%s @ %g/s: in %.0f/s out %s/s p50 %s p99 %s ms",

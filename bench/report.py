@@ -21,6 +21,7 @@ import numpy as np
 
 from streamscore import native
 from streamscore.config import Settings
+from streamscore.job import SCORING_OPERATOR
 
 from environment import command_line, git_info, machine_info, versions
 from load import backlog_label_delays
@@ -250,6 +251,55 @@ def _to_outcomes(drain: dict[str, Any]) -> str:
     )
 
 
+def checkpoint_phases(checkpoints: list[dict[str, Any]], task: str) -> dict[str, Any] | None:
+    """Median and maximum of each phase of ``task``'s checkpoints (``systems.checkpoints_since``)
+    and of their end-to-end durations; None without any."""
+    rows = [c for c in checkpoints if task in c["tasks"]]
+    if not rows:
+        return None
+    phases: dict[str, Any] = {"checkpoints": len(rows)}
+    series = {
+        "end_to_end_ms": [c["end_to_end_ms"] for c in rows],
+        **{k: [c["tasks"][task][k] for c in rows] for k in ("barrier_ms", "sync_ms", "async_ms")},
+    }
+    for name, values in series.items():
+        phases[name] = {"p50": float(np.median(values)), "max": float(max(values))}
+    return phases
+
+
+def _checkpoint_lines(systems: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, system in systems.items():
+        parts = [("drain", system.get("drain"))] + [
+            (f"{st['offered_rate']:,.0f}/s", st) for st in system.get("steps", [])
+        ]
+        for label, part in parts:
+            phases = checkpoint_phases((part or {}).get("checkpoints") or [], SCORING_OPERATOR)
+            if phases is None:
+                continue
+            cells = [f"{fmt(phases[k]['p50'])} / {fmt(phases[k]['max'])}" for k in _PHASES]
+            rows.append(
+                f"| {name} | {label} | {phases['checkpoints']} | " + " | ".join(cells) + " |"
+            )
+    if not rows:
+        return []
+    return [
+        f"### Checkpoints of the scoring task ({SCORING_OPERATOR}), ms, median / max",
+        "",
+        "barrier: from the trigger until the task had its barriers (the state write-out before "
+        "the barrier holds records and barrier back); sync: the synchronous snapshot (RocksDB's "
+        "memtable flush), which holds records too; async: the upload, off the task's thread.",
+        "",
+        "| system | part | checkpoints | end to end | barrier | sync | async |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
+_PHASES = ("end_to_end_ms", "barrier_ms", "sync_ms", "async_ms")
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The summary printed at the end: drain throughput and latency per rate, with ratios."""
     p = report["parameters"]
@@ -312,6 +362,7 @@ def markdown(report: dict[str, Any]) -> str:
                 ]
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _checkpoint_lines(systems)
     jobs = {name: system for name, system in systems.items() if name != PASSTHROUGH}
     if jobs:
         lines += [

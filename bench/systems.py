@@ -118,6 +118,10 @@ class System:
         """The processes doing its work, by name, for their CPU time and memory."""
         return {}
 
+    def checkpoints_since(self, since_s: float) -> list[dict[str, Any]]:
+        """Its checkpoints since ``since_s`` (epoch seconds), if it takes any."""
+        return []
+
     def stop(self) -> None:
         """Stop; a no-op when not running."""
 
@@ -287,6 +291,66 @@ class FlinkSystem(System):
             "outcomes": self._kafka.size(self.outcomes_topic) if self._kafka else None,
             "control_records": self._kafka.size(self.control) if self._kafka else None,
         }
+
+    def checkpoints_since(self, since_s: float) -> list[dict[str, Any]]:
+        """The job's completed checkpoints triggered at or after ``since_s`` (epoch seconds),
+        oldest first: what each cost and where, per task (the first operator of each chain)
+        its slowest subtask's phases. ``barrier_ms``: from the trigger until the task had the
+        barriers of all its inputs (Flink's start delay plus alignment); a task whose operator
+        writes its state before the barrier (the scoring operator, ``write_deferred``) holds
+        its records and the barrier back for as long as that takes. ``sync_ms``: the snapshot's
+        synchronous part, which holds the task too (RocksDB flushes its memtables into a native
+        checkpoint). ``async_ms``: the upload, on a thread of its own. From the REST API's
+        checkpoint history (``web.checkpoints.history``)."""
+        from streamscore.stack import flink
+
+        if self.job_id is None:
+            return []
+        base = f"/jobs/{self.job_id}"
+        tasks = {
+            vertex["id"]: vertex["name"].split(" -> ")[0][:60]
+            for vertex in flink.rest(self.settings, base)["vertices"]
+        }
+        history = flink.rest(self.settings, f"{base}/checkpoints").get("history", [])
+        found = []
+        for checkpoint in sorted(history, key=lambda c: c["id"]):
+            if (
+                checkpoint["status"] != "COMPLETED"
+                or checkpoint["trigger_timestamp"] < since_s * 1000
+            ):
+                continue
+            phases: dict[str, dict[str, int]] = {}
+            for vertex_id, task in tasks.items():
+                details = flink.rest(
+                    self.settings,
+                    f"{base}/checkpoints/details/{checkpoint['id']}/subtasks/{vertex_id}",
+                )
+                subtasks = details.get("subtasks") or []
+                if not subtasks:
+                    continue
+                phases[task] = {
+                    "barrier_ms": max(
+                        (sub.get("start_delay") or 0)
+                        + ((sub.get("alignment") or {}).get("duration") or 0)
+                        for sub in subtasks
+                    ),
+                    "sync_ms": max(
+                        (sub.get("checkpoint") or {}).get("sync") or 0 for sub in subtasks
+                    ),
+                    "async_ms": max(
+                        (sub.get("checkpoint") or {}).get("async") or 0 for sub in subtasks
+                    ),
+                }
+            found.append(
+                {
+                    "id": checkpoint["id"],
+                    "trigger_s": round(checkpoint["trigger_timestamp"] / 1000 - since_s, 3),
+                    "end_to_end_ms": checkpoint["end_to_end_duration"],
+                    "checkpointed_bytes": checkpoint.get("checkpointed_size"),
+                    "tasks": phases,
+                }
+            )
+        return found
 
     def processes(self) -> dict[str, int]:
         from process_cost import stack_processes

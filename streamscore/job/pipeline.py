@@ -36,6 +36,7 @@ from pyflink.util.java_utils import get_java_class
 
 from streamscore.config import DeliveryGuarantee as Guarantee
 from streamscore.config import Settings
+from streamscore.job import SCORING_OPERATOR
 from streamscore.job.functions import (
     BYTES,
     CONTROL_ROW,
@@ -337,7 +338,7 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     scored = keyed_input.connect(control.broadcast(CONTROL_STATE)).process(
         ScoreEvents(s, schemas, model), output_type=BYTES
     )
-    scored.name("decode-features-score").uid("features-score")
+    scored.name(SCORING_OPERATOR).uid("features-score")
     scored.set_parallelism(s.scoring_parallelism)
     routed = _unpacked_outputs(scored, s).sink_to(kafka_sink(s, None, "scored"))
     routed.name("scored-sink").uid("scored-sink").set_parallelism(s.scoring_parallelism)

@@ -103,6 +103,9 @@ def _stack_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
         "execution.checkpointing.dir": layout.checkpoints.as_uri(),
         "execution.checkpointing.savepoint-dir": layout.savepoints.as_uri(),
         "execution.checkpointing.num-retained": 2,
+        # The web UI's and REST API's checkpoint history (Flink keeps 10): the benchmark reads
+        # every checkpoint of a measurement back from it (bench/systems.py).
+        "web.checkpoints.history": 200,
         "restart-strategy.type": "exponential-delay",
         # A lost TaskManager is restarted by the supervisor within seconds: notice it as fast
         # (heartbeats every 2 s, lost after 10 s instead of 50 s) and retry the job at most 10 s
