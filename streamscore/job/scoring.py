@@ -152,6 +152,10 @@ class ScoringOperator:
         # Writes wait for the checkpoint barrier (RecordBatcher announces it with an empty batch)
         # or for this many waiting writes; 0 writes every change at once.
         self._write_behind_max = s.state_write_behind_max
+        # Pickled ahead of the barrier while batches are under half full (UserStateCache).
+        self._pickle_ahead_users = s.state_pickle_ahead_users
+        self._pickle_ahead_after_s = s.state_pickle_ahead_after_ms / 1000
+        self._keeping_up_below = s.scoring_batch_max_records // 2
         deferred = self._write_behind_max > 0
         self._writer = StateWriter(state_writes, keys)
         self._state = UserStateCache(user_state, keys, s.state_cache_users, deferred, self._writer)
@@ -324,7 +328,9 @@ class ScoringOperator:
         )
         out: list[OutputRecord] = []
         topic_labels = self._topic_labels
+        records = 0
         for key, payload, topic, partition, offset, timestamp in unpack_records(value):
+            records += 1
             if topic == topic_labels:
                 self._label(out, key, payload, topic, partition, offset, ctx)
                 continue
@@ -347,6 +353,10 @@ class ScoringOperator:
             )
         if len(self._state.changed()) + self._join_map.changed_entries > self._write_behind_max:
             self.write_deferred()
+        elif records < self._keeping_up_below and self._pickle_ahead_users:
+            done = self._state.pickle_ahead(self._pickle_ahead_after_s, self._pickle_ahead_users)
+            if done:
+                self._metrics.state_pickled_ahead.inc(done)
         return [self._packer.pack(out)] if out else []
 
     def write_deferred(self) -> None:
@@ -356,6 +366,7 @@ class ScoringOperator:
         state, join = self._state, self._join_map
         users = set(state.changed()).union(join.changed())
         entries = join.changed_entries
+        ahead = state.pickled_ahead
         for user in users:
             state.stage(user)
             join.stage(user)
@@ -363,8 +374,9 @@ class ScoringOperator:
         self._writer.flush()
         seconds = time.perf_counter() - started
         self._metrics.state_writes.observe(seconds)
-        log.debug("state written: %d users, %d join entries in %.1f ms (%.1f ms to stage them)",
-                 len(users), entries, 1000 * seconds, 1000 * (staged - started))  # fmt: skip
+        log.debug("state written: %d users, %d join entries in %.1f ms (%.1f ms to stage them; "
+                  "%d pickled ahead so far)", len(users), entries, 1000 * seconds,
+                  1000 * (staged - started), ahead)  # fmt: skip
 
     def _label(
         self,

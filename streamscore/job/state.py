@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import math
 import struct
+import time
 from array import array
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from streamscore.features.engine import UserState
-from streamscore.job.state_writes import JoinEntry, StateWriter
+from streamscore.job.state_writes import JoinEntry, StateWriter, pickled
 
 # 1: the features' UserState alone (before the label join); 2: one value with the join's dicts;
 # 3: the value and the join map (state names "scoring-user-v3", "label-join-v3").
@@ -214,6 +216,11 @@ class UserStateCache:
     cache. Without ``deferred`` every ``put`` is written at once. Writes go through ``writer``
     (``state_writes.StateWriter``).
 
+    While the operator keeps up, ``pickle_ahead`` pickles changed users that have not changed
+    for a while, so that the write-out before the barrier, which holds up every record behind
+    it, has fewer to pickle: a user changed again is pickled again (its earlier bytes dropped),
+    so this spends spare time on pickles that may be thrown away, never RocksDB writes.
+
     The cache lives in the function object: a restored, restarted or rescaled job builds new
     function objects, which start empty and read from Flink's state again. A read first switches
     the current key to ``user`` (``keys``). At most ``capacity`` users are kept; with 0 nothing
@@ -221,7 +228,13 @@ class UserStateCache:
     """
 
     def __init__(
-        self, state: Any, keys: KeyScope, capacity: int, deferred: bool, writer: StateWriter
+        self,
+        state: Any,
+        keys: KeyScope,
+        capacity: int,
+        deferred: bool,
+        writer: StateWriter,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from collections import OrderedDict
 
@@ -230,10 +243,16 @@ class UserStateCache:
         self._capacity = capacity
         self._deferred = deferred and capacity > 0
         self._writer = writer
+        self._clock = clock
         self._entries: OrderedDict[str, ScoringState] = OrderedDict()
         self._changed: set[str] = set()
+        # Changed users not pickled since their last change, by the clock's time of that change
+        # (oldest first), and the pickled values of changed users that have not changed since.
+        self._unpickled: dict[str, float] = {}
+        self._pickled: dict[str, bytes] = {}
         self.hits = 0
         self.misses = 0
+        self.pickled_ahead = 0
 
     def get(self, user: str) -> ScoringState | None:
         entries = self._entries
@@ -252,6 +271,10 @@ class UserStateCache:
     def put(self, user: str, value: ScoringState) -> None:
         if self._deferred:
             self._changed.add(user)
+            self._pickled.pop(user, None)
+            unpickled = self._unpickled
+            unpickled.pop(user, None)
+            unpickled[user] = self._clock()
         else:
             self._writer.stage_value(user, value)
             self._writer.flush()
@@ -262,6 +285,26 @@ class UserStateCache:
         self._writer.flush()
         self._entries.pop(user, None)
         self._changed.discard(user)
+        self._unpickled.pop(user, None)
+        self._pickled.pop(user, None)
+
+    def pickle_ahead(self, unchanged_for_s: float, most: int) -> int:
+        """Pickle at most ``most`` changed users unchanged for ``unchanged_for_s`` seconds,
+        those unchanged longest first, for their next ``stage``; returns how many."""
+        unpickled = self._unpickled
+        if not unpickled:
+            return 0
+        latest = self._clock() - unchanged_for_s
+        done = 0
+        while done < most and unpickled:
+            user = next(iter(unpickled))
+            if unpickled[user] > latest:
+                break
+            del unpickled[user]
+            self._pickled[user] = pickled(self._entries[user])
+            done += 1
+        self.pickled_ahead += done
+        return done
 
     def changed(self) -> set[str]:
         """The users changed since they were last written."""
@@ -272,7 +315,11 @@ class UserStateCache:
         written."""
         if user in self._changed:
             self._changed.discard(user)
-            self._writer.stage_value(user, self._entries[user])
+            self._unpickled.pop(user, None)
+            raw = self._pickled.pop(user, None)
+            if raw is None:
+                raw = pickled(self._entries[user])
+            self._writer.stage_pickled(user, raw)
 
     def _remember(self, user: str, value: ScoringState) -> None:
         entries = self._entries

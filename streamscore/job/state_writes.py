@@ -36,6 +36,11 @@ CLEARED = -2
 _CLEAR = b""
 
 
+def pickled(value: object) -> bytes:
+    """``value`` as PyFlink's state API pickles it (and reads it back)."""
+    return pickle.dumps(value)
+
+
 class JvmStateWrites(Protocol):
     """What ``StateWrites.java`` offers Python (``PythonStateWrites`` outside Flink)."""
 
@@ -62,7 +67,11 @@ class StateWriter:
 
     def stage_value(self, user: str, value: object) -> None:
         """``user``'s value, pickled now (a later change needs another ``stage_value``)."""
-        self._slot(user)[0] = pickle.dumps(value)
+        self._slot(user)[0] = pickled(value)
+
+    def stage_pickled(self, user: str, raw: bytes) -> None:
+        """``user``'s value, already pickled (``pickled``)."""
+        self._slot(user)[0] = raw
 
     def stage_clear(self, user: str) -> None:
         self._slot(user)[0] = _CLEAR
@@ -104,7 +113,7 @@ class StateWriter:
                 if entry is None:
                     out += pack_int(UNCHANGED)
                 else:
-                    raw = pickle.dumps(entry)
+                    raw = pickled(entry)
                     out += pack_int(len(raw))
                     out += raw
         self._staged = {}

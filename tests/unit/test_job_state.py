@@ -209,6 +209,75 @@ def test_a_new_cache_reads_what_flink_restored() -> None:
     assert cache.get("b") is None and keys.current == "b"  # read under the user's own key
 
 
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_users_pickled_ahead_are_written_as_they_were_and_a_later_change_wins() -> None:
+    from streamscore.job.state import UserStateCache
+
+    keys, clock = _Keys(), _Clock()
+    backing = _FakeValueState(keys)
+    writer = _writer(keys, backing)
+    cache = UserStateCache(backing, keys, 10, deferred=True, writer=writer, clock=clock)
+    a, b, c = _new_state(1), _new_state(2), _new_state(3)
+    cache.put("a", a)
+    clock.now += 0.5
+    cache.put("b", b)
+    clock.now += 0.5
+    cache.put("c", c)
+    # unchanged for 1 s: only "a"; at most 1 per call: "a" then "b", those waiting longest first
+    assert cache.pickle_ahead(1.0, 5) == 1
+    clock.now += 0.5
+    assert cache.pickle_ahead(1.0, 1) == 1 and cache.pickle_ahead(1.0, 1) == 0
+    assert cache.pickled_ahead == 2 and backing.writes == 0  # nothing written yet
+    b.timer_at = 20  # "b" changes after it was pickled: its bytes are stale
+    cache.put("b", b)
+    a_then = pickle.dumps(a)
+    for user in sorted(cache.changed()):
+        cache.stage(user)
+    assert writer.flush() == 3 and backing.writes == 3
+    assert _same(backing.stored, {"a": a, "b": b, "c": c}) and backing.stored["b"].timer_at == 20
+    assert pickle.dumps(backing.stored["a"]) == a_then and not cache.changed()
+    assert cache.pickle_ahead(0.0, 5) == 0  # written: nothing left to pickle
+
+
+def test_a_user_pickled_ahead_then_cleared_or_evicted_is_written_as_it_is_last() -> None:
+    from streamscore.job.state import UserStateCache
+
+    keys, clock = _Keys(), _Clock()
+    backing = _FakeValueState(keys)
+    writer = _writer(keys, backing)
+    cache = UserStateCache(backing, keys, 2, deferred=True, writer=writer, clock=clock)
+    a = _new_state(1)
+    cache.put("a", a)
+    cache.put("b", _new_state(2))
+    assert cache.pickle_ahead(0.0, 5) == 2
+    cache.clear("b")  # cleared after it was pickled: not written
+    a.timer_at = 7
+    cache.put("a", a)  # changed again, then evicted: written as it is now
+    cache.put("c", _new_state(3))
+    cache.put("d", _new_state(4))
+    assert "b" not in backing.stored and backing.stored["a"].timer_at == 7
+    assert cache.changed() == {"c", "d"}
+
+
+def test_without_deferred_writes_nothing_is_pickled_ahead() -> None:
+    from streamscore.job.state import UserStateCache
+
+    keys = _Keys()
+    backing = _FakeValueState(keys)
+    cache = UserStateCache(backing, keys, 10, deferred=False, writer=_writer(keys, backing))
+    cache.put("a", _new_state())
+    assert cache.pickle_ahead(0.0, 5) == 0 and backing.writes == 1
+
+
 class _FakeMapState:
     """Flink's keyed map state: entries per current key, counting reads and writes."""
 
