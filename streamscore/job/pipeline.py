@@ -379,6 +379,7 @@ def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
     conf.set_string("python.execution-mode", s.python_execution_mode)
     conf.set_string("state.backend.type", "rocksdb")
     conf.set_string("execution.checkpointing.incremental", "true")
+    conf.set_string("state.backend.rocksdb.compression.per.level", s.rocksdb_compression_per_level)
     conf.set_string(
         "execution.checkpointing.min-pause", str(min(500, s.checkpoint_interval_ms // 2))
     )
