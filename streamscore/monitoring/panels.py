@@ -123,6 +123,25 @@ SERVICE_HEALTH = Row(
             "Exactly-once output is committed at checkpoints: slow ones delay the predictions.",
         ),
         Panel(
+            "Checkpoint write-out of the scoring state",
+            (
+                Query(
+                    "rate(streamscore_state_write_seconds_sum[5m])"
+                    " / rate(streamscore_state_write_seconds_count[5m])",
+                    "mean",
+                ),
+                Query(
+                    "histogram_quantile(0.99, sum by (le) "
+                    "(rate(streamscore_state_write_seconds_bucket[5m])))",
+                    "p99",
+                ),
+            ),
+            "s",
+            Kind.LINE,
+            "The scoring operator writes its waiting state changes before each checkpoint "
+            "barrier; no record moves meanwhile, so this is the periodic stall in the latency.",
+        ),
+        Panel(
             "Back pressure per task",
             (Query("streamscore:backpressure_ratio:max", "{{task_name}}"),),
             "percentunit",

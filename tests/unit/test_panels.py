@@ -43,7 +43,11 @@ RAW_SERIES = {
     "flink_taskmanager_job_task_backPressuredTimeMsPerSecond",
     "flink_taskmanager_job_task_operator_pendingRecords",
 }
-HISTOGRAMS = {"streamscore_ingest_to_score_seconds", "streamscore_score"}
+HISTOGRAMS = {
+    "streamscore_ingest_to_score_seconds",
+    "streamscore_score",
+    "streamscore_state_write_seconds",
+}
 QUALITY_GAUGE = re.compile(r"streamscore_quality_[a-z0-9_]+")
 METRIC = re.compile(r"\b(?:streamscore|flink)[a-zA-Z0-9_:]*")
 MATCHER = re.compile(r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"[^"]*"\s*')
