@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from streamscore.features.engine import UserState
-from streamscore.job.state_writes import JoinEntry, StateWriter, pickled
+from streamscore.job.state_writes import JoinEntry, StateWriter, entry_record, pickled
 
 # 1: the features' UserState alone (before the label join); 2: one value with the join's dicts;
 # 3: the value and the join map (state names "scoring-user-v3", "label-join-v3").
@@ -348,7 +348,9 @@ class JoinMap:
     With ``deferred``, changes wait in Python, per user, until ``stage`` hands them to the
     writer (as in ``UserStateCache``): an event labelled before they are written costs one write
     of its closed entry instead of a pending entry and then a closed one. Reads see the waiting
-    changes first.
+    changes first. Each change is packed for the writer when it is made
+    (``state_writes.entry_record``), so that the write-out before a barrier, which holds up
+    every record, only copies it; a change replaced before the barrier was packed in vain.
     """
 
     def __init__(
@@ -360,14 +362,17 @@ class JoinMap:
         self._deferred = deferred
         self._writer = writer
         self._pending: dict[tuple[str, str], JoinEntry] = {}
-        # user -> event id -> its new entry, or None where it was removed
-        self._changes: dict[str, dict[str, JoinEntry | None]] = {}
+        # user -> event id -> (its new entry, or None where it was removed; that change packed
+        # for the writer, state_writes.entry_record)
+        self._changes: dict[str, dict[str, tuple[JoinEntry | None, bytes]]] = {}
         self.changed_entries = 0
 
     def get(self, user: str, event_id: str) -> JoinEntry | None:
         changes = self._changes.get(user)
-        if changes is not None and event_id in changes:
-            return changes[event_id]
+        if changes is not None:
+            change = changes.get(event_id)
+            if change is not None:
+                return change[0]
         found = self._pending.get((user, event_id))
         if found is not None:
             return found
@@ -395,7 +400,7 @@ class JoinMap:
         entries = self._writer.entries_of(user)
         changes = self._changes.get(user)
         if changes:
-            for event_id, entry in changes.items():
+            for event_id, (entry, _) in changes.items():
                 if entry is None:
                     entries.pop(event_id, None)
                 else:
@@ -411,7 +416,7 @@ class JoinMap:
         changes = self._changes.pop(user, None)
         if changes:
             self.changed_entries -= len(changes)
-            self._writer.stage_entries(user, changes)
+            self._writer.stage_records(user, [record for _, record in changes.values()])
 
     def _change(self, user: str, event_id: str, entry: JoinEntry | None) -> None:
         if not self._deferred:
@@ -423,4 +428,4 @@ class JoinMap:
             changes = self._changes[user] = {}
         if event_id not in changes:
             self.changed_entries += 1
-        changes[event_id] = entry
+        changes[event_id] = (entry, entry_record(event_id, entry))

@@ -41,6 +41,18 @@ def pickled(value: object) -> bytes:
     return pickle.dumps(value)
 
 
+def entry_record(event_id: str, entry: JoinEntry | None) -> bytes:
+    """One join entry's change as ``StateWriter`` packs it: its event id (length and UTF-8
+    bytes) and its pickled entry (length and bytes), or ``UNCHANGED`` to remove it. Made when
+    the entry changes (``state.JoinMap``), so that the write-out before a barrier, which holds
+    up every record, only copies it."""
+    key = event_id.encode()
+    if entry is None:
+        return _INT.pack(len(key)) + key + _INT.pack(UNCHANGED)
+    raw = pickled(entry)
+    return _INT.pack(len(key)) + key + _INT.pack(len(raw)) + raw
+
+
 class JvmStateWrites(Protocol):
     """What ``StateWrites.java`` offers Python (``PythonStateWrites`` outside Flink)."""
 
@@ -61,7 +73,7 @@ class StateWriter:
     def __init__(self, jvm: JvmStateWrites, keys: CurrentKey) -> None:
         self._jvm = jvm
         self._keys = keys
-        # user -> [pickled value, _CLEAR or None (unchanged); changed entries or None]
+        # user -> [pickled value, _CLEAR or None (unchanged); packed entry changes or None]
         self._staged: dict[str, list[Any]] = {}
         self.flushes = 0
 
@@ -78,11 +90,16 @@ class StateWriter:
 
     def stage_entries(self, user: str, changes: dict[str, JoinEntry | None]) -> None:
         """Changed join entries of ``user`` by event id; None removes the entry."""
+        self.stage_records(user, [entry_record(k, entry) for k, entry in changes.items()])
+
+    def stage_records(self, user: str, records: list[bytes]) -> None:
+        """Changed join entries of ``user``, packed (``entry_record``); written in order, so
+        of two changes of one entry the later wins."""
         slot = self._slot(user)
         if slot[1] is None:
-            slot[1] = changes
+            slot[1] = records
         else:
-            slot[1].update(changes)
+            slot[1].extend(records)
 
     def flush(self) -> int:
         """Writes what is staged in one call into the JVM; returns the number of users."""
@@ -91,7 +108,7 @@ class StateWriter:
             return 0
         out = bytearray()
         pack_int = _INT.pack
-        for user, (value, changes) in staged.items():
+        for user, (value, records) in staged.items():
             name = user.encode()
             out += pack_int(len(name))
             out += name
@@ -102,20 +119,12 @@ class StateWriter:
             else:
                 out += pack_int(len(value))
                 out += value
-            if not changes:
+            if not records:
                 out += pack_int(0)
                 continue
-            out += pack_int(len(changes))
-            for event_id, entry in changes.items():
-                key = event_id.encode()
-                out += pack_int(len(key))
-                out += key
-                if entry is None:
-                    out += pack_int(UNCHANGED)
-                else:
-                    raw = pickled(entry)
-                    out += pack_int(len(raw))
-                    out += raw
+            out += pack_int(len(records))
+            for record in records:
+                out += record
         self._staged = {}
         self.flushes += 1
         try:

@@ -110,3 +110,16 @@ def test_a_users_entries_are_read_back_in_one_call_under_its_key() -> None:
     assert writer.entries_of("a") == {"e1": (0, 1.0, "x"), "é2": (1, None)}
     assert keys.current == "a"
     assert writer.entries_of("nobody") == {}
+
+
+def test_entries_packed_when_made_are_written_in_order_the_later_winning() -> None:
+    from streamscore.job.state_writes import entry_record
+
+    keys = _Keys()
+    users, join = _Value(keys), _Map(keys)
+    writer = StateWriter(PythonStateWrites(keys, users, join), keys)
+    join.entries[("a", "old")] = (1,)
+    writer.stage_records("a", [entry_record("e", (0, "pending")), entry_record("old", None)])
+    writer.stage_records("a", [entry_record("e", (1, "closed"))])
+    assert writer.flush() == 1
+    assert join.entries == {("a", "e"): (1, "closed")}
