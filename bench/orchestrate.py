@@ -115,6 +115,7 @@ class Bench:
         outcome_data: dict[str, Any] | None = None
         cost: ProcessCost | None = None
         process_cost: dict[str, Any] | None = None
+        write_outs = system.write_out_totals()
         try:
             started = time.time()
             system.start()
@@ -183,7 +184,17 @@ class Bench:
             result["throughput"] = None
         result["system"] = system.check()
         result["checkpoints"] = self._checkpoints(system, started)
+        result["write_outs"] = self._write_outs(system, write_outs)
         return result
+
+    def _write_outs(self, system: System, before: dict[str, float]) -> dict[str, float]:
+        """The system's state write-outs since ``before`` (``System.write_out_totals``)."""
+        try:
+            after = system.write_out_totals()
+        except Exception as exc:
+            self.notes.append(f"{system.name}: could not read its write-outs: {exc}")
+            return {}
+        return {k: round(v - before.get(k, 0.0), 6) for k, v in after.items()}
 
     def _checkpoints(self, system: System, since_s: float) -> list[dict[str, Any]]:
         """``system.checkpoints_since``; a failure to read them is a note, not a failed run."""
@@ -211,6 +222,7 @@ class Bench:
             labels=bool(labels_topic),
         )
         collector = self.collector(system, event_id_prefix(seed))
+        write_outs = system.write_out_totals()
         started = time.time()
         try:
             log.info(
@@ -274,6 +286,7 @@ class Bench:
         }
         result["system"] = system.check()
         result["checkpoints"] = self._checkpoints(system, started)
+        result["write_outs"] = self._write_outs(system, write_outs)
         lat = result["latency_ms"]
         log.info(
             "%s @ %g/s: in %.0f/s out %s/s p50 %s p99 %s ms",

@@ -278,6 +278,7 @@ def _checkpoint_lines(systems: dict[str, Any]) -> list[str]:
             if phases is None:
                 continue
             cells = [f"{fmt(phases[k]['p50'])} / {fmt(phases[k]['max'])}" for k in _PHASES]
+            cells.append(_write_out_cell((part or {}).get("write_outs") or {}))
             rows.append(
                 f"| {name} | {label} | {phases['checkpoints']} | " + " | ".join(cells) + " |"
             )
@@ -290,14 +291,28 @@ def _checkpoint_lines(systems: dict[str, Any]) -> list[str]:
         "the barrier holds records and barrier back); sync: the synchronous snapshot (RocksDB's "
         "memtable flush), which holds records too; async: the upload, off the task's thread.",
         "",
-        "| system | part | checkpoints | end to end | barrier | sync | async |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "write-outs: the scoring operators' own count of their write-outs of waiting state "
+        "(streamscore_state_write_seconds), their mean, and the users pickled ahead of them.",
+        "",
+        "| system | part | checkpoints | end to end | barrier | sync | async | write-outs |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
         *rows,
         "",
     ]
 
 
 _PHASES = ("end_to_end_ms", "barrier_ms", "sync_ms", "async_ms")
+
+
+def _write_out_cell(write_outs: dict[str, float]) -> str:
+    count = write_outs.get("count")
+    if not count:
+        return "-"
+    mean_ms = 1000 * write_outs.get("seconds", 0.0) / count
+    return (
+        f"{count:,.0f}, mean {fmt(mean_ms)} ms, {write_outs.get('pickled_ahead', 0):,.0f} "
+        "pickled ahead"
+    )
 
 
 def markdown(report: dict[str, Any]) -> str:

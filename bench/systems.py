@@ -122,6 +122,10 @@ class System:
         """Its checkpoints since ``since_s`` (epoch seconds), if it takes any."""
         return []
 
+    def write_out_totals(self) -> dict[str, float]:
+        """Its state write-out counters so far (cumulative: callers take differences)."""
+        return {}
+
     def stop(self) -> None:
         """Stop; a no-op when not running."""
 
@@ -351,6 +355,37 @@ class FlinkSystem(System):
                 }
             )
         return found
+
+    def write_out_totals(self) -> dict[str, float]:
+        """The scoring operators' write-outs before checkpoint barriers so far, summed over the
+        TaskManagers' interpreters (each serves ``/metrics`` on the first free port from
+        ``metrics_port``): ``count`` and ``seconds`` of ``streamscore_state_write_seconds`` and
+        ``pickled_ahead`` (``streamscore_state_pickled_ahead_total``). An interpreter outlives
+        a job, so these add up over the jobs it ran: take differences."""
+        import urllib.error
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        wanted = {
+            "streamscore_state_write_seconds_count": "count",
+            "streamscore_state_write_seconds_sum": "seconds",
+            "streamscore_state_pickled_ahead_total": "pickled_ahead",
+        }
+        totals = dict.fromkeys(wanted.values(), 0.0)
+        s = self.settings
+        for port in range(s.metrics_port, s.metrics_port + 10):
+            url = f"http://{s.metrics_host}:{port}/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    text = response.read().decode()
+            except (urllib.error.URLError, OSError):
+                continue
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name in wanted:
+                        totals[wanted[sample.name]] += sample.value
+        return totals
 
     def processes(self) -> dict[str, int]:
         from process_cost import stack_processes
