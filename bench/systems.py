@@ -306,6 +306,7 @@ class FlinkSystem(System):
         synchronous part, which holds the task too (RocksDB flushes its memtables into a native
         checkpoint). ``async_ms``: the upload, on a thread of its own. From the REST API's
         checkpoint history (``web.checkpoints.history``)."""
+        from streamscore.jobcontrol import checkpoints
         from streamscore.stack import flink
 
         if self.job_id is None:
@@ -315,7 +316,7 @@ class FlinkSystem(System):
             vertex["id"]: vertex["name"].split(" -> ")[0][:60]
             for vertex in flink.rest(self.settings, base)["vertices"]
         }
-        history = flink.rest(self.settings, f"{base}/checkpoints").get("history", [])
+        history = checkpoints(self.settings, self.job_id).get("history", [])
         found = []
         for checkpoint in sorted(history, key=lambda c: c["id"]):
             if (

@@ -9,7 +9,9 @@ operator's own keyed states: the same state, serializers and bytes as the Python
 have written. A timer's walk of a user's join map is one call too. Measured (README,
 Performance, ninth session), the crossings were a small part of the write-out, which still holds
 up every record behind it (about 230 ms per checkpoint at 5,000 events/s over 10,000 users):
-about half is pickling the users' state, the rest RocksDB's writes.
+about half is pickling the users' state, the rest RocksDB's writes. Since the tenth session
+users are pickled ahead while the operator keeps up (``UserStateCache.pickle_ahead``) and join
+entry changes are packed when made (``entry_record``), so less of it waits for the barrier.
 
 ``PythonStateWrites`` is that Java class in Python, over PyFlink-like state objects: for tests
 and probes outside Flink, and the reference for the packed form.
@@ -200,7 +202,7 @@ class PythonStateWrites:
         out = bytearray()
         for event_id, entry in self._join.items():
             key = event_id.encode()
-            raw = entry if self._raw else pickle.dumps(entry)
+            raw = entry if self._raw else pickled(entry)
             out += _INT.pack(len(key)) + key + _INT.pack(len(raw)) + raw
         return bytes(out)
 
