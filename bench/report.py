@@ -292,7 +292,8 @@ def _checkpoint_lines(systems: dict[str, Any]) -> list[str]:
         "memtable flush), which holds records too; async: the upload, off the task's thread.",
         "",
         "write-outs: the scoring operators' own count of their write-outs of waiting state "
-        "(streamscore_state_write_seconds), their mean, and the users pickled ahead of them.",
+        "(streamscore_state_write_seconds), their mean, and the users written ahead of them "
+        "while the operator kept up (state_write_ahead_ms).",
         "",
         "| system | part | checkpoints | end to end | barrier | sync | async | write-outs |",
         "|---|---|---:|---:|---:|---:|---:|---|",
@@ -310,8 +311,8 @@ def _write_out_cell(write_outs: dict[str, float]) -> str:
         return "-"
     mean_ms = 1000 * write_outs.get("seconds", 0.0) / count
     return (
-        f"{count:,.0f}, mean {fmt(mean_ms)} ms, {write_outs.get('pickled_ahead', 0):,.0f} "
-        "pickled ahead"
+        f"{count:,.0f}, mean {fmt(mean_ms)} ms, {write_outs.get('written_ahead', 0):,.0f} "
+        "users written ahead"
     )
 
 

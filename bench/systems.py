@@ -361,7 +361,7 @@ class FlinkSystem(System):
         """The scoring operators' write-outs before checkpoint barriers so far, summed over the
         TaskManagers' interpreters (each serves ``/metrics`` on the first free port from
         ``metrics_port``): ``count`` and ``seconds`` of ``streamscore_state_write_seconds`` and
-        ``pickled_ahead`` (``streamscore_state_pickled_ahead_total``). An interpreter outlives
+        ``written_ahead`` (``streamscore_state_written_ahead_total``). An interpreter outlives
         a job, so these add up over the jobs it ran: take differences."""
         import urllib.error
         import urllib.request
@@ -371,7 +371,7 @@ class FlinkSystem(System):
         wanted = {
             "streamscore_state_write_seconds_count": "count",
             "streamscore_state_write_seconds_sum": "seconds",
-            "streamscore_state_pickled_ahead_total": "pickled_ahead",
+            "streamscore_state_written_ahead_total": "written_ahead",
         }
         totals = dict.fromkeys(wanted.values(), 0.0)
         s = self.settings

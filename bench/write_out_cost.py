@@ -7,8 +7,8 @@ interval changes and one join-map change per event of it (a share ``--pending`` 
 pending outcomes, the rest closed entries), and times what ``StateWriter`` does with them in
 Python, with a JVM side that does nothing:
 
-* the users' state pickled at the barrier (what ``UserStateCache.pickle_ahead`` moves ahead
-  while the operator keeps up);
+* the users' state pickled at the barrier (what ``ScoringOperator.write_ahead`` moves ahead
+  of it while the operator keeps up);
 * the join entries pickled and packed at the barrier (as before ``9cbfe1e``) against packed
   when made (``state_writes.entry_record``) and only copied at the barrier.
 

@@ -158,13 +158,16 @@ class Settings(BaseSettings):
     # (job/state.py; README, Performance). 0 writes every change at once (the cost per record of
     # a key switch, a pickle and a RocksDB write, each time).
     state_write_behind_max: int = Field(100_000, ge=0)
-    # While the scoring operator keeps up (its batches under half full), it pickles users whose
-    # state has not changed for state_pickle_ahead_after_ms, at most state_pickle_ahead_users
-    # per batch, so that fewer wait to be pickled in the write-out before each checkpoint
-    # barrier, which holds up every record behind it (job/state.py UserStateCache.pickle_ahead;
-    # README, Performance). A user that changes again is pickled again. 0 users turns it off.
-    state_pickle_ahead_users: int = Field(200, ge=0)
-    state_pickle_ahead_after_ms: int = Field(1_000, ge=0)
+    # Users' changed state and label-join entries wait for the barrier, whose write-out holds up
+    # every record behind it. From state_write_ahead_ms before the next barrier is due (the
+    # last one plus checkpoint_interval_ms), while the scoring operator keeps up (its batches
+    # under half full), it writes them after each batch instead, at most
+    # state_write_ahead_users users per batch, those changed longest ago first; a user that
+    # changes again is written again (ScoringOperator.write_ahead; README, Performance).
+    # Draining a backlog (full batches), each changed user is written once, at the barrier.
+    # 0 users turns it off.
+    state_write_ahead_users: int = Field(200, ge=0)
+    state_write_ahead_ms: int = Field(1_000, ge=0)
     # The scoring operator and the learner are called once per batch of records, not per record
     # (job/batches.py): a batch is handed on when it has this many records, when its first has
     # waited this long, before each watermark and before each checkpoint barrier. A wait of 0

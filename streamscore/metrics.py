@@ -151,10 +151,11 @@ class Metrics(Collector):
             "during which no record is processed",
             STATE_WRITE_BUCKETS,
         )
-        self.state_pickled_ahead = LabelledCounter(
-            "streamscore_state_pickled_ahead",
-            "Scoring operator: users' changed state pickled while it kept up, ahead of the "
-            "write-out before the next checkpoint barrier (pickled again if changed again)",
+        self.state_written_ahead = LabelledCounter(
+            "streamscore_state_written_ahead",
+            "Scoring operator: users whose changed state or label-join entries were written "
+            "while it kept up, ahead of the write-out before the next checkpoint barrier "
+            "(written again if changed again)",
             (),
         )
         self.scores = Histogram("streamscore_score", "Distribution of model scores", SCORE_BUCKETS)
@@ -180,7 +181,7 @@ class Metrics(Collector):
         self._families: list[_Family] = [
             self.events, self.dead_letters, self.late_events, self.predictions, self.degraded,
             self.feature_store_writes, self.expired_users, self.latency, self.state_writes,
-            self.state_pickled_ahead, self.scores,
+            self.state_written_ahead, self.scores,
             self.model_info, self.challenger_info, self.labels, self.control,
         ]  # fmt: skip
         # Readouts computed when Prometheus scrapes, by name: the learner's live quality

@@ -46,6 +46,7 @@ from streamscore.job.state import (
     PendingOutcome,
     ScoringState,
     UserStateCache,
+    WriteAheadWindow,
     closed_entry,
     entry_deadline,
     next_deadline,
@@ -152,9 +153,12 @@ class ScoringOperator:
         # Writes wait for the checkpoint barrier (RecordBatcher announces it with an empty batch)
         # or for this many waiting writes; 0 writes every change at once.
         self._write_behind_max = s.state_write_behind_max
-        # Pickled ahead of the barrier while batches are under half full (UserStateCache).
-        self._pickle_ahead_users = s.state_pickle_ahead_users
-        self._pickle_ahead_after_s = s.state_pickle_ahead_after_ms / 1000
+        # Written ahead of the barrier while batches are under half full (write_ahead), from
+        # state_write_ahead_ms before the next barrier is due.
+        self._write_ahead_users = s.state_write_ahead_users
+        self._write_ahead_window = WriteAheadWindow(
+            s.checkpoint_interval_ms / 1000, s.state_write_ahead_ms / 1000
+        )
         self._keeping_up_below = s.scoring_batch_max_records // 2
         deferred = self._write_behind_max > 0
         self._writer = StateWriter(state_writes, keys)
@@ -317,6 +321,7 @@ class ScoringOperator:
         self._keys.forget_current()
         if not value:
             self.write_deferred()
+            self._write_ahead_window.barrier()
             return []
         now_ms = int(time.time() * 1000)
         # The batcher hands a batch on before each watermark: one read serves the whole batch.
@@ -353,11 +358,36 @@ class ScoringOperator:
             )
         if len(self._state.changed()) + self._join_map.changed_entries > self._write_behind_max:
             self.write_deferred()
-        elif records < self._keeping_up_below and self._pickle_ahead_users:
-            done = self._state.pickle_ahead(self._pickle_ahead_after_s, self._pickle_ahead_users)
-            if done:
-                self._metrics.state_pickled_ahead.inc(done)
+        elif (
+            records < self._keeping_up_below
+            and self._write_ahead_users
+            and self._write_ahead_window.is_open()
+        ):
+            self.write_ahead()
         return [self._packer.pack(out)] if out else []
+
+    def write_ahead(self) -> None:
+        """In the last ``state_write_ahead_ms`` before the next barrier is due, while the
+        operator keeps up: after each batch, the users whose state or join entries changed
+        since they were last written, those changed longest ago first, at most
+        ``state_write_ahead_users`` of each, in one call into the JVM. So the write-out before
+        the barrier, which holds up every record behind it, is left with the last batches'
+        changes, and the writes are spread over the batches before it. Close to the barrier few
+        users change again after they were written (each that does is written again): the
+        price is a share of extra writes, not three times as many (README, Performance). Not
+        while batches are full (draining a backlog): then each changed user is written once,
+        at the barrier."""
+        most = self._write_ahead_users
+        state, join = self._state, self._join_map
+        users = state.oldest_changed(most)
+        joined = join.oldest_changed(most)
+        if not users and not joined:
+            return
+        for user in {*users, *joined}:
+            state.stage(user)
+            join.stage(user)
+        written = self._writer.flush()
+        self._metrics.state_written_ahead.inc(written)
 
     def write_deferred(self) -> None:
         """Every waiting state write, in one call into the JVM (``state_writes.py``): per user
@@ -366,7 +396,6 @@ class ScoringOperator:
         state, join = self._state, self._join_map
         users = set(state.changed()).union(join.changed())
         entries = join.changed_entries
-        ahead = state.pickled_ahead
         for user in users:
             state.stage(user)
             join.stage(user)
@@ -374,9 +403,8 @@ class ScoringOperator:
         self._writer.flush()
         seconds = time.perf_counter() - started
         self._metrics.state_writes.observe(seconds)
-        log.debug("state written: %d users, %d join entries in %.1f ms (%.1f ms to stage them; "
-                  "%d pickled ahead so far)", len(users), entries, 1000 * seconds,
-                  1000 * (staged - started), ahead)  # fmt: skip
+        log.debug("state written: %d users, %d join entries in %.1f ms (%.1f ms to stage them)",
+                  len(users), entries, 1000 * seconds, 1000 * (staged - started))  # fmt: skip
 
     def _label(
         self,

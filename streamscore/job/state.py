@@ -33,11 +33,12 @@ import math
 import struct
 import time
 from array import array
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from streamscore.features.engine import UserState
-from streamscore.job.state_writes import JoinEntry, StateWriter, entry_record, pickled
+from streamscore.job.state_writes import JoinEntry, StateWriter, entry_record
 
 # 1: the features' UserState alone (before the label join); 2: one value with the join's dicts;
 # 3: the value and the join map (state names "scoring-user-v3", "label-join-v3").
@@ -202,6 +203,71 @@ class KeyScope(Protocol):
     def to(self, user: str) -> None: ...
 
 
+class ChangeOrder:
+    """Users with changes waiting to be written, in the order of their last change.
+
+    ``touch`` records a change, ``forget`` a write, and ``oldest`` takes the users whose last
+    change is oldest: a queue of (change number, user) read from its head, where an item
+    superseded by a later change of its user, or by a write, is skipped. Each step is O(1),
+    where taking the head of an ordered dict that keeps losing its head is not."""
+
+    def __init__(self) -> None:
+        self._changes = 0
+        self._last: dict[str, int] = {}
+        self._order: deque[tuple[int, str]] = deque()
+
+    def touch(self, user: str) -> None:
+        self._changes += 1
+        self._last[user] = self._changes
+        self._order.append((self._changes, user))
+
+    def forget(self, user: str) -> None:
+        """``user`` was written. Once none waits, the queue is emptied: without ``oldest``
+        (draining a backlog, or writing ahead turned off) it is bounded by the changes between
+        two write-outs."""
+        last = self._last
+        if last.pop(user, None) is not None and not last:
+            self._order.clear()
+
+    def oldest(self, most: int) -> list[str]:
+        """At most ``most`` users, those whose last change is oldest first; they are forgotten
+        (the caller writes them)."""
+        order, last = self._order, self._last
+        found: list[str] = []
+        while order and len(found) < most:
+            change, user = order.popleft()
+            if last.get(user) == change:
+                del last[user]
+                found.append(user)
+        if not last:
+            order.clear()
+        return found
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+
+class WriteAheadWindow:
+    """When the scoring operator writes waiting state ahead of the next checkpoint barrier:
+    from ``window_s`` before it is due, i.e. the last barrier (or the start) plus the checkpoint
+    interval. Written earlier, more users would change again before the barrier and be written
+    twice; close to it few do, and the write-out at the barrier is left with little."""
+
+    def __init__(
+        self, interval_s: float, window_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lead_s = interval_s - window_s
+        self._clock = clock
+        self._opens_at = clock() + self._lead_s
+
+    def barrier(self) -> None:
+        """A barrier came: the next is due one interval from now."""
+        self._opens_at = self._clock() + self._lead_s
+
+    def is_open(self) -> bool:
+        return self._clock() >= self._opens_at
+
+
 class UserStateCache:
     """A cache of users' ``ScoringState`` in front of Flink's keyed value state, written behind.
 
@@ -216,10 +282,10 @@ class UserStateCache:
     cache. Without ``deferred`` every ``put`` is written at once. Writes go through ``writer``
     (``state_writes.StateWriter``).
 
-    While the operator keeps up, ``pickle_ahead`` pickles changed users that have not changed
-    for a while, so that the write-out before the barrier, which holds up every record behind
-    it, has fewer to pickle: a user changed again is pickled again (its earlier bytes dropped),
-    so this spends spare time on pickles that may be thrown away, never RocksDB writes.
+    While the operator keeps up, it writes users whose state has not changed for a while ahead
+    of the barrier (``aged`` gives them, ``stage`` stages them), so that the write-out before the
+    barrier, which holds up every record behind it, has few left; a user changed again after
+    it was written is written again.
 
     The cache lives in the function object: a restored, restarted or rescaled job builds new
     function objects, which start empty and read from Flink's state again. A read first switches
@@ -228,13 +294,7 @@ class UserStateCache:
     """
 
     def __init__(
-        self,
-        state: Any,
-        keys: KeyScope,
-        capacity: int,
-        deferred: bool,
-        writer: StateWriter,
-        clock: Callable[[], float] = time.monotonic,
+        self, state: Any, keys: KeyScope, capacity: int, deferred: bool, writer: StateWriter
     ) -> None:
         from collections import OrderedDict
 
@@ -243,16 +303,11 @@ class UserStateCache:
         self._capacity = capacity
         self._deferred = deferred and capacity > 0
         self._writer = writer
-        self._clock = clock
         self._entries: OrderedDict[str, ScoringState] = OrderedDict()
         self._changed: set[str] = set()
-        # Changed users not pickled since their last change, by the clock's time of that change
-        # (oldest first), and the pickled values of changed users that have not changed since.
-        self._unpickled: dict[str, float] = {}
-        self._pickled: dict[str, bytes] = {}
+        self._order = ChangeOrder()
         self.hits = 0
         self.misses = 0
-        self.pickled_ahead = 0
 
     def get(self, user: str) -> ScoringState | None:
         entries = self._entries
@@ -271,10 +326,7 @@ class UserStateCache:
     def put(self, user: str, value: ScoringState) -> None:
         if self._deferred:
             self._changed.add(user)
-            self._pickled.pop(user, None)
-            unpickled = self._unpickled
-            unpickled.pop(user, None)
-            unpickled[user] = self._clock()
+            self._order.touch(user)
         else:
             self._writer.stage_value(user, value)
             self._writer.flush()
@@ -285,26 +337,12 @@ class UserStateCache:
         self._writer.flush()
         self._entries.pop(user, None)
         self._changed.discard(user)
-        self._unpickled.pop(user, None)
-        self._pickled.pop(user, None)
+        self._order.forget(user)
 
-    def pickle_ahead(self, unchanged_for_s: float, most: int) -> int:
-        """Pickle at most ``most`` changed users unchanged for ``unchanged_for_s`` seconds,
-        those unchanged longest first, for their next ``stage``; returns how many."""
-        unpickled = self._unpickled
-        if not unpickled:
-            return 0
-        latest = self._clock() - unchanged_for_s
-        done = 0
-        while done < most and unpickled:
-            user = next(iter(unpickled))
-            if unpickled[user] > latest:
-                break
-            del unpickled[user]
-            self._pickled[user] = pickled(self._entries[user])
-            done += 1
-        self.pickled_ahead += done
-        return done
+    def oldest_changed(self, most: int) -> list[str]:
+        """At most ``most`` changed users, those changed longest ago first
+        (``ChangeOrder.oldest``), for the caller to stage."""
+        return self._order.oldest(most)
 
     def changed(self) -> set[str]:
         """The users changed since they were last written."""
@@ -315,11 +353,8 @@ class UserStateCache:
         written."""
         if user in self._changed:
             self._changed.discard(user)
-            self._unpickled.pop(user, None)
-            raw = self._pickled.pop(user, None)
-            if raw is None:
-                raw = pickled(self._entries[user])
-            self._writer.stage_pickled(user, raw)
+            self._order.forget(user)
+            self._writer.stage_value(user, self._entries[user])
 
     def _remember(self, user: str, value: ScoringState) -> None:
         entries = self._entries
@@ -365,6 +400,7 @@ class JoinMap:
         # user -> event id -> (its new entry, or None where it was removed; that change packed
         # for the writer, state_writes.entry_record)
         self._changes: dict[str, dict[str, tuple[JoinEntry | None, bytes]]] = {}
+        self._order = ChangeOrder()
         self.changed_entries = 0
 
     def get(self, user: str, event_id: str) -> JoinEntry | None:
@@ -411,9 +447,15 @@ class JoinMap:
         """The users with changes not yet written."""
         return self._changes.keys()
 
+    def oldest_changed(self, most: int) -> list[str]:
+        """At most ``most`` users with changed entries, those changed longest ago first
+        (``ChangeOrder.oldest``), for the caller to stage."""
+        return self._order.oldest(most)
+
     def stage(self, user: str) -> None:
         """Stage ``user``'s waiting changes for the writer's next flush."""
         changes = self._changes.pop(user, None)
+        self._order.forget(user)
         if changes:
             self.changed_entries -= len(changes)
             self._writer.stage_records(user, [record for _, record in changes.values()])
@@ -429,3 +471,4 @@ class JoinMap:
         if event_id not in changes:
             self.changed_entries += 1
         changes[event_id] = (entry, entry_record(event_id, entry))
+        self._order.touch(user)

@@ -10,8 +10,9 @@ have written. A timer's walk of a user's join map is one call too. Measured (REA
 Performance, ninth session), the crossings were a small part of the write-out, which still holds
 up every record behind it (about 230 ms per checkpoint at 5,000 events/s over 10,000 users):
 about half is pickling the users' state, the rest RocksDB's writes. Since the tenth session
-users are pickled ahead while the operator keeps up (``UserStateCache.pickle_ahead``) and join
-entry changes are packed when made (``entry_record``), so less of it waits for the barrier.
+join entry changes are packed when made (``entry_record``), and since the eleventh, while the
+operator keeps up, the changes are written after each batch in the last stretch before a
+barrier is due (``ScoringOperator.write_ahead``), so little waits for the barrier.
 
 ``PythonStateWrites`` is that Java class in Python, over PyFlink-like state objects: for tests
 and probes outside Flink, and the reference for the packed form.
@@ -82,10 +83,6 @@ class StateWriter:
     def stage_value(self, user: str, value: object) -> None:
         """``user``'s value, pickled now (a later change needs another ``stage_value``)."""
         self._slot(user)[0] = pickled(value)
-
-    def stage_pickled(self, user: str, raw: bytes) -> None:
-        """``user``'s value, already pickled (``pickled``)."""
-        self._slot(user)[0] = raw
 
     def stage_clear(self, user: str) -> None:
         self._slot(user)[0] = _CLEAR

@@ -29,6 +29,10 @@ TEST_STACK = {
     "flink_prometheus_port": "19249-19258",
     "prometheus_port": "19090",
     "checkpoint_interval_ms": "2000",
+    # Written ahead through the whole interval: every batch the job keeps up with is followed by
+    # a write-ahead, so the exactly-once, chaos and upgrade tests hold with it (a backlog's full
+    # batches still leave their writes to the barrier). test_pipeline checks that it happened.
+    "state_write_ahead_ms": "2000",
 }
 
 

@@ -52,7 +52,18 @@ def test_exactly_once_scoring_end_to_end(run_job: RunJob) -> None:
     _run_scenario(settings, str(job["jid"]))
 
 
+def _written_ahead(settings: Settings) -> float:
+    """Users written ahead of barriers so far, by every scoring interpreter (their counters
+    outlive a job: compare before and after)."""
+    return sum(
+        float(line.split()[-1])
+        for line in job_metrics_text(settings).splitlines()
+        if line.startswith("streamscore_state_written_ahead_total ")
+    )
+
+
 def _run_scenario(settings: Settings, job_id: str) -> None:
+    written_ahead_before = _written_ahead(settings)
     events_codec = Codec("event")
     valid = recent_events(seed=101, count=1500, users=60)
     rng = random.Random(7)
@@ -175,6 +186,9 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     metrics = job_metrics_text(settings)
     assert 'streamscore_late_events_total{handling="dead_letter"}' in metrics
     assert 'streamscore_dead_letters_total{reason="decode_error"}' in metrics
+    # The users' state was written ahead of barriers (conftest's state_write_ahead_ms); the
+    # chaos and upgrade tests restore from state written so.
+    assert _written_ahead(settings) > written_ahead_before
 
 
 def _predictions_of(

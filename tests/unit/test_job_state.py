@@ -219,63 +219,81 @@ class _Clock:
         return self.now
 
 
-def test_users_pickled_ahead_are_written_as_they_were_and_a_later_change_wins() -> None:
+def test_the_change_order_gives_users_by_their_last_change_oldest_first_and_once() -> None:
+    from streamscore.job.state import ChangeOrder
+
+    order = ChangeOrder()
+    for user in ("a", "b", "c", "d"):
+        order.touch(user)
+    order.touch("a")  # changed again: now the newest
+    order.forget("b")  # written meanwhile
+    assert order.oldest(1) == ["c"] and len(order) == 2
+    order.touch("e")
+    assert order.oldest(5) == ["d", "a", "e"] and order.oldest(5) == [] and len(order) == 0
+    order.touch("d")  # written, then changed again: it waits again
+    assert order.oldest(5) == ["d"]
+    for user in ("x", "y", "x"):
+        order.touch(user)
+    order.forget("x")
+    order.forget("y")  # all written (a write-out at the barrier): nothing is left queued
+    assert len(order) == 0 and not order._order
+
+
+def test_users_written_ahead_are_written_as_they_are_and_again_when_changed_again() -> None:
     from streamscore.job.state import UserStateCache
 
-    keys, clock = _Keys(), _Clock()
+    keys = _Keys()
     backing = _FakeValueState(keys)
     writer = _writer(keys, backing)
-    cache = UserStateCache(backing, keys, 10, deferred=True, writer=writer, clock=clock)
-    a, b, c = _new_state(1), _new_state(2), _new_state(3)
+    cache = UserStateCache(backing, keys, 10, deferred=True, writer=writer)
+    a, b = _new_state(1), _new_state(2)
     cache.put("a", a)
-    clock.now += 0.5
     cache.put("b", b)
-    clock.now += 0.5
-    cache.put("c", c)
-    # unchanged for 1 s: only "a"; at most 1 per call: "a" then "b", those waiting longest first
-    assert cache.pickle_ahead(1.0, 5) == 1
-    clock.now += 0.5
-    assert cache.pickle_ahead(1.0, 1) == 1 and cache.pickle_ahead(1.0, 1) == 0
-    assert cache.pickled_ahead == 2 and backing.writes == 0  # nothing written yet
-    b.timer_at = 20  # "b" changes after it was pickled: its bytes are stale
-    cache.put("b", b)
-    a_then = pickle.dumps(a)
-    for user in sorted(cache.changed()):
+    cache.put("a", a)  # "a" changed again: "b" now waits longest
+    ahead = cache.oldest_changed(1)
+    assert ahead == ["b"] and backing.writes == 0
+    for user in ahead:
         cache.stage(user)
-    assert writer.flush() == 3 and backing.writes == 3
-    assert _same(backing.stored, {"a": a, "b": b, "c": c}) and backing.stored["b"].timer_at == 20
-    assert pickle.dumps(backing.stored["a"]) == a_then and not cache.changed()
-    assert cache.pickle_ahead(0.0, 5) == 0  # written: nothing left to pickle
-
-
-def test_a_user_pickled_ahead_then_cleared_or_evicted_is_written_as_it_is_last() -> None:
-    from streamscore.job.state import UserStateCache
-
-    keys, clock = _Keys(), _Clock()
-    backing = _FakeValueState(keys)
-    writer = _writer(keys, backing)
-    cache = UserStateCache(backing, keys, 2, deferred=True, writer=writer, clock=clock)
-    a = _new_state(1)
-    cache.put("a", a)
-    cache.put("b", _new_state(2))
-    assert cache.pickle_ahead(0.0, 5) == 2
-    cache.clear("b")  # cleared after it was pickled: not written
-    a.timer_at = 7
-    cache.put("a", a)  # changed again, then evicted: written as it is now
+    assert writer.flush() == 1 and _same(backing.stored, {"b": b}) and cache.changed() == {"a"}
+    b.timer_at = 20  # changed after it was written: written again, as it is now
+    cache.put("b", b)
+    assert cache.changed() == {"a", "b"} and cache.oldest_changed(10) == ["a", "b"]
+    for user in sorted(cache.changed()):  # the barrier's write-out stages what is left
+        cache.stage(user)
+    assert writer.flush() == 2 and backing.stored["b"].timer_at == 20
+    assert _same(backing.stored, {"a": a, "b": b}) and not cache.changed()
     cache.put("c", _new_state(3))
-    cache.put("d", _new_state(4))
-    assert "b" not in backing.stored and backing.stored["a"].timer_at == 7
-    assert cache.changed() == {"c", "d"}
+    cache.clear("c")  # cleared: nothing left to write ahead
+    assert cache.oldest_changed(10) == []
 
 
-def test_without_deferred_writes_nothing_is_pickled_ahead() -> None:
+def test_writing_ahead_starts_one_window_before_the_barrier_is_due() -> None:
+    from streamscore.job.state import WriteAheadWindow
+
+    clock = _Clock()
+    window = WriteAheadWindow(interval_s=5.0, window_s=1.0, clock=clock)
+    clock.now += 3.9
+    assert not window.is_open()
+    clock.now += 0.1  # 1 s before the first barrier is due
+    assert window.is_open()
+    clock.now += 2.0  # the barrier comes late: still open until it comes
+    assert window.is_open()
+    window.barrier()
+    assert not window.is_open()
+    clock.now += 4.0
+    assert window.is_open()
+    assert WriteAheadWindow(5.0, 5.0, clock).is_open()  # a window of the whole interval
+    assert not WriteAheadWindow(5.0, 0.0, clock).is_open()
+
+
+def test_without_deferred_writes_nothing_waits_to_be_written_ahead() -> None:
     from streamscore.job.state import UserStateCache
 
     keys = _Keys()
     backing = _FakeValueState(keys)
     cache = UserStateCache(backing, keys, 10, deferred=False, writer=_writer(keys, backing))
     cache.put("a", _new_state())
-    assert cache.pickle_ahead(0.0, 5) == 0 and backing.writes == 1
+    assert cache.oldest_changed(5) == [] and backing.writes == 1
 
 
 class _FakeMapState:
@@ -354,3 +372,30 @@ def test_deferred_join_changes_are_read_back_and_written_last_one_wins() -> None
     join.stage("u2")
     assert writer.flush() == 2 and writer.flushes == 2
     assert backing.entries == {("u2", "e3"): parked} and not join.changed()
+
+
+def test_join_entries_written_ahead_are_written_and_again_when_changed_again() -> None:
+    from streamscore.job.state import JoinMap
+
+    keys = _Keys()
+    backing = _FakeMapState(keys)
+    writer = _writer(keys, join=backing)
+    join = JoinMap(backing, keys, capacity=10, deferred=True, writer=writer)
+    join.put("u1", "e1", pending_entry(pending(1)))
+    join.put("u2", "e2", pending_entry(pending(2)))
+    ahead = join.oldest_changed(1)
+    assert ahead == ["u1"]
+    for user in ahead:
+        join.stage(user)
+    assert writer.flush() == 1 and backing.entries == {("u1", "e1"): pending_entry(pending(1))}
+    join.put("u1", "e1", closed_entry(1, "labelled"))  # its label: written again
+    assert join.oldest_changed(10) == ["u2", "u1"]
+    join.stage("u2")
+    join.stage("u1")
+    assert writer.flush() == 2 and not join.changed() and join.changed_entries == 0
+    assert backing.entries == {
+        ("u1", "e1"): closed_entry(1, "labelled"),
+        ("u2", "e2"): pending_entry(pending(2)),
+    }
+    join.stage("u1")  # nothing waits: nothing written, and nothing left to write ahead
+    assert writer.flush() == 0 and join.oldest_changed(10) == []
