@@ -132,6 +132,15 @@ def _stack_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
     }
 
 
+# Flink's source coordinator logs every watermark-alignment update at INFO: ten lines a second
+# with the job's 100 ms update interval (job/pipeline.py ALIGNMENT_UPDATE_MS), which rotated the
+# JobManager's log every two minutes and pushed out everything else in it.
+QUIETER_LOGGERS = """
+logger.sourcecoordinator.name = org.apache.flink.runtime.source.coordinator.SourceCoordinator
+logger.sourcecoordinator.level = WARN
+"""
+
+
 def write_config(s: Settings, layout: StackLayout) -> None:
     conf = layout.flink_conf
     conf.mkdir(parents=True, exist_ok=True)
@@ -146,6 +155,9 @@ def write_config(s: Settings, layout: StackLayout) -> None:
     ):
         if (shipped / name).exists():
             shutil.copy(shipped / name, conf / name)
+            if name.endswith(".properties"):
+                with (conf / name).open("a") as properties:
+                    properties.write(QUIETER_LOGGERS)
     lines = [
         f"{k}: {json.dumps(v) if isinstance(v, str | list) else v}"
         for k, v in cluster_config(s, layout).items()
