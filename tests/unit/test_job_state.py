@@ -340,13 +340,18 @@ def test_the_join_map_answers_pending_entries_and_writes_through_when_not_deferr
     assert ("u1", "p2") not in backing.entries and join.get("u1", "p2") is None
 
 
-def test_deferred_join_changes_are_read_back_and_written_last_one_wins() -> None:
+def _deferred_join_map(capacity: int) -> tuple[_Keys, _FakeMapState, Any, Any]:
+    """A JoinMap whose changes wait, over a fake map state: (keys, map state, writer, map)."""
     from streamscore.job.state import JoinMap
 
     keys = _Keys()
     backing = _FakeMapState(keys)
     writer = _writer(keys, join=backing)
-    join = JoinMap(backing, keys, capacity=1, deferred=True, writer=writer)
+    return keys, backing, writer, JoinMap(backing, keys, capacity, deferred=True, writer=writer)
+
+
+def test_deferred_join_changes_are_read_back_and_written_last_one_wins() -> None:
+    keys, backing, writer, join = _deferred_join_map(capacity=1)
     join.put("u1", "e1", pending_entry(pending(1)))
     join.put("u1", "e2", pending_entry(pending(2)))  # over capacity, but still waiting
     join.put("u2", "e3", parked_entry(ParkedLabel(True, 3, b"p", "labels", 0, 7)))
@@ -375,12 +380,7 @@ def test_deferred_join_changes_are_read_back_and_written_last_one_wins() -> None
 
 
 def test_join_entries_written_ahead_are_written_and_again_when_changed_again() -> None:
-    from streamscore.job.state import JoinMap
-
-    keys = _Keys()
-    backing = _FakeMapState(keys)
-    writer = _writer(keys, join=backing)
-    join = JoinMap(backing, keys, capacity=10, deferred=True, writer=writer)
+    _, backing, writer, join = _deferred_join_map(capacity=10)
     join.put("u1", "e1", pending_entry(pending(1)))
     join.put("u2", "e2", pending_entry(pending(2)))
     ahead = join.oldest_changed(1)
