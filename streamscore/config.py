@@ -207,6 +207,10 @@ class Settings(BaseSettings):
     # back from RocksDB. When the events stop, the last labels wait ``source_idleness_ms``.
     # 0 turns it off.
     source_alignment_drift_ms: int = Field(1_000, ge=0)
+    # The job's Kafka sources ask the broker for at least this many bytes per fetch, or for what
+    # there is after this long (the Kafka consumer's fetch.min.bytes and fetch.max.wait.ms).
+    source_fetch_min_bytes: int = Field(1, ge=1)
+    source_fetch_max_wait_ms: int = Field(500, ge=0)
     python_execution_mode: str = "thread"
     consumer_group: str = "streamscore-scoring"
     start_from: str = Field("earliest", pattern="^(earliest|latest|group-offsets)$")

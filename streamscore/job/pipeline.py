@@ -141,6 +141,8 @@ def source_ddl(
             'properties.bootstrap.servers' = '{_quote(s.kafka_bootstrap)}',
             'properties.group.id' = '{_quote(group)}',
             'properties.isolation.level' = 'read_committed',
+            'properties.fetch.min.bytes' = '{s.source_fetch_min_bytes}',
+            'properties.fetch.max.wait.ms' = '{s.source_fetch_max_wait_ms}',
             'scan.startup.mode' = '{startup_mode}',
             'properties.auto.offset.reset' = 'earliest',
             {security}{options}

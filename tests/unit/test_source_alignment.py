@@ -1,4 +1,5 @@
-"""The events and labels source reads its partitions in step by event time; the others do not."""
+"""The events and labels source reads its partitions in step by event time; the others do not.
+Every source fetches as the settings say."""
 
 from __future__ import annotations
 
@@ -20,3 +21,11 @@ def test_no_alignment_when_off_or_without_event_time() -> None:
     on = Settings()
     for watermark in ("end_of_time", "none"):
         assert "alignment" not in source_ddl(on, "t", ["c"], "g", "earliest-offset", watermark)
+
+
+def test_every_source_fetches_as_configured() -> None:
+    s = Settings().with_overrides({"source_fetch_min_bytes": 32768, "source_fetch_max_wait_ms": 10})
+    for watermark in ("event_time", "end_of_time", "none"):
+        ddl = source_ddl(s, "t", ["e"], "g", "earliest-offset", watermark)
+        assert "'properties.fetch.min.bytes' = '32768'" in ddl
+        assert "'properties.fetch.max.wait.ms' = '10'" in ddl
