@@ -282,10 +282,11 @@ class UserStateCache:
     cache. Without ``deferred`` every ``put`` is written at once. Writes go through ``writer``
     (``state_writes.StateWriter``).
 
-    While the operator keeps up, it writes users whose state has not changed for a while ahead
-    of the barrier (``aged`` gives them, ``stage`` stages them), so that the write-out before the
-    barrier, which holds up every record behind it, has few left; a user changed again after
-    it was written is written again.
+    In the last stretch before a barrier is due, while the operator keeps up, it writes changed
+    users ahead of the barrier (``oldest_changed`` gives them, those changed longest ago first;
+    ``stage`` stages them), so that the write-out before the barrier, which holds up every
+    record behind it, has few left; a user changed again after it was written is written
+    again (``ScoringOperator.write_ahead``).
 
     The cache lives in the function object: a restored, restarted or rescaled job builds new
     function objects, which start empty and read from Flink's state again. A read first switches
