@@ -368,6 +368,8 @@ class FlinkSystem(System):
 
         from prometheus_client.parser import text_string_to_metric_families
 
+        from streamscore.stack.prometheus import METRICS_PORT_TRIES
+
         wanted = {
             "streamscore_state_write_seconds_count": "count",
             "streamscore_state_write_seconds_sum": "seconds",
@@ -375,7 +377,7 @@ class FlinkSystem(System):
         }
         totals = dict.fromkeys(wanted.values(), 0.0)
         s = self.settings
-        for port in range(s.metrics_port, s.metrics_port + 10):
+        for port in range(s.metrics_port, s.metrics_port + METRICS_PORT_TRIES):
             url = f"http://{s.metrics_host}:{port}/metrics"
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
