@@ -4,7 +4,9 @@ The drain figure says how fast; this says what it cost and where: each server's 
 (user + system, ``/proc/PID/stat``) between the start and the end of the drain, per output
 event, and its peak resident memory (``VmRSS``, sampled every half second: ``VmHWM`` would
 include whatever ran on the long-lived stack before). The pass-through's own process is
-measured the same way, so the two rows compare like with like.
+measured the same way, so the two rows compare like with like. The whole box's CPU shares over
+the same span (``host_speed.box_shares``) say whether the drain was bound by the CPUs (idle near
+0) or waited, and how much time the hypervisor gave to other tenants (steal).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from streamscore.config import Settings
+
+from host_speed import box_shares, cpu_times
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 SAMPLE_S = 0.5
@@ -66,9 +70,11 @@ class ProcessCost:
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
         self._t0 = 0.0
+        self._box0: dict[str, int] | None = None
 
     def start(self) -> None:
         self._t0 = time.monotonic()
+        self._box0 = cpu_times()
         for name, pid in self._processes.items():
             cpu = cpu_seconds(pid)
             if cpu is not None:
@@ -87,6 +93,7 @@ class ProcessCost:
         self._stop.set()
         self._sampler.join(5)
         wall = max(time.monotonic() - self._t0, 1e-9)
+        box = box_shares(self._box0, cpu_times())
         rows: dict[str, Any] = {}
         for name, pid in self._processes.items():
             cpu = cpu_seconds(pid)
@@ -106,4 +113,6 @@ class ProcessCost:
             "processes": rows,
             "total_cpu_seconds": round(total, 2),
             "total_us_per_event": round(total / outputs * 1e6, 1) if outputs else None,
+            # All CPUs' time by kind: idle near 0 means the drain was bound by the CPUs.
+            "box": box,
         }

@@ -221,7 +221,8 @@ def _cost_lines(systems: dict[str, Any]) -> list[str]:
         lines += [
             f"CPU while draining, {name}: **{fmt(cost['total_us_per_event'])} µs per event** "
             f"in all ({cost['total_cpu_seconds']:g} CPU s over {cost['wall_seconds']:g} s)"
-            + (f"; checkpointed state {state / 2**20:,.0f} MiB" if state else ""),
+            + (f"; checkpointed state {state / 2**20:,.0f} MiB" if state else "")
+            + _box_summary(cost.get("box")),
             "",
             "| process | µs/event | cores | peak RSS MiB |",
             "|---|---:|---:|---:|",
@@ -236,6 +237,31 @@ def _cost_lines(systems: dict[str, Any]) -> list[str]:
             )
         lines.append("")
     return lines
+
+
+def _box_summary(box: dict[str, Any] | None) -> str:
+    """The whole box's CPU shares while draining (``host_speed.box_shares``)."""
+    if not box:
+        return ""
+    return (
+        f"; all CPUs {box['user']:g} % user, {box['system']:g} % system, {box['idle']:g} % "
+        f"idle, {box['steal']:g} % stolen by other tenants"
+    )
+
+
+def host_line(report: dict[str, Any]) -> str:
+    """How fast the host ran: the fixed gauge before and after the measurements
+    (``host_speed``); a higher gauge is a slower host, and figures taken at different gauges
+    do not compare."""
+    host = report.get("host")
+    if not host:
+        return ""
+    box = host.get("box_during_run") or {}
+    return (
+        f"host speed gauge {host['gauge_us_start']:,.0f} µs before the measurements and "
+        f"{host['gauge_us_end']:,.0f} µs after (`bench/host_speed.py`: lower is faster)"
+        + (f"; over the whole run {box['steal']:g} % of CPU time stolen" if box else "")
+    )
 
 
 def _to_outcomes(drain: dict[str, Any]) -> str:
@@ -334,6 +360,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"parallelism {report['settings']['parallelism']}, {labels_summary(p)}",
         "",
     ]
+    host = host_line(report)
+    if host:
+        lines += [host, ""]
     if any(system.get("drain") for system in systems.values()):
         lines += [
             f"### Backlog drain ({p['events']:,} events, first → last output)",

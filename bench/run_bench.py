@@ -9,7 +9,8 @@ get the parent's ``sys.path`` and import them the same way.
 * ``systems``: the systems under test (the scoring job per delivery guarantee, the pass-through);
 * ``load``: the events offered; ``collect``: the outputs received; ``topics``: the run's topics;
 * ``report``: figures, ratios, the JSON document and the Markdown table;
-* ``environment``: machine, versions, git, command line, model and stale-code checks.
+* ``environment``: machine, versions, git, command line, model and stale-code checks;
+* ``host_speed``: how fast the shared host ran (a fixed CPU gauge, the box's CPU shares).
 
 The stack's ports and paths come from ``Settings()`` (STREAMSCORE_* variables, ``--set``).
 """
@@ -28,6 +29,7 @@ from typing import Any
 from streamscore.config import DeliveryGuarantee, add_set_argument, settings_from
 
 from environment import ensure_model, stale_code
+from host_speed import HostSpeed
 from orchestrate import Bench
 from report import finish_report, markdown, new_report, write_report
 from systems import FlinkSystem, PassthroughSystem, System
@@ -163,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_baseline:
         systems.append(PassthroughSystem(s, run, bench.ctx, args.passthrough_batch))
     systems += [FlinkSystem(s, run, mode, args.overrides) for mode in args.modes]
+    host = HostSpeed()
+    host.start()
     failed = bench.run(systems, report["systems"])
+    report["host"] = host.stop()
     finish_report(report, bench.notes)
     output = args.output or RESULTS_DIR / f"bench-{started:%Y%m%dT%H%M%SZ}-{run}.json"
     write_report(report, output)
