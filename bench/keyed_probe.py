@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 r"""How fast PyFlink runs a keyed Python operator, by execution mode: the probe behind the choice
-of thread mode (README, Performance).
+of thread mode (README, Performance, and bench/HISTORY.md).
 
 A local mini-cluster (no stack needed), parallelism 1: a JVM sequence source of ``--records``
 rows keyed by ``--keys`` strings in the JVM, one keyed Python function that reads, updates and

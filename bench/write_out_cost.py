@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The Python side of the scoring operator's write-out before a checkpoint barrier, outside Flink.
 
-The write-out holds up every record behind it (README, Performance, tenth session). This
+The write-out holds up every record behind it (bench/HISTORY.md, tenth session). This
 replays generated events through the feature engine for ``--users`` users, takes the users an
 interval changes and one join-map change per event of it (a share ``--pending`` of them
 pending outcomes, the rest closed entries), and times what ``StateWriter`` does with them in

@@ -114,11 +114,11 @@ class Settings(BaseSettings):
     flink_taskmanager_slots: int = Field(1, ge=1)
     flink_jobmanager_memory: str = "1024m"
     flink_taskmanager_memory: str = "1536m"
-    # Flink's JVMs compile with C1 only (-XX:TieredStopAtLevel=1), not C1 then C2. Measured on
-    # 2 cores (README, Performance): C2 spent about 30 CPU seconds compiling in each start of
-    # the stack and its first minutes (the JobManager 9 of them), which the job's mostly-Python
-    # hot path hardly repays; a restarted TaskManager pays it again while it catches up. False
-    # for C2 (long-running jobs with cores to spare).
+    # Flink's JVMs compile with C1 only (-XX:TieredStopAtLevel=1), not C1 then C2. Measured on 2
+    # cores (bench/HISTORY.md, seventh session): C2 spent about 30 CPU seconds compiling in each
+    # start of the stack and its first minutes (the JobManager 9 of them), which the job's
+    # mostly-Python hot path hardly repays; a restarted TaskManager pays it again while it catches
+    # up. False for C2 (long-running jobs with cores to spare).
     flink_jit_c1_only: bool = True
     # Extra JVM flags for every Flink process of the local stack (GC tuning, a profiler agent:
     # bench/README.md shows async-profiler), appended after the wheel's own flags.
@@ -131,12 +131,12 @@ class Settings(BaseSettings):
     # The scoring job
     job_name: str = "streamscore-scoring"
     parallelism: int = Field(1, ge=1)  # the control and outcomes sources
-    # The events and labels source, the scoring operator (decode, features, model, Redis) and
-    # its sink run at this parallelism, one of each per slot. The job needs
-    # scoring_parallelism + 1 (the learner) slots (see flink_taskmanagers). One on a 2-core
-    # machine: measured side by side (README, Performance), one scoring subtask drained faster
-    # than two, at two thirds of the CPU per event, because two compete for the cores with the
-    # learner, Kafka and Redis. Raise it with the cores.
+    # The events and labels source, the scoring operator (decode, features, model, Redis) and its
+    # sink run at this parallelism, one of each per slot. The job needs scoring_parallelism + 1 (the
+    # learner) slots (see flink_taskmanagers). One on a 2-core machine: measured side by side
+    # (bench/HISTORY.md, second session), one scoring subtask drained faster than two, at two thirds
+    # of the CPU per event, because two compete for the cores with the learner, Kafka and Redis.
+    # Raise it with the cores.
     scoring_parallelism: int = Field(1, ge=1)
     # A full collection of the TaskManager interpreter's cyclic garbage collector every this many
     # generation-1 collections (CPython: 10). Full collections walk every cached user's state;
@@ -153,19 +153,18 @@ class Settings(BaseSettings):
     # Pending outcomes (scored events awaiting their label) each scoring subtask also keeps in
     # Python (job/state.py JoinMap), so a label that finds its event pending reads no state.
     pending_cache_outcomes: int = Field(200_000, ge=0)
-    # Users' state changes wait in Python and are written to Flink's keyed state once per
-    # checkpoint (before its barrier), each changed user once, or when this many writes wait
-    # (job/state.py; README, Performance). 0 writes every change at once (the cost per record of
-    # a key switch, a pickle and a RocksDB write, each time).
+    # Users' state changes wait in Python and are written to Flink's keyed state once per checkpoint
+    # (before its barrier), each changed user once, or when this many writes wait (job/state.py;
+    # bench/HISTORY.md, seventh session). 0 writes every change at once (the cost per record of a
+    # key switch, a pickle and a RocksDB write, each time).
     state_write_behind_max: int = Field(100_000, ge=0)
     # Users' changed state and label-join entries wait for the barrier, whose write-out holds up
-    # every record behind it. From state_write_ahead_ms before the next barrier is due (the
-    # last one plus checkpoint_interval_ms), while the scoring operator keeps up (its batches
-    # under half full), it writes them after each batch instead, at most
-    # state_write_ahead_users users per batch, those changed longest ago first; a user that
-    # changes again is written again (ScoringOperator.write_ahead; README, Performance).
-    # Draining a backlog (full batches), each changed user is written once, at the barrier.
-    # 0 users turns it off.
+    # every record behind it. From state_write_ahead_ms before the next barrier is due (the last one
+    # plus checkpoint_interval_ms), while the scoring operator keeps up (its batches under half
+    # full), it writes them after each batch instead, at most state_write_ahead_users users per
+    # batch, those changed longest ago first; a user that changes again is written again
+    # (ScoringOperator.write_ahead; bench/HISTORY.md, eleventh session). Draining a backlog (full
+    # batches), each changed user is written once, at the barrier. 0 users turns it off.
     state_write_ahead_users: int = Field(200, ge=0)
     state_write_ahead_ms: int = Field(1_000, ge=0)
     # The scoring operator and the learner are called once per batch of records, not per record
@@ -176,12 +175,12 @@ class Settings(BaseSettings):
     scoring_batch_max_wait_ms: int = Field(5, ge=0)
     delivery_guarantee: DeliveryGuarantee = DeliveryGuarantee.EXACTLY_ONCE
     checkpoint_interval_ms: int = Field(5000, ge=100)
-    # RocksDB's compression per level (Flink's state.backend.rocksdb.compression.per.level).
-    # A checkpoint flushes RocksDB's memtables into level 0 on the task's own thread, holding up
-    # every record behind it: written uncompressed (levels 0 and 1), that flush took half as
-    # long (README, Performance, tenth session), for checkpoints 2.5-3 times as large at 10,000
-    # users; the levels below, where a large state lives, stay compressed by the background
-    # compactions. RocksDB's own default is SNAPPY_COMPRESSION on every level.
+    # RocksDB's compression per level (Flink's state.backend.rocksdb.compression.per.level). A
+    # checkpoint flushes RocksDB's memtables into level 0 on the task's own thread, holding up every
+    # record behind it: written uncompressed (levels 0 and 1), that flush took half as long
+    # (bench/HISTORY.md, tenth session), for checkpoints 2.5-3 times as large at 10,000 users; the
+    # levels below, where a large state lives, stay compressed by the background compactions.
+    # RocksDB's own default is SNAPPY_COMPRESSION on every level.
     rocksdb_compression_per_level: str = "NO_COMPRESSION;NO_COMPRESSION;SNAPPY_COMPRESSION"
     # How long a partly filled network buffer may wait before it is sent on (Flink's default is
     # 100 ms, which a record pays at each shuffle when the stream is not busy enough to fill

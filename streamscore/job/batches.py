@@ -1,8 +1,9 @@
 """Batches across the boundary between the JVM and the scoring operator's Python.
 
-PyFlink's thread mode calls Python once per record, and that per-record path (the call, the
-row conversions, the iterator over the outputs) cost about as much as the operator's own Python
-(README, Performance). So the JVM packs the records into batches and unpacks the outputs:
+PyFlink's thread mode calls Python once per record, and that per-record path (the call, the row
+conversions, the iterator over the outputs) cost about as much as the operator's own Python
+(bench/HISTORY.md, fifth session). So the JVM packs the records into batches and unpacks the
+outputs:
 
 * ``RecordBatcher`` (``jvm/RecordBatcher.java``), after the key shuffle (in the source's chain
   with one scoring subtask), packs the records of a subtask into one byte array per batch; the

@@ -381,6 +381,10 @@ def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
     conf.set_string("python.execution-mode", s.python_execution_mode)
     conf.set_string("state.backend.type", "rocksdb")
     conf.set_string("execution.checkpointing.incremental", "true")
+    # Aligned barriers, stated rather than assumed: the scoring operator writes its waiting state
+    # when the empty batch that RecordBatcher sends ahead of each barrier reaches it, through the
+    # channel the barrier follows; an unaligned barrier would overtake it (RecordBatcher.java).
+    conf.set_string("execution.checkpointing.unaligned.enabled", "false")
     conf.set_string("state.backend.rocksdb.compression.per.level", s.rocksdb_compression_per_level)
     conf.set_string(
         "execution.checkpointing.min-pause", str(min(500, s.checkpoint_interval_ms // 2))

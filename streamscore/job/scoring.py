@@ -373,10 +373,10 @@ class ScoringOperator:
         ``state_write_ahead_users`` of each, in one call into the JVM. So the write-out before
         the barrier, which holds up every record behind it, is left with the last batches'
         changes, and the writes are spread over the batches before it. Close to the barrier few
-        users change again after they were written (each that does is written again): the
-        price is a share of extra writes, not three times as many (README, Performance). Not
-        while batches are full (draining a backlog): then each changed user is written once,
-        at the barrier."""
+        users change again after they were written (each that does is written again): the price is a
+        share of extra writes, not three times as many (bench/HISTORY.md, eleventh session). Not
+        while batches are full (draining a backlog): then each changed user is written once, at the
+        barrier."""
         most = self._write_ahead_users
         state, join = self._state, self._join_map
         users = state.oldest_changed(most)

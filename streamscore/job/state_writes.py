@@ -6,8 +6,8 @@ checkpoint barrier (``state.UserStateCache``, ``state.JoinMap``), pickled as PyF
 pickles them, and hands them over packed in one call to ``StateWrites``
 (``jvm/StateWrites.java``), which writes them through the Java state objects behind the
 operator's own keyed states: the same state, serializers and bytes as the Python state API would
-have written. A timer's walk of a user's join map is one call too. Measured (README,
-Performance, ninth session), the crossings were a small part of the write-out, which still holds
+have written. A timer's walk of a user's join map is one call too. Measured (bench/HISTORY.md,
+ninth session), the crossings were a small part of the write-out, which still holds
 up every record behind it (about 230 ms per checkpoint at 5,000 events/s over 10,000 users):
 about half is pickling the users' state, the rest RocksDB's writes. Since the tenth session
 join entry changes are packed when made (``entry_record``), and since the eleventh, while the

@@ -33,8 +33,11 @@ import java.util.Arrays;
  * handed on, so a key of this subtask's key groups) follows the last batch before every
  * checkpoint barrier and at the end of input, whenever records were handed on since the last
  * one: the Python operator keeps its state writes until then, and makes them before the barrier
- * reaches it. The operator is chained after this one, so it handles the empty batch before the
- * checkpoint's snapshot, aligned or not.
+ * reaches it. The operator is not chained to this one (it has a second input, the broadcast
+ * control stream, so Flink runs it as a task of its own): the empty batch goes through the same
+ * channel as the batches, ahead of the barrier, and with aligned checkpoints (the job's, see
+ * {@code pipeline.py}) the operator handles it before its snapshot. Unaligned checkpoints would
+ * let the barrier overtake it.
  */
 public class RecordBatcher extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
