@@ -120,6 +120,9 @@ class _ScoreEvents(ScoreEvents):
     def _state_writes(self, runtime_context: Any, user_state: Any, join_state: Any) -> Any:
         return PythonStateWrites(_KeySwitch(), user_state, join_state, raw=True)
 
+    def _load_reporter(self, runtime_context: Any) -> Any:
+        return lambda share: None  # no batcher to tell
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)

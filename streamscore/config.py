@@ -169,10 +169,15 @@ class Settings(BaseSettings):
     state_write_ahead_ms: int = Field(1_000, ge=0)
     # The scoring operator and the learner are called once per batch of records, not per record
     # (job/batches.py): a batch is handed on when it has this many records, when its first has
-    # waited this long, before each watermark and before each checkpoint barrier. A wait of 0
-    # hands on every record alone (the per-record path, for comparison).
+    # waited long enough, before each watermark and before each checkpoint barrier. The scoring
+    # operator's batches wait max_wait_ms while it is busy under a quarter of the time and
+    # busy_wait_ms from half of it on, in proportion between (job/load.py, jvm/BatchWait.java):
+    # near the box's capacity larger batches cost less per record (bench/HISTORY.md, eleventh
+    # session), at light load a short wait keeps latency down. The learner's wait is
+    # max_wait_ms. Both equal: a fixed wait; both 0: every record alone (the per-record path).
     scoring_batch_max_records: int = Field(500, ge=1)
     scoring_batch_max_wait_ms: int = Field(5, ge=0)
+    scoring_batch_busy_wait_ms: int = Field(20, ge=0)
     delivery_guarantee: DeliveryGuarantee = DeliveryGuarantee.EXACTLY_ONCE
     checkpoint_interval_ms: int = Field(5000, ge=100)
     # RocksDB's compression per level (Flink's state.backend.rocksdb.compression.per.level). A
@@ -301,6 +306,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "cost_false_decline_fixed and cost_false_decline_rate are both 0: declining "
                 "would be free, so every transaction with any fraud risk would be declined"
+            )
+        if self.scoring_batch_busy_wait_ms < self.scoring_batch_max_wait_ms:
+            raise ValueError(
+                f"scoring_batch_busy_wait_ms ({self.scoring_batch_busy_wait_ms}) must not be "
+                f"below scoring_batch_max_wait_ms ({self.scoring_batch_max_wait_ms}): a busy "
+                "operator's batches wait longer, not less"
             )
         from streamscore.features.definitions import FEATURE_SET
 

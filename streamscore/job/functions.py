@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from pyflink.common import Row
@@ -43,6 +44,7 @@ from streamscore.job.batches import (
     java_keyed_state_backend,
     unpack_records,
 )
+from streamscore.job.load import SCORING_LOAD, LoadMeter
 from streamscore.job.scoring import ControlReader, ScoringOperator
 from streamscore.job.state_writes import JvmStateWrites
 from streamscore.metrics import process_metrics
@@ -143,6 +145,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             # Refused control records become dead letters once, from the first subtask.
             reports_control=_subtask_index(runtime_context) == 0,
         )
+        self._load = LoadMeter(self._load_reporter(runtime_context))
         log.info("scoring path: %s", native.mode)
         interpreter.settle(s.python_gc_full_collection_every)
 
@@ -157,6 +160,21 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         """The JVM side of the state writes (a probe outside Flink gives
         ``state_writes.PythonStateWrites``)."""
         return java_state_writes(runtime_context, user_state, join_state)
+
+    def _load_reporter(self, runtime_context: RuntimeContext) -> Callable[[float], None]:
+        """Where the operator's busy share goes: ``OperatorLoad`` (``jvm/OperatorLoad.java``),
+        which this subtask's ``RecordBatcher`` reads to choose its batch wait (``load.py``).
+        Loaded through the job's class loader, as ``StateWrites`` is. (A probe outside Flink
+        gives its own.)"""
+        j_context = runtime_context._runtime_context  # type: ignore[attr-defined]
+        j_load = j_context.getUserCodeClassLoader().loadClass("streamscore.flink.OperatorLoad")
+        j_load = j_load.newInstance()
+        subtask = _subtask_index(runtime_context)
+
+        def report(share: float) -> None:
+            j_load.report(SCORING_LOAD, subtask, share)
+
+        return report
 
     def close(self) -> None:
         # Also called when open() failed or was cancelled half way: a raise here would be
@@ -190,7 +208,10 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         packed in one piece."""
         if value and not self._synced:
             self._sync(ctx)
-        return self._scoring.process_batch(value, ctx)
+        started = self._load.now()
+        outputs = self._scoring.process_batch(value, ctx)
+        self._load.called(started)
+        return outputs
 
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):  # type: ignore[override]
         key = ctx.get_current_key()
@@ -199,7 +220,10 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         # rather than the string, a timer would read a copy of the user's state behind the
         # cached one's back.
         user_id: str = key[0] if isinstance(key, Row) else key
-        return self._scoring.on_timer(user_id, timestamp, ctx)
+        started = self._load.now()
+        outputs = self._scoring.on_timer(user_id, timestamp, ctx)
+        self._load.called(started)
+        return outputs
 
 
 class LearnChallenger(KeyedBroadcastProcessFunction):

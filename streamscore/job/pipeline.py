@@ -49,6 +49,7 @@ from streamscore.job.functions import (
     ScoreEvents,
 )
 from streamscore.job.jvm_jar import operators_jar
+from streamscore.job.load import SCORING_LOAD
 from streamscore.kafka_io import connector_properties
 from streamscore.model.loading import ModelBundle
 from streamscore.resources import RECORD_TYPES, schema
@@ -195,7 +196,13 @@ def _input_batches(t_env: StreamTableEnvironment, table: str, s: Settings) -> Ke
     # source's chain and records are not serialized between them.
     shuffle = s.scoring_parallelism > 1
     return _batched(
-        j_rows, s, "batch-records", s.scoring_parallelism, shuffle=shuffle, announce_barriers=True
+        j_rows,
+        s,
+        "batch-records",
+        s.scoring_parallelism,
+        shuffle=shuffle,
+        announce_barriers=True,
+        load_name=SCORING_LOAD,
     )
 
 
@@ -207,6 +214,7 @@ def _batched(
     slot_group: str | None = None,
     shuffle: bool = True,
     announce_barriers: bool = False,
+    load_name: str | None = None,
 ) -> KeyedStream:
     """``KEYED_INPUT`` rows, shuffled by their key and packed into batches by ``RecordBatcher``
     (``name``: its name and uid), as a stream keyed by each batch's first key.
@@ -214,7 +222,10 @@ def _batched(
     ``shuffle=False`` only where the rows come from one subtask and go to one: the batcher then
     takes them as they come (every key belongs to that one subtask's key groups).
     ``announce_barriers``: an empty batch before each checkpoint barrier (``RecordBatcher``), for
-    an operator that writes its state behind (``ScoreEvents``)."""
+    an operator that writes its state behind (``ScoreEvents``). ``load_name``: the name under
+    which the operator fed reports how busy it is (``load.py``), which sets the batch wait
+    between ``scoring_batch_max_wait_ms`` and ``scoring_batch_busy_wait_ms``; None for a fixed
+    ``scoring_batch_max_wait_ms``."""
     jvm = get_gateway().jvm
     j_shuffled = j_rows
     if shuffle:
@@ -229,7 +240,11 @@ def _batched(
         name,
         INPUT_BATCH.get_java_type_info(),
         jvm.streamscore.flink.RecordBatcher(
-            s.scoring_batch_max_records, s.scoring_batch_max_wait_ms, announce_barriers
+            s.scoring_batch_max_records,
+            s.scoring_batch_max_wait_ms,
+            s.scoring_batch_busy_wait_ms if load_name is not None else s.scoring_batch_max_wait_ms,
+            load_name,
+            announce_barriers,
         ),
     )
     j_batches.uid(name).setParallelism(parallelism)

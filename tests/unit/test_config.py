@@ -26,6 +26,7 @@ def test_cli_overrides_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
         {"allowed_lateness_ms": "600000"},
         {"transaction_timeout_ms": "3600000"},
         {"no_such_setting": "1"},
+        {"scoring_batch_max_wait_ms": "30"},  # above the busy wait (20)
     ],
 )
 def test_inconsistent_settings_are_refused(overrides: dict[str, str]) -> None:

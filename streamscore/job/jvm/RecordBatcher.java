@@ -1,6 +1,7 @@
 package streamscore.flink;
 
 import org.apache.flink.api.common.operators.ProcessingTimeService.ProcessingTimeCallback;
+import org.apache.flink.metrics.Gauge;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.api.watermark.Watermark;
@@ -17,11 +18,17 @@ import java.util.Arrays;
  *
  * <p>It sits between the key shuffle and the Python operator, in the same subtask, so a batch
  * holds only users of that subtask's key groups. It keeps no state: a batch is handed on when it
- * is full ({@code maxRecords}), when its oldest record has waited {@code maxWaitMs}, before every
+ * is full ({@code maxRecords}), when its oldest record has waited (see below), before every
  * watermark (so the Python operator sees each record under the watermark it would have seen
  * alone), before every checkpoint barrier ({@link #prepareSnapshotPreBarrier}, so a checkpoint
  * holds the Python operator's state after every record before the barrier) and at the end of
  * input.
+ *
+ * <p>How long a batch waits follows the load ({@link BatchWait}): with a {@code loadName}, the
+ * share of the time the operator it feeds reported itself busy ({@link OperatorLoad}) sets it,
+ * from {@code maxWaitMs} when idle to {@code busyWaitMs} when busy; without one, or with both
+ * equal, it is {@code maxWaitMs}. A wait of 0 hands on every record alone. The wait in force is
+ * the operator metric {@value #WAIT_METRIC}.
  *
  * <p>Input: rows (key, (key, payload, topic, partition, offset, Kafka timestamp)). Output: rows
  * (first record's key, packed batch), where the packed batch is, per record, big-endian:
@@ -46,7 +53,12 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
 
     private final int maxRecords;
     private final long maxWaitMs;
+    private final long busyWaitMs;
+    private final String loadName;
     private final boolean announceBarriers;
+
+    /** The operator metric with the wait in force, in milliseconds. */
+    public static final String WAIT_METRIC = "batchWaitMs";
 
     private transient byte[] buffer;
     private transient int size;
@@ -58,13 +70,27 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
     private transient String lastKey;
     private transient boolean handedOn;
     private transient boolean finished;
+    private transient int subtask;
+    private transient long waitMs;
 
-    public RecordBatcher(int maxRecords, long maxWaitMs, boolean announceBarriers) {
-        if (maxRecords < 1 || maxWaitMs < 0) {
-            throw new IllegalArgumentException("maxRecords >= 1 and maxWaitMs >= 0 required");
+    /**
+     * {@code loadName}: the name under which the operator fed reports its load ({@link
+     * OperatorLoad}), or null for a fixed wait of {@code maxWaitMs}.
+     */
+    public RecordBatcher(
+            int maxRecords,
+            long maxWaitMs,
+            long busyWaitMs,
+            String loadName,
+            boolean announceBarriers) {
+        if (maxRecords < 1 || maxWaitMs < 0 || busyWaitMs < maxWaitMs) {
+            throw new IllegalArgumentException(
+                    "maxRecords >= 1 and 0 <= maxWaitMs <= busyWaitMs required");
         }
         this.maxRecords = maxRecords;
         this.maxWaitMs = maxWaitMs;
+        this.busyWaitMs = busyWaitMs;
+        this.loadName = loadName;
         this.announceBarriers = announceBarriers;
     }
 
@@ -72,6 +98,9 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
     public void open() throws Exception {
         super.open();
         buffer = new byte[64 * 1024];
+        subtask = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
+        waitMs = maxWaitMs;
+        getMetricGroup().gauge(WAIT_METRIC, (Gauge<Long>) () -> waitMs);
     }
 
     @Override
@@ -80,10 +109,11 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
         String key = (String) record.getField(0);
         if (count == 0) {
             firstKey = key;
-            if (maxWaitMs > 0 && !timerPending) {
+            waitMs = currentWait();
+            if (waitMs > 0 && !timerPending) {
                 timerPending = true;
                 ProcessingTimeService clock = getProcessingTimeService();
-                clock.registerTimer(clock.getCurrentProcessingTime() + maxWaitMs, this);
+                clock.registerTimer(clock.getCurrentProcessingTime() + waitMs, this);
             }
         }
         lastKey = key;
@@ -98,7 +128,7 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
             lastTimestamp = element.getTimestamp();
             hasTimestamp = true;
         }
-        if (count >= maxRecords || maxWaitMs == 0) {
+        if (count >= maxRecords || waitMs == 0) {
             flush();
         }
     }
@@ -133,6 +163,14 @@ public class RecordBatcher extends AbstractStreamOperator<Row>
         announce();
         finished = true;
         super.finish();
+    }
+
+    /** The wait for a batch started now: set by the fed operator's load, if it reports one. */
+    private long currentWait() {
+        if (loadName == null || busyWaitMs == maxWaitMs) {
+            return maxWaitMs;
+        }
+        return BatchWait.forShare(OperatorLoad.share(loadName, subtask), maxWaitMs, busyWaitMs);
     }
 
     /** The empty batch that tells the Python operator to make its waiting state writes. */
