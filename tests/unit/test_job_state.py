@@ -19,6 +19,7 @@ from streamscore.job.state import (
     timer_time,
     unpack,
 )
+from tests.unit.fakes import ManualClock
 
 HORIZON, RETENTION, PARK = 600_000, 86_520_000, 65_000
 
@@ -209,16 +210,6 @@ def test_a_new_cache_reads_what_flink_restored() -> None:
     assert cache.get("b") is None and keys.current == "b"  # read under the user's own key
 
 
-class _Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_change_order_gives_users_by_their_last_change_oldest_first_and_once() -> None:
     from streamscore.job.state import ChangeOrder
 
@@ -270,7 +261,7 @@ def test_users_written_ahead_are_written_as_they_are_and_again_when_changed_agai
 def test_writing_ahead_starts_one_window_before_the_barrier_is_due() -> None:
     from streamscore.job.state import WriteAheadWindow
 
-    clock = _Clock()
+    clock = ManualClock()
     window = WriteAheadWindow(interval_s=5.0, window_s=1.0, clock=clock)
     clock.now += 3.9
     assert not window.is_open()

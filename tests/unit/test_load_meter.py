@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from streamscore.job.load import LoadMeter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fakes import ManualClock
 
 
 def test_the_share_of_each_period_is_reported_once_it_has_passed() -> None:
-    clock, reports = Clock(), []
+    clock, reports = ManualClock(), []
     meter = LoadMeter(reports.append, period_s=1.0, clock=clock)
     for _ in range(4):  # four calls of 0.1 s, 0.2 s apart
         started = meter.now()
@@ -36,7 +29,7 @@ def test_the_share_of_each_period_is_reported_once_it_has_passed() -> None:
 
 
 def test_a_quiet_stretch_lowers_the_share() -> None:
-    clock, reports = Clock(), []
+    clock, reports = ManualClock(), []
     meter = LoadMeter(reports.append, period_s=1.0, clock=clock)
     clock.now += 9.0  # no call for nine seconds
     started = meter.now()
@@ -46,7 +39,7 @@ def test_a_quiet_stretch_lowers_the_share() -> None:
 
 
 def test_a_share_never_exceeds_one() -> None:
-    clock, reports = Clock(), []
+    clock, reports = ManualClock(), []
     meter = LoadMeter(reports.append, period_s=1.0, clock=clock)
     started = meter.now() - 5.0  # a call begun before the meter (the first after a restore)
     clock.now += 1.0
