@@ -28,6 +28,7 @@ def test_the_share_sets_the_wait(jvm: Any) -> None:
     assert wait.forShare(wait.IDLE_SHARE, 5, 20) == 5
     assert wait.forShare(0.375, 5, 20) == 13  # half-way between the two shares
     assert wait.forShare(wait.BUSY_SHARE, 5, 20) == 20
+    assert wait.forShare(0.75, 5, 20) == 20  # past the busy share: the longest, never more
     assert wait.forShare(1.0, 5, 20) == 20
     assert wait.forShare(0.9, 0, 0) == 0  # equal waits: fixed, 0 sends every record alone
 
