@@ -2,26 +2,36 @@
 
 A window is tiled into buckets; each bucket keeps one cell ``[count, sum, max]`` of the values
 that fell into it. Reading a window merges the cells of its live buckets, and each aggregation
-turns the merged cell into its value. To add an aggregation, add its entry to ``AGGREGATIONS``
-(and, if it needs a statistic the cell lacks, the statistic to the three cell functions and
-``Cell`` below): the feature set can then name it, the engine computes it, the names follow.
+turns the merged cell into its value. To add an aggregation, add its class and its entry to
+``AGGREGATIONS`` (and, if it needs a statistic the cell lacks, the statistic to the three cell
+functions and ``Cell`` below): the feature set can then name it, the engine computes it, the
+names follow.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import NamedTuple
 
 # bucket index -> cell [count, sum, max], updated in place
 Buckets = dict[int, list[float]]
 
 
-class Cell(NamedTuple):
-    """The merged statistics of a window's live buckets, as the aggregations see them."""
+class Cell:
+    """The merged statistics of a window's live buckets, as the aggregations see them.
 
-    events: float  # how many (a float: the cells are lists of floats)
-    total: float
-    top: float
+    A plain class, not a named tuple: compiled, making one (once per window and event) is a
+    native allocation, where a named tuple's ``__new__`` runs as Python."""
+
+    def __init__(self, events: float, total: float, top: float) -> None:
+        self.events = events  # how many (a float: the cells are lists of floats)
+        self.total = total
+        self.top = top
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cell) and (self.events, self.total, self.top) == (
+            other.events, other.total, other.top,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"Cell(events={self.events}, total={self.total}, top={self.top})"
 
 
 def add_to_buckets(buckets: Buckets, k: int, value: float) -> None:
@@ -47,18 +57,40 @@ def merge_live(buckets: Buckets, k_first: int, k_last: int) -> Cell:
             total += s
             if m > top:
                 top = m
-    return _new_cell((events, total, top))
+    return Cell(events, total, top)
 
 
-# tuple.__new__ straight away: Cell(...) goes through a Python-level __new__, and this runs for
-# every window of every event.
-_new_cell = Cell._make
+class Aggregation:
+    """One aggregation: a window's merged cell to its value. Classes rather than functions so
+    that, compiled, each call is a direct method call."""
 
-Aggregation = Callable[[Cell], float]
+    def value(self, cell: Cell) -> float:
+        raise NotImplementedError
+
+
+class _Count(Aggregation):
+    def value(self, cell: Cell) -> float:
+        return float(cell.events)
+
+
+class _Sum(Aggregation):
+    def value(self, cell: Cell) -> float:
+        return cell.total
+
+
+class _Mean(Aggregation):
+    def value(self, cell: Cell) -> float:
+        return cell.total / cell.events if cell.events else 0.0
+
+
+class _Max(Aggregation):
+    def value(self, cell: Cell) -> float:
+        return cell.top
+
 
 AGGREGATIONS: dict[str, Aggregation] = {
-    "count": lambda cell: float(cell.events),
-    "sum": lambda cell: cell.total,
-    "mean": lambda cell: cell.total / cell.events if cell.events else 0.0,
-    "max": lambda cell: cell.top,
+    "count": _Count(),
+    "sum": _Sum(),
+    "mean": _Mean(),
+    "max": _Max(),
 }

@@ -14,7 +14,7 @@ features. A bucket expires once the user's newest event time (before e) is at le
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from streamscore.features.aggregations import AGGREGATIONS, Buckets, add_to_buckets, merge_live
 from streamscore.features.definitions import FeatureSet, Window
@@ -22,33 +22,33 @@ from streamscore.features.definitions import FeatureSet, Window
 NO_HISTORY = -1.0
 
 
-class Feature(Protocol):
-    """One or more adjacent columns of the feature vector."""
+class Feature:
+    """One or more adjacent columns of the feature vector.
+
+    A base class rather than a protocol: compiled, ``FeatureEngine.update``'s call of each
+    feature's ``emit`` (twenty-odd per event) is then a direct call through the class's method
+    table, not a Python method call with its arguments boxed."""
 
     names: tuple[str, ...]
     # Whether the feature keeps per-user state (a bucket map) between events.
-    stateful: bool
+    stateful: bool = False
 
     def new_slot(self) -> Any:
         """The feature's empty per-user state (``None`` when it keeps none)."""
+        return None
 
     def emit(self, out: list[float], slot: Any, event: dict[str, Any], newest: int) -> None:
         """Append the feature's values for ``event`` as of just before it, then fold it in.
 
         ``newest`` is the user's newest event time before ``event`` (-1: no history)."""
+        raise NotImplementedError
 
     def expire(self, slot: Any, newest: int) -> None:
         """Drop state that can no longer count once the user's newest event is ``newest``."""
 
 
-class _Stateless:
-    stateful = False
-
-    def new_slot(self) -> None:
-        return None
-
-    def expire(self, slot: Any, newest: int) -> None:
-        pass
+class _Stateless(Feature):
+    pass
 
 
 class CurrentValue(_Stateless):
@@ -91,7 +91,7 @@ class SecondsSincePrevious(_Stateless):
         out.append(NO_HISTORY if newest < 0 else max(0, event["event_time"] - newest) / 1000.0)
 
 
-class _Windowed:
+class _Windowed(Feature):
     """Bucket arithmetic shared by the windowed features. The live buckets of the window that
     ends with the event's bucket ``k_event`` are ``k_first < k <= k_event``, where ``k_first``
     also skips buckets expired relative to the user's newest event."""
@@ -129,8 +129,8 @@ class WindowedNumeric(_Windowed):
         k_event = event["event_time"] // self._bucket_ms
         k_first = max(k_event - self._n, (newest - self._reach_ms) // self._bucket_ms - 1)
         cell = merge_live(slot, k_first, k_event)
-        for aggregate in self._aggregations:
-            out.append(aggregate(cell))
+        for aggregation in self._aggregations:
+            out.append(aggregation.value(cell))
         add_to_buckets(slot, k_event, float(event[self.field]))
 
 

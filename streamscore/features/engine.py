@@ -8,6 +8,7 @@ engine runs them in vector order over the user's state and keeps that state boun
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from streamscore.features.compiled import NO_HISTORY, Feature, compile_features
@@ -18,6 +19,12 @@ __all__ = ["EXPIRY_STEP_MS", "NO_HISTORY", "FeatureEngine", "UserState"]
 # Expired buckets are dropped when the newest event time enters a new minute. Reads skip expired
 # buckets anyway, so this only bounds the state; it does not change any feature.
 EXPIRY_STEP_MS = 60_000
+
+
+def as_list(vector: Sequence[float]) -> list[float]:
+    """``vector`` itself if it is a list (``FeatureEngine.update``'s vectors are), else a list
+    of it: compiled code reads a list's items without Python's generic indexing."""
+    return vector if isinstance(vector, list) else list(vector)
 
 
 class UserState:

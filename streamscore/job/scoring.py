@@ -59,9 +59,11 @@ from streamscore.job.state import (
 )
 from streamscore.job.state_writes import JvmStateWrites, StateWriter
 from streamscore.metrics import process_metrics
+from streamscore.model.challenger import ShadowScorer, load_snapshot
 from streamscore.model.control import canary_arm
 from streamscore.model.loading import ModelBundle
 from streamscore.model.scorer import Scorer
+from streamscore.monitoring.drift import DriftMonitor, monitor_for
 from streamscore.serde import Codec
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,6 @@ class ControlReader:
         """``("ASSIGN", Assignment)`` or ``("CHALLENGER", (version, snapshot bytes))``; None for
         another job's record; ``Rejection`` with a ``control:*`` reason when it is unusable (a
         tombstone of the compacted topic too)."""
-        from streamscore.model.challenger import load_snapshot
         from streamscore.model.control import parse_assignment
 
         if payload is None:
@@ -203,9 +204,10 @@ class ScoringOperator:
         self._champion = Scorer(model, FEATURE_SET)
         self._candidate: Scorer | None = None
         self._canary_percent = 0
-        self._challenger: Any = None  # a ShadowScorer
+        # Typed (not Any), so that, compiled, scoring with them is a direct call.
+        self._challenger: ShadowScorer | None = None
         self._publish_assignment()
-        self._drift = self._drift_monitor()
+        self._drift: DriftMonitor | None = self._drift_monitor()
         # Last, the writer thread and the drift gauges' registration: nothing after them can fail
         # and leave them behind (ScoreEvents.close closes only an operator that was made).
         self._store = FeatureStoreWriter(
@@ -221,10 +223,8 @@ class ScoringOperator:
         )
         self._metrics.sources["drift"] = self._drift_samples
 
-    def _drift_monitor(self) -> Any:
+    def _drift_monitor(self) -> DriftMonitor | None:
         """Data drift against the champion's training reference (monitoring/drift.py)."""
-        from streamscore.monitoring.drift import monitor_for
-
         bundle = self._champion.bundle
         s = self._settings
         monitor = monitor_for(
@@ -292,8 +292,6 @@ class ScoringOperator:
             )
             self._publish_assignment()
         elif kind == "CHALLENGER":
-            from streamscore.model.challenger import ShadowScorer, load_snapshot
-
             version, data = content
             model = self._control.take_checked(data)
             if self._challenger is None or self._challenger.version != version:

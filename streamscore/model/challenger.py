@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 import pickle
 import sys
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
+from streamscore.features.engine import as_list
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,11 @@ def load_snapshot(data: bytes) -> Any:
 
 # How a column of ``prepare``'s output is read from the feature vector: (vector index, kind,
 # one-hot code or the known codes of an "unknown" column).
-_PLAIN, _LOG1P_KIND, _ONE_HOT_HIT, _ONE_HOT_MISS = 0, 1, 2, 3
+# Final: compiled, they are constants rather than a lookup in the module's dict per column.
+_PLAIN: Final = 0
+_LOG1P_KIND: Final = 1
+_ONE_HOT_HIT: Final = 2
+_ONE_HOT_MISS: Final = 3
 
 
 def column_sources(feature_names: Sequence[str]) -> dict[str, tuple[int, int, Any]]:
@@ -127,29 +131,37 @@ def column_sources(feature_names: Sequence[str]) -> dict[str, tuple[int, int, An
 
 class ColumnReader:
     """``prepare``'s columns read straight from a feature vector, as a list in a given order
-    (``columns``: per column, its ``column_sources`` entry), without the named-feature dicts."""
+    (``columns``: per column, its ``column_sources`` entry), without the named-feature dicts.
+
+    The columns' sources are kept as parallel typed lists, so that compiled, ``column`` is a
+    few unboxed comparisons rather than a tuple unpacked per column."""
 
     def __init__(self, columns: list[tuple[int, int, Any]]) -> None:
-        # Per column, the vector index it reads.
-        self._indices = [index for index, _, _ in columns]
-        # The columns that are not the raw value: (position, kind, code).
-        self._derived = [
-            (position, kind, code)
-            for position, (_, kind, code) in enumerate(columns)
-            if kind != _PLAIN
+        self._indices: list[int] = [index for index, _, _ in columns]
+        self._kinds: list[int] = [kind for _, kind, _ in columns]
+        self._hit_codes: list[float] = [
+            float(code) if kind == _ONE_HOT_HIT else 0.0 for _, kind, code in columns
         ]
+        self._known_codes: list[frozenset[float]] = [
+            code if kind == _ONE_HOT_MISS else frozenset() for _, kind, code in columns
+        ]
+        self.count = len(columns)
+
+    def column(self, vector: list[float], position: int) -> float:
+        """Column ``position`` of ``prepare``'s output for ``vector``."""
+        value = vector[self._indices[position]]
+        kind = self._kinds[position]
+        if kind == _PLAIN:
+            return value
+        if kind == _LOG1P_KIND:
+            return math.log1p(value) if value >= 0.0 else -1.0
+        if kind == _ONE_HOT_HIT:
+            return 1.0 if value == self._hit_codes[position] else 0.0
+        return 0.0 if value in self._known_codes[position] else 1.0
 
     def read(self, vector: Sequence[float]) -> list[float]:
-        x = [vector[i] for i in self._indices]
-        for position, kind, code in self._derived:
-            value = x[position]
-            if kind == _LOG1P_KIND:
-                x[position] = math.log1p(value) if value >= 0.0 else -1.0
-            elif kind == _ONE_HOT_HIT:
-                x[position] = 1.0 if value == code else 0.0
-            else:
-                x[position] = 0.0 if value in code else 1.0
-        return x
+        values = as_list(vector)
+        return [self.column(values, position) for position in range(self.count)]
 
 
 class CompiledLogistic:
@@ -160,27 +172,31 @@ class CompiledLogistic:
     arithmetic in the same order — per column ``w * safe_div(x - mean, var ** 0.5)``, summed
     from 0 in the order of the weights, plus the intercept, through river's sigmoid — so the
     score is the same float (tests/unit/test_challenger.py checks it against river on trained
-    snapshots), in list operations that run in C. Built only for the exact pipeline
-    ``new_learner("logistic")`` makes; anything else is scored by river (``compile_snapshot``
-    returns None)."""
+    snapshots), in one loop over typed lists that compiles to unboxed float arithmetic (it was
+    the scoring operator's largest cost after LightGBM as list operations: bench/HISTORY.md,
+    thirteenth session). Built only for the exact pipeline ``new_learner("logistic")`` makes;
+    anything else is scored by river (``compile_snapshot`` returns None)."""
 
     def __init__(
         self, columns: list[tuple[int, int, Any]], weights: list[float], means: list[float],
         stds: list[float], intercept: float,
     ) -> None:  # fmt: skip
-        self._read = ColumnReader(columns).read
+        self._reader = ColumnReader(columns)
         self._weights = weights
         self._means = means
         self._stds = stds
         self._intercept = intercept
 
     def score(self, vector: Sequence[float]) -> float:
-        x = self._read(vector)
-        scaled = [
-            (value - mean) / std if std else 0.0
-            for value, mean, std in zip(x, self._means, self._stds)
-        ]
-        raw = sum_in_order(map(operator.mul, self._weights, scaled)) + self._intercept
+        reader, weights, means, stds = self._reader, self._weights, self._means, self._stds
+        values = as_list(vector)
+        # 0 + t1 + t2 + ... left to right, as river's dot product adds (sum_in_order).
+        total = 0.0
+        for position in range(reader.count):
+            std = stds[position]
+            scaled = (reader.column(values, position) - means[position]) / std if std else 0.0
+            total += weights[position] * scaled
+        raw = total + self._intercept
         # river.utils.math.sigmoid, the Log loss's mean function
         if raw < -30:
             return 0.0

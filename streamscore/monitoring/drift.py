@@ -28,7 +28,6 @@ Prometheus averages them (``streamscore:drift_psi:avg`` in monitoring/rules.yml)
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,8 @@ from typing import Any
 import numpy as np
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+
+from streamscore.features.engine import as_list
 
 BINS = 10
 SMOOTHING = 0.5
@@ -80,11 +81,21 @@ class Reference:
         return Reference(str(data["variable"]), str(data["kind"]), edges, counts)
 
 
-def bin_of(edges: Sequence[float], value: float) -> int:
-    """The bin of ``value``: ``i`` for ``edges[i-1] < value <= edges[i]``; NaN gets the last."""
+def bin_of(edges: list[float], value: float) -> int:
+    """The bin of ``value``: ``i`` for ``edges[i-1] < value <= edges[i]``; NaN gets the last.
+
+    ``bisect_left`` written out, so that, compiled, it compares unboxed floats rather than
+    calling into ``bisect`` once per variable and scored event."""
     if value != value:  # NaN
         return len(edges) + 1
-    return bisect_left(edges, value)
+    low, high = 0, len(edges)
+    while low < high:
+        middle = (low + high) // 2
+        if edges[middle] < value:
+            low = middle + 1
+        else:
+            high = middle
+    return low
 
 
 def build_reference(variable: str, kind: str, values: np.ndarray, bins: int = BINS) -> Reference:
@@ -96,8 +107,9 @@ def build_reference(variable: str, kind: str, values: np.ndarray, bins: int = BI
     else:
         edges = ()
     counts = [0] * (len(edges) + 2)
+    edge_list = list(edges)
     for value in values.tolist():
-        counts[bin_of(edges, value)] += 1
+        counts[bin_of(edge_list, value)] += 1
     return Reference(variable, kind, edges, tuple(counts))
 
 
@@ -164,8 +176,8 @@ class DriftMonitor:
     ) -> None:
         self._references = list(references)
         self._features = [r for r in self._references if r.kind == KIND_FEATURE]
-        self._edges = [list(r.edges) for r in self._features]
-        self._feature_bins = [r.bins for r in self._features]
+        self._edges: list[list[float]] = [[float(e) for e in r.edges] for r in self._features]
+        self._feature_bins: list[int] = [r.bins for r in self._features]
         # Each variable's first bin in a slot's flat count list; the score's block comes last.
         self._offsets = []
         offset = 0
@@ -174,7 +186,7 @@ class DriftMonitor:
             offset += reference.bins
         self._width = offset
         score = [r for r in self._references if r.kind == KIND_SCORE]
-        self._score_edges = list(score[0].edges) if score else None
+        self._score_edges = [float(e) for e in score[0].edges] if score else None
         self._score_offset = self._offsets[self._references.index(score[0])] if score else 0
         self._windows_ms = sorted(int(w) * 1000 for w in windows_s)
         self._slot_ms = max(1000, self._windows_ms[0] // SLOTS_PER_WINDOW)
@@ -198,11 +210,13 @@ class DriftMonitor:
         if event_time > self._newest:
             self._newest = event_time
         offset = 0
-        for edges, value, bins in zip(self._edges, vector, self._feature_bins):
-            slot[offset + (len(edges) + 1 if value != value else bisect_left(edges, value))] += 1
-            offset += bins
+        all_edges, all_bins = self._edges, self._feature_bins
+        values = as_list(vector)
+        for i in range(min(len(all_edges), len(values))):
+            slot[offset + bin_of(all_edges[i], values[i])] += 1
+            offset += all_bins[i]
         if score is not None and self._score_edges is not None:
-            slot[self._score_offset + bisect_left(self._score_edges, score)] += 1
+            slot[self._score_offset + bin_of(self._score_edges, score)] += 1
 
     def _prune(self, newest_slot: int) -> None:
         keep_from = newest_slot - self._windows_ms[-1] // self._slot_ms - 1

@@ -115,6 +115,23 @@ def test_the_outcome_decoder_reads_arrays_in_several_blocks() -> None:
     assert OUTCOME_DECODER.decode(head + blocks) == expected
 
 
+@pytest.mark.parametrize(
+    "value",
+    [0, 1, -1, 63, -64, 64, -65, 8191, -8192, 8192, 1_767_225_600_000, 2**62, -(2**63), 2**63 - 1],
+)
+def test_a_long_is_encoded_as_fastavro_encodes_it(value: int) -> None:
+    """Each varint length's edges, both one-byte ends and a millisecond timestamp."""
+    import io
+
+    from fastavro import schemaless_writer
+
+    from streamscore.job.avro_encoders import avro_long
+
+    expected = io.BytesIO()
+    schemaless_writer(expected, "long", value)
+    assert avro_long(value) == expected.getvalue()
+
+
 def test_the_outcome_decoder_refuses_a_long_past_64_bits() -> None:
     from streamscore.job.avro_encoders import avro_long
 

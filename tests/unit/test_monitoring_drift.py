@@ -28,7 +28,7 @@ T0 = 1_800_000_000_000
 
 
 def test_bins_put_each_value_between_edges_and_nan_last() -> None:
-    edges = (1.0, 2.0, 5.0)
+    edges = [1.0, 2.0, 5.0]
     assert [bin_of(edges, v) for v in (-1, 1, 1.5, 2, 4.9, 5, 6)] == [0, 0, 1, 1, 2, 2, 3]
     assert bin_of(edges, math.nan) == 4
 
