@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-import sys
 import zlib
 from collections.abc import Sequence
 from typing import Any, Final
@@ -190,7 +189,8 @@ class CompiledLogistic:
     def score(self, vector: Sequence[float]) -> float:
         reader, weights, means, stds = self._reader, self._weights, self._means, self._stds
         values = as_list(vector)
-        # 0 + t1 + t2 + ... left to right, as river's dot product adds (sum_in_order).
+        # 0 + t1 + t2 + ... left to right, as river's dot product adds (a plain loop: Python
+        # 3.12's sum() compensates rounding, so it would differ from river there).
         total = 0.0
         for position in range(reader.count):
             std = stds[position]
@@ -203,17 +203,6 @@ class CompiledLogistic:
         if raw > 30:
             return 1.0
         return 1 / (1 + math.exp(-raw))
-
-
-def sum_in_order(terms: Any) -> float:
-    """``0 + t1 + t2 + ...`` left to right, as river's dot product adds. Python 3.11's ``sum``
-    does exactly that in C; 3.12's compensates rounding, so there it is a loop."""
-    if sys.version_info < (3, 12):
-        return sum(terms)
-    total = 0
-    for term in terms:
-        total += term
-    return total
 
 
 def logistic_steps(model: Any) -> tuple[Any, Any] | None:

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 from collections.abc import Sequence
 from typing import Any
 
-from streamscore.model.challenger import ColumnReader, column_sources, logistic_steps, sum_in_order
+from streamscore.features.engine import as_list
+from streamscore.model.challenger import ColumnReader, column_sources, logistic_steps
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,20 @@ class CompiledLearner:
         self._regression = regression
         sources = column_sources(feature_names)
         self._columns = columns
-        self._read = ColumnReader([sources[c] for c in columns]).read
+        self._reader = ColumnReader([sources[c] for c in columns])
         fresh = not scaler.counts
         # Every example has every column, so all columns have been counted the same number
         # of times (``compile_learner`` checks it): one count.
         self._count: int = 0 if fresh else scaler.counts[columns[0]]
-        self._means = [0.0] * len(columns) if fresh else [scaler.means[c] for c in columns]
-        self._vars = [0.0] * len(columns) if fresh else [scaler.vars[c] for c in columns]
+        # Typed, so that compiled, learn_one's arithmetic runs on unboxed floats.
+        self._means: list[float] = (
+            [0.0] * len(columns) if fresh else [float(scaler.means[c]) for c in columns]
+        )
+        self._vars: list[float] = (
+            [0.0] * len(columns) if fresh else [float(scaler.vars[c]) for c in columns]
+        )
         weights = regression._weights.to_dict()
-        self._weights = [weights.get(c, 0.0) for c in columns]
+        self._weights: list[float] = [float(weights.get(c, 0.0)) for c in columns]
         self._intercept: float = regression.intercept
         self._iterations: int = regression.optimizer.n_iterations
         self._lr: float = regression.optimizer.lr.learning_rate
@@ -63,24 +68,33 @@ class CompiledLearner:
         self._clip: float = regression.clip_gradient
 
     def learn_one(self, vector: Sequence[float], is_fraud: bool) -> None:
-        """``model.learn_one(dict(zip(feature_names, vector)), is_fraud)``, on lists."""
-        x = self._read(vector)
+        """``model.learn_one(dict(zip(feature_names, vector)), is_fraud)``, on lists.
+
+        One loop over typed lists per pass (the scaler's update with the prediction's dot
+        product, then the weights' update in place), which compiles to unboxed float arithmetic
+        in river's order of operations."""
+        reader = self._reader
+        values = as_list(vector)
         count = self._count + 1
         self._count = count
-        means, variances = self._means, self._vars
-        scaled: list[float] = []
-        append = scaled.append
-        for i, xi in enumerate(x):
+        means, variances, weights = self._means, self._vars, self._weights
+        columns = reader.count
+        scaled = [0.0] * columns
+        # 0 + t1 + t2 + ... left to right, as river's dot product adds.
+        total = 0.0
+        for i in range(columns):
+            xi = reader.column(values, i)
             old_mean = means[i]
             mean = old_mean + (xi - old_mean) / count
             means[i] = mean
             variance = variances[i]
             variance = variance + ((xi - old_mean) * (xi - mean) - variance) / count
             variances[i] = variance
-            std = variance**0.5
-            append((xi - mean) / std if std else 0.0)
-        weights = self._weights
-        y_pred = sum_in_order(map(operator.mul, weights, scaled)) + self._intercept
+            std: float = variance**0.5
+            scaled_i = (xi - mean) / std if std else 0.0
+            scaled[i] = scaled_i
+            total += weights[i] * scaled_i
+        y_pred = total + self._intercept
         # optim.losses.Log.gradient (y in {-1, 1}), clamped (the sample weight is 1.0).
         if is_fraud == 0:
             y, weight = -1, self._weight_neg
@@ -96,7 +110,8 @@ class CompiledLearner:
         gradient = float(max(min(gradient, self._clip), -self._clip))
         self._intercept -= self._intercept_lr * gradient
         lr = self._lr
-        self._weights = [w - (s * gradient) * lr for w, s in zip(weights, scaled)]
+        for i in range(columns):
+            weights[i] = weights[i] - (scaled[i] * gradient) * lr
         self._iterations += 1
 
     def model(self) -> Any:
