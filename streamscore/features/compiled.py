@@ -22,6 +22,20 @@ from streamscore.features.definitions import FeatureSet, Window
 NO_HISTORY = -1.0
 
 
+def _event_time(event: dict[str, Any]) -> int:
+    """The event's time, typed: compiled, the arithmetic on it is then on machine integers
+    (checked once here) instead of Python's generic operators on an ``Any``."""
+    event_time: int = event["event_time"]
+    return event_time
+
+
+def _number(event: dict[str, Any], field: str) -> float:
+    """``float(event[field])``, without a Python call when the value is a float already (a
+    decoded Avro ``double`` is)."""
+    value = event[field]
+    return value if isinstance(value, float) else float(value)
+
+
 class Feature:
     """One or more adjacent columns of the feature vector.
 
@@ -59,7 +73,7 @@ class CurrentValue(_Stateless):
         self.names: tuple[str, ...] = (field,)
 
     def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
-        out.append(float(event[self.field]))
+        out.append(_number(event, self.field))
 
 
 class CategoryCode(_Stateless):
@@ -78,7 +92,7 @@ class HourOfDay(_Stateless):
     names: tuple[str, ...] = ("hour_of_day",)
 
     def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
-        out.append(float((event["event_time"] // 3_600_000) % 24))
+        out.append(float((_event_time(event) // 3_600_000) % 24))
 
 
 class SecondsSincePrevious(_Stateless):
@@ -88,7 +102,7 @@ class SecondsSincePrevious(_Stateless):
     names: tuple[str, ...] = ("secs_since_previous",)
 
     def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
-        out.append(NO_HISTORY if newest < 0 else max(0, event["event_time"] - newest) / 1000.0)
+        out.append(NO_HISTORY if newest < 0 else max(0, _event_time(event) - newest) / 1000.0)
 
 
 class _Windowed(Feature):
@@ -126,12 +140,12 @@ class WindowedNumeric(_Windowed):
 
     def emit(self, out: list[float], slot: Buckets, event: dict[str, Any], newest: int) -> None:
         # _live_range inlined: this runs for every window of every event.
-        k_event = event["event_time"] // self._bucket_ms
+        k_event = _event_time(event) // self._bucket_ms
         k_first = max(k_event - self._n, (newest - self._reach_ms) // self._bucket_ms - 1)
         cell = merge_live(slot, k_first, k_event)
         for aggregation in self._aggregations:
             out.append(aggregation.value(cell))
-        add_to_buckets(slot, k_event, float(event[self.field]))
+        add_to_buckets(slot, k_event, _number(event, self.field))
 
 
 class WindowedDistinct(_Windowed):
@@ -150,7 +164,7 @@ class WindowedDistinct(_Windowed):
     def emit(
         self, out: list[float], slot: dict[int, set[str]], event: dict[str, Any], newest: int
     ) -> None:
-        k_event = event["event_time"] // self._bucket_ms
+        k_event = _event_time(event) // self._bucket_ms
         k_first = max(k_event - self._n, (newest - self._reach_ms) // self._bucket_ms - 1)
         seen: set[str] = set()
         for k, values in slot.items():
@@ -178,7 +192,7 @@ class RatioToMean(_Stateless):
 
     def emit(self, out: list[float], slot: None, event: dict[str, Any], newest: int) -> None:
         mean = out[self._mean_index]
-        out.append(float(event[self.field]) / mean if mean > 0 else NO_HISTORY)
+        out.append(_number(event, self.field) / mean if mean > 0 else NO_HISTORY)
 
 
 def compile_features(fs: FeatureSet) -> tuple[Feature, ...]:
