@@ -1,10 +1,11 @@
 """Prometheus metrics of the scoring job (service health and model health).
 
-The scoring path updates them for every event, so they are plain Python counters and bucket
-arrays, read by a custom collector when Prometheus scrapes: prometheus-client's own Counter and
-Histogram take a lock per update, which cost about 8 % of the scoring thread. Each metric is
-written by one task thread (our TaskManagers have one slot each); a scrape may read a value
-that is a few events stale, which is fine for monitoring.
+The scoring path updates them for every event, so they are plain counters and bucket arrays
+(``metric_values.py``, compiled with the scoring path), read by a custom collector when
+Prometheus scrapes: prometheus-client's own Counter and Histogram take a lock per update, which
+cost about 8 % of the scoring thread. Each metric is written by one task thread (our
+TaskManagers have one slot each); a scrape may read a value that is a few events stale, which
+is fine for monitoring.
 
 One registry per Python process. In Flink's thread mode every subtask of a TaskManager shares
 one interpreter, so the HTTP endpoint is started once per process, on the first free port of a
@@ -15,100 +16,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+
+from streamscore.metric_values import Family, Gauge, Histogram, LabelledCounter
 
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SCORE_BUCKETS = tuple(i / 20 for i in range(1, 21))
 STATE_WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-
-class CounterChild:
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-
-class HistogramChild:
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-
-class _Family:
-    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...]) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = labelnames
-        self.children: dict[tuple[str, ...], CounterChild | HistogramChild] = {}
-
-
-class LabelledCounter(_Family):
-    def labels(self, *values: str) -> CounterChild:
-        child = self.children.get(values)
-        if child is None:
-            child = self.children[values] = CounterChild()
-        return child  # type: ignore[return-value]
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.labels().inc(amount)
-
-    def collect(self) -> Metric:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self.children.items()):
-            family.add_metric(list(values), child.value)  # type: ignore[union-attr]
-        return family
-
-
-class Histogram(_Family):
-    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
-        super().__init__(name, documentation, ())
-        self.child = HistogramChild(buckets)
-
-    def observe(self, value: float) -> None:
-        self.child.observe(value)
-
-    def collect(self) -> Metric:
-        family = HistogramMetricFamily(self.name, self.documentation)
-        cumulative, buckets = 0, []
-        for bound, count in zip((*self.child.bounds, float("inf")), list(self.child.counts)):
-            cumulative += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        family.add_metric([], buckets, self.child.sum)
-        return family
-
-
-class Gauge(_Family):
-    def labels(self, *values: str) -> CounterChild:
-        return LabelledCounter.labels(self, *values)  # type: ignore[arg-type]
-
-    def collect(self) -> Metric:
-        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self.children.items()):
-            family.add_metric(list(values), child.value)  # type: ignore[union-attr]
-        return family
 
 
 class Metrics(Collector):
@@ -178,7 +98,7 @@ class Metrics(Collector):
             "Control records by kind and result (accepted, other_job, control:* refusals)",
             ("kind", "result"),
         )
-        self._families: list[_Family] = [
+        self._families: list[Family] = [
             self.events, self.dead_letters, self.late_events, self.predictions, self.degraded,
             self.feature_store_writes, self.expired_users, self.latency, self.state_writes,
             self.state_written_ahead, self.scores,
@@ -193,7 +113,7 @@ class Metrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for family in self._families:
-            yield family.collect()  # type: ignore[attr-defined]
+            yield family.collect()
         for name, source in list(self.sources.items()):
             try:
                 yield from source()

@@ -43,6 +43,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "streamscore.job.decode",
     "streamscore.job.records",
     "streamscore.job.scoring",
+    "streamscore.metric_values",
     "streamscore.validation",
     "streamscore.serde",
     "streamscore.model.scorer",

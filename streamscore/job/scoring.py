@@ -49,11 +49,11 @@ from streamscore.job.state import (
     WriteAheadWindow,
     closed_entry,
     entry_deadline,
+    fresh_pending_entry,
     next_deadline,
-    packed_event_time,
     parked_entry,
     parked_label,
-    pending_entry,
+    pending_event_time,
     pending_outcome,
     timer_time,
 )
@@ -191,6 +191,7 @@ class ScoringOperator:
         self._scored = metrics.events.labels("scored")
         self._late_dropped = metrics.late_events.labels("dead_letter")
         self._late_scored = metrics.late_events.labels("scored")
+        self._joined = metrics.labels.labels("joined")
         self._latency = metrics.latency
         self._score_histogram = metrics.scores
         self._lateness = s.allowed_lateness_ms
@@ -492,9 +493,9 @@ class ScoringOperator:
         entry = join.get(user_id, event_id) if state.parked else None
         if entry is not None and entry[0] == PARKED:  # its label came first
             state.parked -= 1
-            out.extend(self._close(event_id, outcome, parked_label(entry), user_id))
+            out.append(self._close(event_id, outcome, parked_label(entry), user_id))
         else:
-            join.put(user_id, event_id, pending_entry(outcome))
+            join.put(user_id, event_id, fresh_pending_entry(outcome))
         self._arm_timer(user_id, state, ctx, event_time + self._horizon_ms)
         self._state.put(user_id, state)
 
@@ -544,28 +545,27 @@ class ScoringOperator:
             return []
         kind = entry[0]
         if kind == PENDING:
-            return list(self._close(event_id, pending_outcome(entry), label, user_id))
+            return [self._close(event_id, pending_outcome(entry), label, user_id)]
         if kind == CLOSED:
             reason = _CLOSED_REASONS.get(entry[2], "label:expired")
             return [self._label_dead_letter(reason, "", label)]
         return [self._label_dead_letter("label:duplicate", "its event has not come yet", label)]
 
-    def _close(  # type: ignore[no-untyped-def]
+    def _close(
         self, event_id: str, outcome: PendingOutcome, label: ParkedLabel, user_id: str
-    ):
+    ) -> OutputRecord:
         """Join a label to its pending outcome: an outcome record, or ``label:expired``."""
         if label.label_time - outcome.event_time > self._horizon_ms:
             self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "expired"))
-            yield self._label_dead_letter(
+            return self._label_dead_letter(
                 "label:expired",
                 f"label_time {label.label_time} is more than label_horizon_ms="
                 f"{self._horizon_ms} after the event ({outcome.event_time})",
                 label,
             )
-            return
         self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "labelled"))
-        self._metrics.labels.labels("joined").inc()
-        yield (
+        self._joined.inc()
+        return (
             self._topic_outcomes,
             user_id.encode(),
             records.outcome(self._outcomes, event_id, user_id, outcome, label, FEATURE_SET.version),
@@ -609,9 +609,9 @@ class ScoringOperator:
             if entry_deadline(entry, horizon, park_wait) > timestamp:
                 kept[event_id] = entry
                 if kind == PENDING:
-                    pending.append((packed_event_time(entry[1:]), event_id))
+                    pending.append((pending_event_time(entry), event_id))
             elif kind == PENDING:
-                expired = closed_entry(packed_event_time(entry[1:]), "expired")
+                expired = closed_entry(pending_event_time(entry), "expired")
                 join.put(user_id, event_id, expired)
                 kept[event_id] = expired
                 self._metrics.labels.labels("expired_unlabelled").inc()

@@ -35,7 +35,7 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from streamscore.features.engine import UserState
 from streamscore.job.state_writes import JoinEntry, StateWriter, entry_record
@@ -47,23 +47,54 @@ STATE_VERSION = 3
 TIMER_STEP_MS = 10_000
 
 
-class PendingOutcome(NamedTuple):
-    """What was decided on a scored event, kept until its label comes."""
+class PendingOutcome:
+    """What was decided on a scored event, kept until its label comes.
 
-    event_time: int
-    amount: float
-    vector: list[float]
-    score: float  # the score the decision used
-    decision: str
-    model_version: str
-    arm: str
-    canary_percent: int
-    champion_score: float | None  # the champion's score of a candidate-arm event
-    challenger_score: float | None
-    challenger_version: str | None
+    A plain class, not a named tuple: compiled, making one (once per event) is a native
+    allocation, where a named tuple's ``__new__`` runs as Python."""
+
+    def __init__(
+        self,
+        event_time: int,
+        amount: float,
+        vector: list[float],
+        score: float,  # the score the decision used
+        decision: str,
+        model_version: str,
+        arm: str,
+        canary_percent: int,
+        champion_score: float | None,  # the champion's score of a candidate-arm event
+        challenger_score: float | None,
+        challenger_version: str | None,
+    ) -> None:
+        self.event_time = event_time
+        self.amount = amount
+        self.vector = vector
+        self.score = score
+        self.decision = decision
+        self.model_version = model_version
+        self.arm = arm
+        self.canary_percent = canary_percent
+        self.champion_score = champion_score
+        self.challenger_score = challenger_score
+        self.challenger_version = challenger_version
+
+    def fields(self) -> tuple[Any, ...]:
+        return (
+            self.event_time, self.amount, self.vector, self.score, self.decision,
+            self.model_version, self.arm, self.canary_percent, self.champion_score,
+            self.challenger_score, self.challenger_version,
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PendingOutcome) and self.fields() == other.fields()
+
+    def __repr__(self) -> str:
+        return f"PendingOutcome{self.fields()!r}"
 
 
-# A pending outcome is kept packed: with a few unlabelled events per user, NamedTuples of
+# A pending outcome is kept packed in state (``pending_entry``; in Python, until it is first
+# written, as it is: ``fresh_pending_entry``): with a few unlabelled events per user, NamedTuples of
 # floats made the per-event state pickle round trip 56 µs at 30 pending (measured), packed
 # bytes far less (bench/ml_loop_cost.py). Layout: event_time, amount, score, champion_score
 # and challenger_score (NaN for none), decision, arm, canary_percent, then the vector.
@@ -117,15 +148,36 @@ def packed_event_time(packed: PackedOutcome) -> int:
     return int(_HEAD.unpack_from(packed[0])[0])
 
 
-class ParkedLabel(NamedTuple):
-    """A label that arrived before its event, with what a dead letter needs."""
+class ParkedLabel:
+    """A label that arrived before its event, with what a dead letter needs. A plain class for
+    the reason ``PendingOutcome`` is one (one is made per label)."""
 
-    is_fraud: bool
-    label_time: int
-    payload: bytes
-    topic: str
-    partition: int
-    offset: int
+    def __init__(
+        self,
+        is_fraud: bool,
+        label_time: int,
+        payload: bytes,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        self.is_fraud = is_fraud
+        self.label_time = label_time
+        self.payload = payload
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+    def fields(self) -> tuple[bool, int, bytes, str, int, int]:
+        return (
+            self.is_fraud, self.label_time, self.payload, self.topic, self.partition, self.offset,
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ParkedLabel) and self.fields() == other.fields()
+
+    def __repr__(self) -> str:
+        return f"ParkedLabel{self.fields()!r}"
 
 
 class ScoringState:
@@ -145,11 +197,43 @@ PENDING, CLOSED, PARKED = 0, 1, 2
 
 
 def pending_entry(outcome: PendingOutcome) -> JoinEntry:
+    """A pending entry as Flink's state keeps it: the outcome packed."""
     return (PENDING, *pack(outcome))
 
 
+def fresh_pending_entry(outcome: PendingOutcome) -> JoinEntry:
+    """A pending entry made in this run and not written yet: the outcome itself, unpacked.
+    ``JoinMap`` packs it (``stored_entry``) only when it writes it, so an event labelled before
+    its entry is written is never packed, nor unpacked for its label. Never pickled."""
+    return (PENDING, outcome)
+
+
+def _is_fresh(entry: JoinEntry) -> bool:
+    return len(entry) == 2 and entry[0] == PENDING
+
+
+def stored_entry(entry: JoinEntry) -> JoinEntry:
+    """``entry`` in the form Flink's state keeps (a fresh pending entry packed)."""
+    if _is_fresh(entry):
+        outcome: PendingOutcome = entry[1]
+        return pending_entry(outcome)
+    return entry
+
+
 def pending_outcome(entry: JoinEntry) -> PendingOutcome:
+    """The outcome of a pending entry, fresh or as stored."""
+    if _is_fresh(entry):
+        outcome: PendingOutcome = entry[1]
+        return outcome
     return unpack(entry[1:])  # type: ignore[arg-type]
+
+
+def pending_event_time(entry: JoinEntry) -> int:
+    """The event time of a pending entry, fresh or as stored."""
+    if _is_fresh(entry):
+        outcome: PendingOutcome = entry[1]
+        return outcome.event_time
+    return packed_event_time(entry[1:])  # type: ignore[arg-type]
 
 
 def closed_entry(event_time: int, why: str) -> JoinEntry:
@@ -157,11 +241,11 @@ def closed_entry(event_time: int, why: str) -> JoinEntry:
 
 
 def parked_entry(label: ParkedLabel) -> JoinEntry:
-    return (PARKED, *label)
+    return (PARKED, *label.fields())
 
 
 def parked_label(entry: JoinEntry) -> ParkedLabel:
-    return ParkedLabel(*entry[1:])
+    return ParkedLabel(entry[1], entry[2], entry[3], entry[4], entry[5], entry[6])
 
 
 def entry_deadline(entry: JoinEntry, horizon_ms: int, park_wait_ms: int) -> int:
@@ -169,7 +253,7 @@ def entry_deadline(entry: JoinEntry, horizon_ms: int, park_wait_ms: int) -> int:
     forgotten, a parked label gives up."""
     kind = entry[0]
     if kind == PENDING:
-        return packed_event_time(entry[1:]) + horizon_ms  # type: ignore[arg-type]
+        return pending_event_time(entry) + horizon_ms
     if kind == CLOSED:
         return int(entry[1]) + 2 * horizon_ms
     return int(entry[2]) + park_wait_ms  # PARKED: (kind, is_fraud, label_time, ...)
@@ -386,7 +470,11 @@ class JoinMap:
     of its closed entry instead of a pending entry and then a closed one. Reads see the waiting
     changes first. Each change is packed for the writer when it is made
     (``state_writes.entry_record``), so that the write-out before a barrier, which holds up
-    every record, only copies it; a change replaced before the barrier was packed in vain.
+    every record, only copies it; a change replaced before the barrier was packed in vain. A
+    fresh pending entry (``fresh_pending_entry``, the outcome itself) is the exception: it is
+    packed only when staged, since most are replaced by their label's closed entry first while
+    draining a backlog, and when it is staged ahead of the barrier (``ScoringOperator.write_ahead``)
+    at steady rates. Once staged, the pending cache keeps it packed (a fifth of the memory).
     """
 
     def __init__(
@@ -399,8 +487,9 @@ class JoinMap:
         self._writer = writer
         self._pending: dict[tuple[str, str], JoinEntry] = {}
         # user -> event id -> (its new entry, or None where it was removed; that change packed
-        # for the writer, state_writes.entry_record)
-        self._changes: dict[str, dict[str, tuple[JoinEntry | None, bytes]]] = {}
+        # for the writer, state_writes.entry_record, or None for a fresh pending entry: packed
+        # when staged)
+        self._changes: dict[str, dict[str, tuple[JoinEntry | None, bytes | None]]] = {}
         self._order = ChangeOrder()
         self.changed_entries = 0
 
@@ -459,11 +548,28 @@ class JoinMap:
         self._order.forget(user)
         if changes:
             self.changed_entries -= len(changes)
-            self._writer.stage_records(user, [record for _, record in changes.values()])
+            records: list[bytes] = []
+            for event_id, (entry, record) in changes.items():
+                if record is None:
+                    assert entry is not None  # only a fresh pending entry waits unpacked
+                    record = self._pack_fresh(user, event_id, entry)
+                records.append(record)
+            self._writer.stage_records(user, records)
+
+    def _pack_fresh(self, user: str, event_id: str, entry: JoinEntry) -> bytes:
+        """A fresh pending entry, packed for the writer; the pending cache keeps the packed
+        form from now on."""
+        stored = stored_entry(entry)
+        key = (user, event_id)
+        if self._pending.get(key) is entry:
+            self._pending[key] = stored
+        return entry_record(event_id, stored)
 
     def _change(self, user: str, event_id: str, entry: JoinEntry | None) -> None:
         if not self._deferred:
-            self._writer.stage_entries(user, {event_id: entry})
+            self._writer.stage_entries(
+                user, {event_id: None if entry is None else stored_entry(entry)}
+            )
             self._writer.flush()
             return
         changes = self._changes.get(user)
@@ -471,5 +577,8 @@ class JoinMap:
             changes = self._changes[user] = {}
         if event_id not in changes:
             self.changed_entries += 1
-        changes[event_id] = (entry, entry_record(event_id, entry))
+        if entry is not None and _is_fresh(entry):
+            changes[event_id] = (entry, None)
+        else:
+            changes[event_id] = (entry, entry_record(event_id, entry))
         self._order.touch(user)

@@ -10,11 +10,14 @@ from streamscore.job.state import (
     PendingOutcome,
     ScoringState,
     closed_entry,
+    entry_deadline,
+    fresh_pending_entry,
     next_deadline,
     pack,
     parked_entry,
     parked_label,
     pending_entry,
+    pending_event_time,
     pending_outcome,
     timer_time,
     unpack,
@@ -331,6 +334,16 @@ def test_the_join_map_answers_pending_entries_and_writes_through_when_not_deferr
     assert ("u1", "p2") not in backing.entries and join.get("u1", "p2") is None
 
 
+def test_a_fresh_pending_entry_is_written_packed_when_not_deferred() -> None:
+    from streamscore.job.state import JoinMap
+
+    keys = _Keys()
+    backing = _FakeMapState(keys)
+    join = JoinMap(backing, keys, capacity=2, deferred=False, writer=_writer(keys, join=backing))
+    join.put("u1", "e1", fresh_pending_entry(pending(5_000)))
+    assert backing.entries[("u1", "e1")] == pending_entry(pending(5_000))
+
+
 def _deferred_join_map(capacity: int) -> tuple[_Keys, _FakeMapState, Any, Any]:
     """A JoinMap whose changes wait, over a fake map state: (keys, map state, writer, map)."""
     from streamscore.job.state import JoinMap
@@ -390,3 +403,24 @@ def test_join_entries_written_ahead_are_written_and_again_when_changed_again() -
     }
     join.stage("u1")  # nothing waits: nothing written, and nothing left to write ahead
     assert writer.flush() == 0 and join.oldest_changed(10) == []
+
+
+def test_a_fresh_pending_entry_is_packed_only_when_written_then_cached_packed() -> None:
+    _, backing, writer, join = _deferred_join_map(capacity=10)
+    fresh1, fresh2 = fresh_pending_entry(pending(1)), fresh_pending_entry(pending(2))
+    join.put("u1", "e1", fresh1)
+    join.put("u1", "e2", fresh2)
+    assert join.get("u1", "e1") is fresh1 and pending_outcome(fresh1) == pending(1)
+    assert pending_event_time(fresh1) == 1 == pending_event_time(pending_entry(pending(1)))
+    assert entry_deadline(fresh2, 10, 0) == 12 == entry_deadline(pending_entry(pending(2)), 10, 0)
+    join.put("u1", "e1", closed_entry(1, "labelled"))  # labelled before it was written
+    join.stage("u1")
+    assert writer.flush() == 1
+    # Flink's state gets the forms it keeps: the closed entry, and the other one packed.
+    assert backing.entries == {
+        ("u1", "e1"): closed_entry(1, "labelled"),
+        ("u1", "e2"): pending_entry(pending(2)),
+    }
+    # From then on the pending cache answers with the packed form, without a read.
+    assert join.get("u1", "e2") == pending_entry(pending(2)) and backing.reads == 0
+    assert pending_outcome(join.get("u1", "e2")) == pending(2)
