@@ -268,12 +268,12 @@ class FeatureStoreWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.healthy = True
-        self._thread: threading.Thread | None = None
+        self._flush_thread: threading.Thread | None = None
         if background:
-            self._thread = threading.Thread(
+            self._flush_thread = threading.Thread(
                 target=self._run, name="feature-store-writer", daemon=True
             )
-            self._thread.start()
+            self._flush_thread.start()
 
     @property
     def pending_users(self) -> int:
@@ -289,14 +289,18 @@ class FeatureStoreWriter:
             self._queue.popleft()
             self._metrics.feature_store_writes.labels("dropped").inc()
         self._queue.append((user_id, (event_time, event_id, vector)))
-        if len(self._queue) >= self._flush_max:
+        if len(self._queue) == self._flush_max:
+            # Once, when the queue fills: threading.Event.set() is Python (a lock and a
+            # notify), and called for every record while the writer had not yet taken the
+            # queue it cost the scoring thread more than the record's submit itself. Missed
+            # (the writer took records meanwhile), the writer flushes on its interval anyway.
             self._wake.set()
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        if self._flush_thread is not None:
+            self._flush_thread.join(timeout_s)
         else:
             self.flush(retry_now=True)
         if self._pending:

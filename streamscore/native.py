@@ -44,6 +44,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "streamscore.job.records",
     "streamscore.job.scoring",
     "streamscore.metric_values",
+    "streamscore.feature_store",
     "streamscore.validation",
     "streamscore.serde",
     "streamscore.model.scorer",
