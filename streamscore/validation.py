@@ -7,13 +7,10 @@ so a user can count and filter rejects by cause without parsing free text.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from streamscore.errors import Rejection
 
-_CURRENCY = re.compile(r"[A-Z]{3}")  # fullmatch: "$" would accept a trailing newline
-_COUNTRY = re.compile(r"[A-Z]{2}")
 # Event times must fall in a sane range: 2000-01-01 .. 2100-01-01 (epoch millis).
 MIN_EVENT_TIME_MS = 946_684_800_000
 MAX_EVENT_TIME_MS = 4_102_444_800_000
@@ -21,6 +18,13 @@ MAX_AMOUNT = 1_000_000_000.0
 _REQUIRED_TEXT = ("event_id", "user_id", "merchant_id", "merchant_category")
 
 __all__ = ["Rejection", "validate_event", "validate_label"]
+
+
+def is_code(value: str, length: int) -> bool:
+    """Whether ``value`` is ``length`` letters A-Z (ISO 4217 currencies, ISO 3166 countries):
+    the regular expression ``[A-Z]{length}`` fully matched, without the regex engine (two
+    calls of it were a tenth of the operator's validation)."""
+    return len(value) == length and value.isascii() and value.isalpha() and value.isupper()
 
 
 def validate_event(
@@ -33,7 +37,7 @@ def validate_event(
     """
     for field in _REQUIRED_TEXT:
         value = event[field]
-        if not value or not value.strip():
+        if not value or value.isspace():  # (isspace: not value.strip(), without the copy)
             raise Rejection(f"invalid:{field}", f"{field} is empty")
         if len(value) > 256:
             raise Rejection(f"invalid:{field}", f"{field} is longer than 256 characters")
@@ -48,9 +52,9 @@ def validate_event(
     amount = event["amount"]
     if not (math.isfinite(amount) and 0.0 < amount <= MAX_AMOUNT):
         raise Rejection("invalid:amount", f"amount {amount!r} is not in (0, {MAX_AMOUNT:.0f}]")
-    if not _CURRENCY.fullmatch(event["currency"]):
+    if not is_code(event["currency"], 3):
         raise Rejection("invalid:currency", f"currency {event['currency']!r} is not ISO 4217")
-    if not _COUNTRY.fullmatch(event["country"]):
+    if not is_code(event["country"], 2):
         raise Rejection("invalid:country", f"country {event['country']!r} is not ISO 3166 alpha-2")
 
 
@@ -58,7 +62,7 @@ def validate_label(label: dict[str, Any]) -> None:
     """Raise ``Rejection`` (``label:invalid``) unless a decoded label can be joined."""
     for field in ("event_id", "user_id"):
         value = label[field]
-        if not value or not value.strip() or len(value) > 256:
+        if not value or value.isspace() or len(value) > 256:
             raise Rejection("label:invalid", f"{field} is empty or longer than 256 characters")
     if not MIN_EVENT_TIME_MS <= label["label_time"] < MAX_EVENT_TIME_MS:
         raise Rejection("label:invalid", f"label_time {label['label_time']} is outside 2000..2100")

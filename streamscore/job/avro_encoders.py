@@ -114,7 +114,7 @@ class _RepeatedStrings:
         self._strings: dict[str, bytes] = {}
         self._capacity = capacity
 
-    def __call__(self, text: str) -> bytes:
+    def encoded(self, text: str) -> bytes:
         encoded = self._strings.get(text)
         if encoded is None:
             if len(self._strings) > self._capacity:
@@ -154,20 +154,20 @@ class PredictionEncoder:
             avro_long(event_time),
             _DOUBLE(score),
             self._decisions[decision],
-            cached(model_version),
-            cached(feature_set_version),
+            cached.encoded(model_version),
+            cached.encoded(feature_set_version),
         ]
         if degraded:
             parts.append(avro_long(len(degraded)))
-            parts.extend(cached(reason) for reason in degraded)
+            parts.extend(cached.encoded(reason) for reason in degraded)
         parts.append(b"\x00")
         parts.append(avro_long(ingest_time))
         parts.append(avro_long(scored_time))
         parts.append(b"\x00" if amount is None else b"\x02" + _DOUBLE(amount))
-        parts.append(cached(arm))
+        parts.append(cached.encoded(arm))
         parts.append(b"\x00" if challenger_score is None else b"\x02" + _DOUBLE(challenger_score))
         parts.append(
-            b"\x00" if challenger_version is None else b"\x02" + cached(challenger_version)
+            b"\x00" if challenger_version is None else b"\x02" + cached.encoded(challenger_version)
         )
         return b"".join(parts)
 
@@ -238,14 +238,16 @@ class OutcomeEncoder:
                 b"\x01" if is_fraud else b"\x00",
                 _DOUBLE(amount),
                 _DOUBLE(score),
-                cached(decision),
-                cached(model_version),
-                cached(arm),
+                cached.encoded(decision),
+                cached.encoded(model_version),
+                cached.encoded(arm),
                 avro_long(canary_percent),
                 b"\x00" if champion_score is None else b"\x02" + _DOUBLE(champion_score),
                 b"\x00" if challenger_score is None else b"\x02" + _DOUBLE(challenger_score),
-                b"\x00" if challenger_version is None else b"\x02" + cached(challenger_version),
-                cached(feature_set_version),
+                b"\x00"
+                if challenger_version is None
+                else b"\x02" + cached.encoded(challenger_version),
+                cached.encoded(feature_set_version),
                 self._features(features),
             )
         )
@@ -337,9 +339,13 @@ def _whole_record(
         record, end = read(payload)
     except _BROKEN as exc:
         raise ValueError(f"not {what}: {type(exc).__name__}: {exc}") from None
+    _check_end(payload, end)
+    return record
+
+
+def _check_end(payload: bytes, end: int) -> None:
     if end != len(payload):
         raise ValueError(f"{len(payload) - end} trailing bytes after the record")
-    return record
 
 
 class _RepeatedTexts:
@@ -371,22 +377,35 @@ class EventDecoder:
         self._repeated = _RepeatedTexts()
 
     def decode(self, payload: bytes) -> dict[str, Any]:
-        return _whole_record(self._read, payload, "an event")
+        # _whole_record inlined: passing the bound method made each event's read a generic
+        # Python call (as did calling the repeated texts' and the union's readers through
+        # variables); compiled, these are direct calls.
+        try:
+            record, end = self._read(payload)
+        except _BROKEN as exc:
+            raise ValueError(f"not an event: {type(exc).__name__}: {exc}") from None
+        _check_end(payload, end)
+        return record
 
     def _read(self, data: bytes) -> tuple[dict[str, Any], int]:
-        repeated_at = self._repeated.at
+        repeated = self._repeated
         event_id, at = _text_at(data, 0)
         user_id, at = _text_at(data, at)
         event_time, at = _long_at(data, at)
         (amount,) = _DOUBLE_AT(data, at)
-        currency, at = repeated_at(data, at + 8)
+        currency, at = repeated.at(data, at + 8)
         merchant_id, at = _text_at(data, at)
-        merchant_category, at = repeated_at(data, at)
-        country, at = repeated_at(data, at)
+        merchant_category, at = repeated.at(data, at)
+        country, at = repeated.at(data, at)
         index, at = _long_at(data, at)
         if not 0 <= index < len(self._channels):
             raise ValueError(f"channel: no symbol {index}")
-        device_id, at = _optional_at(_text_at, data, at, "device_id")
+        branch, at = _long_at(data, at)  # device_id: ["null", "string"]
+        device_id: str | None = None
+        if branch == 1:
+            device_id, at = _text_at(data, at)
+        elif branch != 0:
+            raise ValueError(f"device_id: no union branch {branch}")
         return {
             "event_id": event_id,
             "user_id": user_id,
@@ -410,10 +429,15 @@ class LabelDecoder:
         _check_layout(schema, LABEL_LAYOUT)
 
     def decode(self, payload: bytes) -> dict[str, Any]:
-        return _whole_record(self._read, payload, "a label")
+        # _whole_record inlined, as in EventDecoder.decode
+        try:
+            record, end = self._read(payload)
+        except _BROKEN as exc:
+            raise ValueError(f"not a label: {type(exc).__name__}: {exc}") from None
+        _check_end(payload, end)
+        return record
 
-    @staticmethod
-    def _read(data: bytes) -> tuple[dict[str, Any], int]:
+    def _read(self, data: bytes) -> tuple[dict[str, Any], int]:
         event_id, at = _text_at(data, 0)
         user_id, at = _text_at(data, at)
         flag = data[at]
