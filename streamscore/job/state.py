@@ -471,10 +471,13 @@ class JoinMap:
     changes first. Each change is packed for the writer when it is made
     (``state_writes.entry_record``), so that the write-out before a barrier, which holds up
     every record, only copies it; a change replaced before the barrier was packed in vain. A
-    fresh pending entry (``fresh_pending_entry``, the outcome itself) is the exception: it is
-    packed only when staged, since most are replaced by their label's closed entry first while
-    draining a backlog, and when it is staged ahead of the barrier (``ScoringOperator.write_ahead``)
-    at steady rates. Once staged, the pending cache keeps it packed (a fifth of the memory).
+    fresh pending entry (``fresh_pending_entry``, the outcome itself) is packed for the writer
+    and the pending cache when made too, but until it is written, reads answer with the fresh
+    one, so that its label does not unpack it. (Packing it only when written spared the pack of
+    every entry labelled before the barrier, but put the others' packing into the write-out,
+    which holds up every record: draining, the write-outs took 456-499 ms instead of 313-337;
+    ``bench/HISTORY.md``, fourteenth session.) The pending cache keeps the packed form: a fifth
+    of the memory, for up to ``capacity`` outcomes.
     """
 
     def __init__(
@@ -487,9 +490,8 @@ class JoinMap:
         self._writer = writer
         self._pending: dict[tuple[str, str], JoinEntry] = {}
         # user -> event id -> (its new entry, or None where it was removed; that change packed
-        # for the writer, state_writes.entry_record, or None for a fresh pending entry: packed
-        # when staged)
-        self._changes: dict[str, dict[str, tuple[JoinEntry | None, bytes | None]]] = {}
+        # for the writer, state_writes.entry_record)
+        self._changes: dict[str, dict[str, tuple[JoinEntry | None, bytes]]] = {}
         self._order = ChangeOrder()
         self.changed_entries = 0
 
@@ -506,18 +508,19 @@ class JoinMap:
         return self._state.get(event_id)
 
     def put(self, user: str, event_id: str, entry: JoinEntry) -> None:
-        self._change(user, event_id, entry)
+        stored = stored_entry(entry)
+        self._change(user, event_id, entry, stored)
         key = (user, event_id)
         if entry[0] != PENDING:
             self._pending.pop(key, None)
             return
         pending = self._pending
-        pending[key] = entry
+        pending[key] = stored
         if len(pending) > self._capacity:
             del pending[next(iter(pending))]
 
     def remove(self, user: str, event_id: str) -> None:
-        self._change(user, event_id, None)
+        self._change(user, event_id, None, None)
         self._pending.pop((user, event_id), None)
 
     def items(self, user: str) -> list[tuple[str, JoinEntry]]:
@@ -548,28 +551,15 @@ class JoinMap:
         self._order.forget(user)
         if changes:
             self.changed_entries -= len(changes)
-            records: list[bytes] = []
-            for event_id, (entry, record) in changes.items():
-                if record is None:
-                    assert entry is not None  # only a fresh pending entry waits unpacked
-                    record = self._pack_fresh(user, event_id, entry)
-                records.append(record)
-            self._writer.stage_records(user, records)
+            self._writer.stage_records(user, [record for _, record in changes.values()])
 
-    def _pack_fresh(self, user: str, event_id: str, entry: JoinEntry) -> bytes:
-        """A fresh pending entry, packed for the writer; the pending cache keeps the packed
-        form from now on."""
-        stored = stored_entry(entry)
-        key = (user, event_id)
-        if self._pending.get(key) is entry:
-            self._pending[key] = stored
-        return entry_record(event_id, stored)
-
-    def _change(self, user: str, event_id: str, entry: JoinEntry | None) -> None:
+    def _change(
+        self, user: str, event_id: str, entry: JoinEntry | None, stored: JoinEntry | None
+    ) -> None:
+        """``entry`` (None: removed) is what reads answer until it is written; ``stored`` is the
+        same entry in the form Flink's state keeps (``stored_entry``)."""
         if not self._deferred:
-            self._writer.stage_entries(
-                user, {event_id: None if entry is None else stored_entry(entry)}
-            )
+            self._writer.stage_entries(user, {event_id: stored})
             self._writer.flush()
             return
         changes = self._changes.get(user)
@@ -577,8 +567,5 @@ class JoinMap:
             changes = self._changes[user] = {}
         if event_id not in changes:
             self.changed_entries += 1
-        if entry is not None and _is_fresh(entry):
-            changes[event_id] = (entry, None)
-        else:
-            changes[event_id] = (entry, entry_record(event_id, entry))
+        changes[event_id] = (entry, entry_record(event_id, stored))
         self._order.touch(user)

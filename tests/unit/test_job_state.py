@@ -405,7 +405,7 @@ def test_join_entries_written_ahead_are_written_and_again_when_changed_again() -
     assert writer.flush() == 0 and join.oldest_changed(10) == []
 
 
-def test_a_fresh_pending_entry_is_packed_only_when_written_then_cached_packed() -> None:
+def test_a_fresh_pending_entry_answers_unpacked_until_written_then_packed() -> None:
     _, backing, writer, join = _deferred_join_map(capacity=10)
     fresh1, fresh2 = fresh_pending_entry(pending(1)), fresh_pending_entry(pending(2))
     join.put("u1", "e1", fresh1)
@@ -421,6 +421,6 @@ def test_a_fresh_pending_entry_is_packed_only_when_written_then_cached_packed() 
         ("u1", "e1"): closed_entry(1, "labelled"),
         ("u1", "e2"): pending_entry(pending(2)),
     }
-    # From then on the pending cache answers with the packed form, without a read.
+    # Once written, the pending cache answers with the packed form, without a read.
     assert join.get("u1", "e2") == pending_entry(pending(2)) and backing.reads == 0
     assert pending_outcome(join.get("u1", "e2")) == pending(2)
