@@ -93,8 +93,8 @@ class PendingOutcome:
         return f"PendingOutcome{self.fields()!r}"
 
 
-# A pending outcome is kept packed in state (``pending_entry``; in Python, until it is first
-# written, as it is: ``fresh_pending_entry``): with a few unlabelled events per user, NamedTuples of
+# A pending outcome is kept packed (``pending_entry``; until it is written, ``JoinMap`` also
+# keeps it as it is: ``fresh_pending_entry``): with a few unlabelled events per user, NamedTuples of
 # floats made the per-event state pickle round trip 56 µs at 30 pending (measured), packed
 # bytes far less (bench/ml_loop_cost.py). Layout: event_time, amount, score, champion_score
 # and challenger_score (NaN for none), decision, arm, canary_percent, then the vector.
@@ -203,8 +203,9 @@ def pending_entry(outcome: PendingOutcome) -> JoinEntry:
 
 def fresh_pending_entry(outcome: PendingOutcome) -> JoinEntry:
     """A pending entry made in this run and not written yet: the outcome itself, unpacked.
-    ``JoinMap`` packs it (``stored_entry``) only when it writes it, so an event labelled before
-    its entry is written is never packed, nor unpacked for its label. Never pickled."""
+    ``JoinMap`` packs it at once (``stored_entry``) for the writer and its pending cache, and
+    answers reads with it until it is written, so that its label does not unpack it. Never
+    pickled."""
     return (PENDING, outcome)
 
 
