@@ -13,6 +13,7 @@ may read one a few events stale.
 from __future__ import annotations
 
 from bisect import bisect_left
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -62,6 +63,13 @@ class Family:
         return child
 
     def collect(self) -> Metric:
+        """prometheus-client's family of this metric, with a sample per label values."""
+        family = self._empty_family()
+        for values, child in list(self.children.items()):
+            family.add_metric(list(values), child.value)
+        return family
+
+    def _empty_family(self) -> Any:
         raise NotImplementedError
 
 
@@ -69,19 +77,13 @@ class LabelledCounter(Family):
     def inc(self, amount: float = 1.0) -> None:
         self.labels().inc(amount)
 
-    def collect(self) -> Metric:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self.children.items()):
-            family.add_metric(list(values), child.value)
-        return family
+    def _empty_family(self) -> Any:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
 
 class Gauge(Family):
-    def collect(self) -> Metric:
-        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self.children.items()):
-            family.add_metric(list(values), child.value)
-        return family
+    def _empty_family(self) -> Any:
+        return GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
 
 class Histogram(Family):
