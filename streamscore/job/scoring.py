@@ -47,14 +47,18 @@ from streamscore.job.state import (
     ScoringState,
     UserStateCache,
     WriteAheadWindow,
+    closed_deadline,
     closed_entry,
     entry_deadline,
     fresh_pending_entry,
+    is_due,
+    new_scoring_state,
     next_deadline,
     parked_entry,
     parked_label,
     pending_event_time,
     pending_outcome,
+    summarise,
     timer_time,
 )
 from streamscore.job.state_writes import JvmStateWrites, StateWriter
@@ -456,7 +460,7 @@ class ScoringOperator:
 
         state: ScoringState | None = self._state.get(user_id)
         if state is None:
-            state = ScoringState(self._engine.new_state())
+            state = new_scoring_state(self._engine.new_state())
         vector = self._engine.update(state.features, event)
 
         amount = event["amount"]
@@ -493,9 +497,11 @@ class ScoringOperator:
         entry = join.get(user_id, event_id) if state.parked else None
         if entry is not None and entry[0] == PARKED:  # its label came first
             state.parked -= 1
-            out.append(self._close(event_id, outcome, parked_label(entry), user_id))
+            out.append(self._close(event_id, outcome, parked_label(entry), user_id, state))
         else:
             join.put(user_id, event_id, fresh_pending_entry(outcome))
+            if state.due is not None:
+                state.due.add_pending(event_time + self._horizon_ms)
         self._arm_timer(user_id, state, ctx, event_time + self._horizon_ms)
         self._state.put(user_id, state)
 
@@ -536,25 +542,43 @@ class ScoringOperator:
             # watermark says it can no longer be scored.
             state: ScoringState | None = self._state.get(user_id)
             if state is None:
-                state = ScoringState(self._engine.new_state())
+                state = new_scoring_state(self._engine.new_state())
             join.put(user_id, event_id, parked_entry(label))
             state.parked += 1
+            if state.due is not None:
+                state.due.add_parked(label.label_time + self._park_wait_ms)
             self._metrics.labels.labels("parked").inc()
             self._arm_timer(user_id, state, ctx, label.label_time + self._park_wait_ms)
             self._state.put(user_id, state)
             return []
         kind = entry[0]
         if kind == PENDING:
-            return [self._close(event_id, pending_outcome(entry), label, user_id)]
+            outcome = pending_outcome(entry)
+            owner: ScoringState | None = self._state.get(user_id)
+            if owner is not None:
+                if owner.due is not None and not owner.due.remove_pending(
+                    outcome.event_time + self._horizon_ms
+                ):
+                    owner.due = None  # counted under another horizon: rebuilt by the next walk
+                self._state.put(user_id, owner)
+            return [self._close(event_id, outcome, label, user_id, owner)]
         if kind == CLOSED:
             reason = _CLOSED_REASONS.get(entry[2], "label:expired")
             return [self._label_dead_letter(reason, "", label)]
         return [self._label_dead_letter("label:duplicate", "its event has not come yet", label)]
 
     def _close(
-        self, event_id: str, outcome: PendingOutcome, label: ParkedLabel, user_id: str
+        self,
+        event_id: str,
+        outcome: PendingOutcome,
+        label: ParkedLabel,
+        user_id: str,
+        state: ScoringState | None,
     ) -> OutputRecord:
-        """Join a label to its pending outcome: an outcome record, or ``label:expired``."""
+        """Join a label to its pending outcome: an outcome record, or ``label:expired``. The
+        closed entry it leaves is counted in the user's ``state`` (already marked changed)."""
+        if state is not None and state.due is not None:
+            state.due.add_closed(closed_deadline(outcome.event_time, self._horizon_ms))
         if label.label_time - outcome.event_time > self._horizon_ms:
             self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "expired"))
             return self._label_dead_letter(
@@ -599,6 +623,12 @@ class ScoringOperator:
         if state is None:
             return []
         state.timer_at = -1
+        if not is_due(state, timestamp, self._retention_ms, self._max_pending):
+            # The usual firing: armed at an event's pending deadline, whose label has come
+            # since. Nothing is due, so the map is not read (state.DueSummary).
+            self._arm_timer(user_id, state, ctx, next_deadline(state, self._retention_ms))
+            self._state.put(user_id, state)
+            return []
         join = self._join_map
         horizon, park_wait = self._horizon_ms, self._park_wait_ms
         out: list[OutputRecord] = []
@@ -644,12 +674,8 @@ class ScoringOperator:
             self._state.clear(user_id)
             self._metrics.expired_users.inc()
         else:
-            self._arm_timer(
-                user_id,
-                state,
-                ctx,
-                next_deadline(state, kept.values(), self._retention_ms, horizon, park_wait),
-            )
+            state.due = summarise(kept.values(), horizon, park_wait)
+            self._arm_timer(user_id, state, ctx, next_deadline(state, self._retention_ms))
             self._state.put(user_id, state)
         return [self._packer.pack(out)] if out else []
 

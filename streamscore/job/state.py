@@ -7,8 +7,8 @@ value holding all of it pickled to 16 KB, written on every event):
 * a value, ``ScoringState``, read once (then cached, ``UserStateCache``) and written once per
   checkpoint whatever number of records changed it:
   the feature engine's ``UserState``, the one event-time timer registered for the user
-  (``timer_at``, so a timer is registered about once per horizon, not per record) and the
-  number of parked labels;
+  (``timer_at``, so a timer is registered about once per horizon, not per record), the
+  number of parked labels and when the map's entries come due (``DueSummary``);
 * a map from event id to its entry in the label join, of which a record reads or writes one:
   - *pending* (``PendingOutcome``, packed): what learning and quality need of a scored event
     whose label has not come yet, until the label arrives or ``label_horizon_ms`` of event time
@@ -21,10 +21,12 @@ value holding all of it pickled to 16 KB, written on every event):
     draining a backlog). It waits until the watermark passes its label time plus the allowed
     lateness: by then its event can no longer be scored, so it is a dead letter.
 
-The timer walks the user's map when it fires; its deadlines are rounded up to ``TIMER_STEP_MS``
-so that a busy user's timer fires at most that often. Everything here is plain data in
-checkpointed state, so after a failure each label is joined, learned from and counted exactly
-once. ``STATE_VERSION`` names the layout for savepoint upgrades.
+The timer walks the user's map when it fires with something due, which the value's summary of
+the map's deadlines tells without reading the map (``DueSummary``); its deadlines are rounded up
+to ``TIMER_STEP_MS`` so that a busy user's timer fires at most that often, and closed entries'
+to a quarter horizon (``closed_sweep_step``) so that one walk forgets many. Everything here is
+plain data in checkpointed state, so after a failure each label is joined, learned from and
+counted exactly once. ``STATE_VERSION`` names the layout for savepoint upgrades.
 """
 
 from __future__ import annotations
@@ -35,16 +37,20 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from streamscore.features.engine import UserState
 from streamscore.job.state_writes import JoinEntry, StateWriter, entry_record
 
 # 1: the features' UserState alone (before the label join); 2: one value with the join's dicts;
-# 3: the value and the join map (state names "scoring-user-v3", "label-join-v3").
+# 3: the value and the join map (state names "scoring-user-v3", "label-join-v3"). The value's
+# summary of the map's deadlines (DueSummary) came later, within 3: a value pickled without it
+# reads back with it unknown, and the user's next timer walks the map and makes it.
 STATE_VERSION = 3
 # Timer deadlines are rounded up to this step of event time (see the module's docstring).
 TIMER_STEP_MS = 10_000
+# A deadline that never comes.
+NEVER: Final = 2**62
 
 
 class PendingOutcome:
@@ -181,15 +187,159 @@ class ParkedLabel:
 
 
 class ScoringState:
-    __slots__ = ("features", "parked", "timer_at")
+    """A user's features and what the operator needs to know of the user's join map without
+    reading it.
 
-    def __init__(self, features: UserState, timer_at: int = -1, parked: int = 0) -> None:
+    ``due`` summarises the map's deadlines (``DueSummary``) so that a timer firing with
+    nothing due, which is most of them, does not walk the map. ``None`` where it is not known:
+    a value pickled before the summary existed (three fields), or one whose summary was found
+    inconsistent; the next firing walks the map and rebuilds it."""
+
+    __slots__ = ("due", "features", "parked", "timer_at")
+
+    def __init__(
+        self,
+        features: UserState,
+        timer_at: int = -1,
+        parked: int = 0,
+        pending_due: dict[int, int] | None = None,
+        closed_due: int = NEVER,
+        parked_due: int = NEVER,
+    ) -> None:
         self.features = features
         self.timer_at = timer_at
         self.parked = parked  # labels of this user parked in the join map
+        self.due: DueSummary | None = (
+            DueSummary(pending_due, closed_due, parked_due) if pending_due is not None else None
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return ScoringState, (self.features, self.timer_at, self.parked)
+        # The summary's fields inline, not as an object: no class to name in every pickle.
+        due = self.due
+        if due is None:
+            return ScoringState, (self.features, self.timer_at, self.parked)
+        return ScoringState, (
+            self.features,
+            self.timer_at,
+            self.parked,
+            due.pending,
+            due.closed,
+            due.parked,
+        )
+
+
+def new_scoring_state(features: UserState) -> ScoringState:
+    """A new user's state: an empty join map, so its summary is known (and empty)."""
+    return ScoringState(features, pending_due={})
+
+
+class DueSummary:
+    """When a user's join entries come due, kept beside the map so that a timer need not walk
+    the map to find out.
+
+    Why: every scored event arms the user's timer at its pending deadline (event time plus the
+    label horizon), but in most cases its label comes first, and the firing finds nothing due;
+    walking the map (one call into the JVM, every entry unpickled) at each of them took 9-22 %
+    of the scoring thread in a 1,000,000-event drain (``bench/HISTORY.md``, fourteenth
+    session). So:
+
+    * pending entries are counted per timer step of their deadline (``pending``), one added per
+      scored event and one taken away when its label closes it: exact, because a pending entry
+      only ever changes through those two and the walk;
+    * closed entries only ever leave the map in a walk, so the earliest of their deadlines
+      (``closed``, ``NEVER`` if none) stays exact; their deadlines are rounded up to a sweep step
+      (``closed_sweep_step``) so that a walk forgets many at once;
+    * parked labels: the earliest deadline of those parked since the last walk (``parked``,
+      ``NEVER`` if none), a lower bound (a parked label that meets its event leaves early): at
+      worst one walk that finds nothing.
+
+    A count that would go below zero (a deadline counted under another ``label_horizon_ms``
+    before a restart) makes the summary unknown: the next firing walks and rebuilds it. Every
+    error in it is towards walking too often, never too rarely."""
+
+    __slots__ = ("closed", "parked", "pending")
+
+    def __init__(
+        self, pending: dict[int, int] | None = None, closed: int = NEVER, parked: int = NEVER
+    ) -> None:
+        self.pending: dict[int, int] = pending if pending is not None else {}
+        self.closed = closed
+        self.parked = parked
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DueSummary) and (self.pending, self.closed, self.parked) == (
+            other.pending,
+            other.closed,
+            other.parked,
+        )
+
+    def __repr__(self) -> str:
+        return f"DueSummary({self.pending!r}, {self.closed!r}, {self.parked!r})"
+
+    def add_pending(self, deadline: int) -> None:
+        step = timer_time(deadline)
+        pending = self.pending
+        pending[step] = pending.get(step, 0) + 1
+
+    def remove_pending(self, deadline: int) -> bool:
+        """False if no pending entry was counted at ``deadline``: the summary is wrong."""
+        step = timer_time(deadline)
+        pending = self.pending
+        count = pending.get(step, 0)
+        if count <= 0:
+            return False
+        if count == 1:
+            del pending[step]
+        else:
+            pending[step] = count - 1
+        return True
+
+    def add_closed(self, deadline: int) -> None:
+        if deadline < self.closed:
+            self.closed = deadline
+
+    def add_parked(self, deadline: int) -> None:
+        if deadline < self.parked:
+            self.parked = deadline
+
+    def pending_count(self) -> int:
+        return sum(self.pending.values())
+
+    def earliest(self, parked_labels: int) -> int:
+        """The earliest deadline of an entry, ``NEVER`` if none."""
+        earliest = min(self.pending) if self.pending else NEVER
+        if self.closed < earliest:
+            earliest = self.closed
+        if parked_labels > 0 and self.parked < earliest:
+            earliest = self.parked
+        return earliest
+
+
+def summarise(entries: Any, horizon_ms: int, park_wait_ms: int) -> DueSummary:
+    """The summary of a user's join map (``entries``: its values), as a walk finds it."""
+    due = DueSummary()
+    for entry in entries:
+        kind = entry[0]
+        deadline = entry_deadline(entry, horizon_ms, park_wait_ms)
+        if kind == PENDING:
+            due.add_pending(deadline)
+        elif kind == CLOSED:
+            due.add_closed(deadline)
+        else:
+            due.add_parked(deadline)
+    return due
+
+
+def is_due(state: ScoringState, timestamp: int, retention_ms: int, max_pending: int) -> bool:
+    """Whether a timer firing at ``timestamp`` has anything to do for the user: an entry due,
+    more pending entries than ``max_pending`` to drop, the user idle, or the summary unknown."""
+    due = state.due
+    if due is None:
+        return True
+    newest = state.features.newest
+    if newest < 0 or newest + retention_ms <= timestamp:
+        return True
+    return due.earliest(state.parked) <= timestamp or due.pending_count() > max_pending
 
 
 # The join map's entries' kinds (state_writes.JoinEntry: tagged tuples).
@@ -249,30 +399,40 @@ def parked_label(entry: JoinEntry) -> ParkedLabel:
     return ParkedLabel(entry[1], entry[2], entry[3], entry[4], entry[5], entry[6])
 
 
+def closed_sweep_step(horizon_ms: int) -> int:
+    """The step closed entries' deadlines are rounded up to: a quarter of the horizon, at least
+    one timer step, so that a walk forgets the closed entries of a quarter horizon at once (they
+    live up to a quarter horizon longer: about 6 % more of them)."""
+    return timer_time(max(horizon_ms // 4, TIMER_STEP_MS))
+
+
 def entry_deadline(entry: JoinEntry, horizon_ms: int, park_wait_ms: int) -> int:
     """The event time at which an entry is due: a pending outcome expires, a closed id is
-    forgotten, a parked label gives up."""
+    forgotten (rounded up to ``closed_sweep_step``), a parked label gives up."""
     kind = entry[0]
     if kind == PENDING:
         return pending_event_time(entry) + horizon_ms
     if kind == CLOSED:
-        return int(entry[1]) + 2 * horizon_ms
+        return closed_deadline(int(entry[1]), horizon_ms)
     return int(entry[2]) + park_wait_ms  # PARKED: (kind, is_fraud, label_time, ...)
 
 
-def next_deadline(
-    state: ScoringState,
-    entries: Any,
-    retention_ms: int,
-    horizon_ms: int,
-    park_wait_ms: int,
-) -> int:
+def closed_deadline(event_time: int, horizon_ms: int) -> int:
+    """When a closed entry of an event at ``event_time`` is forgotten: after one more horizon
+    than a pending one, rounded up to ``closed_sweep_step``."""
+    step = closed_sweep_step(horizon_ms)
+    return -(-(event_time + 2 * horizon_ms) // step) * step
+
+
+def next_deadline(state: ScoringState, retention_ms: int) -> int:
     """The earliest event time at which something of the user's state is due: an entry of the
-    join map (``entries``: its values), or the whole user expires (no event for the longest
-    window plus the slack)."""
-    deadline = state.features.newest + retention_ms if state.features.newest >= 0 else 2**62
-    for entry in entries:
-        deadline = min(deadline, entry_deadline(entry, horizon_ms, park_wait_ms))
+    join map (from its summary, which must be known), or the whole user expires (no event for
+    the longest window plus the slack)."""
+    newest = state.features.newest
+    deadline = newest + retention_ms if newest >= 0 else NEVER
+    due = state.due
+    if due is not None:
+        deadline = min(deadline, due.earliest(state.parked))
     return deadline
 
 

@@ -6,12 +6,16 @@ from typing import Any
 from streamscore.features.engine import FeatureEngine
 from streamscore.job.state import (
     TIMER_STEP_MS,
+    DueSummary,
     ParkedLabel,
     PendingOutcome,
     ScoringState,
+    closed_deadline,
     closed_entry,
     entry_deadline,
     fresh_pending_entry,
+    is_due,
+    new_scoring_state,
     next_deadline,
     pack,
     parked_entry,
@@ -19,6 +23,7 @@ from streamscore.job.state import (
     pending_entry,
     pending_event_time,
     pending_outcome,
+    summarise,
     timer_time,
     unpack,
 )
@@ -33,19 +38,60 @@ def pending(event_time: int) -> PendingOutcome:
 
 
 def test_the_earliest_deadline_wins() -> None:
-    state = ScoringState(FeatureEngine().new_state())
-    entries: list[Any] = []
-    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) > 2**61  # nothing due, ever
+    state = new_scoring_state(FeatureEngine().new_state())
+    assert next_deadline(state, RETENTION) > 2**61  # nothing due, ever
     state.features.newest = 1_000
-    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) == 1_000 + RETENTION
-    entries.append(pending_entry(pending(5_000)))
-    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) == 5_000 + HORIZON
+    assert next_deadline(state, RETENTION) == 1_000 + RETENTION
+    entries: list[Any] = [pending_entry(pending(5_000))]
+    state.due = summarise(entries, HORIZON, PARK)
+    assert next_deadline(state, RETENTION) == timer_time(5_000 + HORIZON)
     entries.append(closed_entry(2_000, "labelled"))
-    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) == 5_000 + HORIZON
+    state.due = summarise(entries, HORIZON, PARK)
+    assert next_deadline(state, RETENTION) == timer_time(5_000 + HORIZON)
     entries.append(closed_entry(-700_000, "expired"))
-    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) == -700_000 + 2 * HORIZON
+    state.due = summarise(entries, HORIZON, PARK)
+    assert next_deadline(state, RETENTION) == closed_deadline(-700_000, HORIZON)
     entries.append(parked_entry(ParkedLabel(True, -600_000, b"x", "labels", 0, 1)))
-    assert next_deadline(state, entries, RETENTION, HORIZON, PARK) == -600_000 + PARK
+    state.due = summarise(entries, HORIZON, PARK)
+    assert next_deadline(state, RETENTION) == closed_deadline(-700_000, HORIZON)  # none parked
+    state.parked = 1
+    assert next_deadline(state, RETENTION) == -600_000 + PARK
+
+
+def test_closed_entries_are_forgotten_on_a_quarter_horizon_step_never_early() -> None:
+    step = HORIZON // 4
+    assert closed_deadline(0, HORIZON) == 2 * HORIZON
+    assert closed_deadline(1, HORIZON) == 2 * HORIZON + step
+    assert closed_deadline(-step - 1, HORIZON) == 2 * HORIZON - step
+    assert closed_deadline(0, 20_000) == 40_000  # a short horizon: one timer step
+    assert closed_deadline(1, 20_000) == 40_000 + TIMER_STEP_MS
+
+
+def test_a_firing_is_due_only_when_the_summary_says_something_is() -> None:
+    state = new_scoring_state(FeatureEngine().new_state())
+    now = state.features.newest = 10**12
+    due = state.due
+    assert due is not None and not is_due(state, now + RETENTION - 1, RETENTION, 2)
+    assert is_due(state, now + RETENTION, RETENTION, 2)  # idle: the user expires
+    due.add_pending(now + 1)
+    assert not is_due(state, now + 1, RETENTION, 2)  # rounded up to the timer step
+    assert is_due(state, timer_time(now + 1), RETENTION, 2)
+    due.add_pending(now + 2)
+    due.add_pending(now + 3_000_000)
+    assert is_due(state, 0, RETENTION, 2)  # three pending, more than the cap of two
+    assert due.remove_pending(now + 3_000_000)
+    assert due.remove_pending(now + 2) and due.remove_pending(now + 1)
+    assert not due.remove_pending(now + 1)  # never counted: the summary is wrong
+    assert due.pending == {} and not is_due(state, now + 10**6, RETENTION, 2)
+    due.add_parked(now + 500)
+    assert not is_due(state, now + 10**6, RETENTION, 2)  # no label parked any more
+    state.parked = 1
+    assert is_due(state, now + 500, RETENTION, 2) and not is_due(state, now + 499, RETENTION, 2)
+    due.add_closed(now + 450)
+    due.add_closed(now + 400)
+    assert is_due(state, now + 400, RETENTION, 2) and not is_due(state, now + 399, RETENTION, 2)
+    state.due = None
+    assert is_due(state, 0, RETENTION, 2)  # unknown: walk
 
 
 def test_timers_fire_on_whole_steps_never_before_the_deadline() -> None:
@@ -59,6 +105,14 @@ def test_state_and_join_entries_survive_a_pickle_round_trip() -> None:
     state = ScoringState(engine.new_state(), timer_at=42, parked=1)
     copy = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
     assert (copy.features, copy.timer_at, copy.parked) == (state.features, 42, 1)
+    assert copy.due is None  # as a value pickled before the summary existed reads back
+    known = new_scoring_state(engine.new_state())
+    assert known.due is not None
+    known.due.add_pending(HORIZON)
+    known.due.add_closed(7)
+    known.due.add_parked(9)
+    copy = pickle.loads(pickle.dumps(known, protocol=pickle.HIGHEST_PROTOCOL))
+    assert copy.due == DueSummary({HORIZON: 1}, 7, 9)
     label = ParkedLabel(True, 7, b"x", "labels", 0, 1)
     full = pending(5_000)
     for entry in (pending_entry(full), closed_entry(2_000, "labelled"), parked_entry(label)):
