@@ -59,6 +59,7 @@ from streamscore.job.state import (
     pending_event_time,
     pending_outcome,
     summarise,
+    sweep_phase,
     timer_time,
 )
 from streamscore.job.state_writes import JvmStateWrites, StateWriter
@@ -578,7 +579,10 @@ class ScoringOperator:
         """Join a label to its pending outcome: an outcome record, or ``label:expired``. The
         closed entry it leaves is counted in the user's ``state`` (already marked changed)."""
         if state is not None and state.due is not None:
-            state.due.add_closed(closed_deadline(outcome.event_time, self._horizon_ms))
+            horizon = self._horizon_ms
+            state.due.add_closed(
+                closed_deadline(outcome.event_time, horizon, sweep_phase(user_id, horizon))
+            )
         if label.label_time - outcome.event_time > self._horizon_ms:
             self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "expired"))
             return self._label_dead_letter(
@@ -631,12 +635,13 @@ class ScoringOperator:
             return []
         join = self._join_map
         horizon, park_wait = self._horizon_ms, self._park_wait_ms
+        phase = sweep_phase(user_id, horizon)
         out: list[OutputRecord] = []
         kept: dict[str, JoinEntry] = {}  # event id -> what stays in the map
         pending: list[tuple[int, str]] = []  # (event time, event id) of what stays pending
         for event_id, entry in join.items(user_id):
             kind = entry[0]
-            if entry_deadline(entry, horizon, park_wait) > timestamp:
+            if entry_deadline(entry, horizon, park_wait, phase) > timestamp:
                 kept[event_id] = entry
                 if kind == PENDING:
                     pending.append((pending_event_time(entry), event_id))
@@ -674,7 +679,7 @@ class ScoringOperator:
             self._state.clear(user_id)
             self._metrics.expired_users.inc()
         else:
-            state.due = summarise(kept.values(), horizon, park_wait)
+            state.due = summarise(kept.values(), horizon, park_wait, phase)
             self._arm_timer(user_id, state, ctx, next_deadline(state, self._retention_ms))
             self._state.put(user_id, state)
         return [self._packer.pack(out)] if out else []

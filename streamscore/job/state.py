@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import struct
 import time
+import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable
@@ -315,12 +316,13 @@ class DueSummary:
         return earliest
 
 
-def summarise(entries: Any, horizon_ms: int, park_wait_ms: int) -> DueSummary:
-    """The summary of a user's join map (``entries``: its values), as a walk finds it."""
+def summarise(entries: Any, horizon_ms: int, park_wait_ms: int, phase: int) -> DueSummary:
+    """The summary of a user's join map (``entries``: its values), as a walk finds it
+    (``phase``: the user's ``sweep_phase``)."""
     due = DueSummary()
     for entry in entries:
         kind = entry[0]
-        deadline = entry_deadline(entry, horizon_ms, park_wait_ms)
+        deadline = entry_deadline(entry, horizon_ms, park_wait_ms, phase)
         if kind == PENDING:
             due.add_pending(deadline)
         elif kind == CLOSED:
@@ -406,22 +408,35 @@ def closed_sweep_step(horizon_ms: int) -> int:
     return timer_time(max(horizon_ms // 4, TIMER_STEP_MS))
 
 
-def entry_deadline(entry: JoinEntry, horizon_ms: int, park_wait_ms: int) -> int:
+def sweep_phase(user: str, horizon_ms: int) -> int:
+    """Where ``user``'s sweep steps start, a whole number of timer steps into the sweep step.
+
+    Why: on one grid for all users, every user's sweep would come due at the same event time,
+    and the watermark that crosses it would fire all their timers at once, each walking its
+    map, while records and the checkpoint barrier wait (a 15-16 s checkpoint in a
+    1,000,000-event drain, ``bench/HISTORY.md``, fifteenth session). Spread by a hash of the
+    user, a crossing fires one in ``closed_sweep_step / TIMER_STEP_MS`` of them."""
+    steps = closed_sweep_step(horizon_ms) // TIMER_STEP_MS
+    return (zlib.crc32(user.encode()) % steps) * TIMER_STEP_MS
+
+
+def entry_deadline(entry: JoinEntry, horizon_ms: int, park_wait_ms: int, phase: int = 0) -> int:
     """The event time at which an entry is due: a pending outcome expires, a closed id is
-    forgotten (rounded up to ``closed_sweep_step``), a parked label gives up."""
+    forgotten (on the user's sweep steps, ``closed_deadline``), a parked label gives up."""
     kind = entry[0]
     if kind == PENDING:
         return pending_event_time(entry) + horizon_ms
     if kind == CLOSED:
-        return closed_deadline(int(entry[1]), horizon_ms)
+        return closed_deadline(int(entry[1]), horizon_ms, phase)
     return int(entry[2]) + park_wait_ms  # PARKED: (kind, is_fraud, label_time, ...)
 
 
-def closed_deadline(event_time: int, horizon_ms: int) -> int:
+def closed_deadline(event_time: int, horizon_ms: int, phase: int = 0) -> int:
     """When a closed entry of an event at ``event_time`` is forgotten: after one more horizon
-    than a pending one, rounded up to ``closed_sweep_step``."""
+    than a pending one, rounded up to the user's next sweep step (``closed_sweep_step``, shifted
+    by the user's ``sweep_phase``)."""
     step = closed_sweep_step(horizon_ms)
-    return -(-(event_time + 2 * horizon_ms) // step) * step
+    return -(-(event_time + 2 * horizon_ms - phase) // step) * step + phase
 
 
 def next_deadline(state: ScoringState, retention_ms: int) -> int:

@@ -24,6 +24,7 @@ from streamscore.job.state import (
     pending_event_time,
     pending_outcome,
     summarise,
+    sweep_phase,
     timer_time,
     unpack,
 )
@@ -43,16 +44,16 @@ def test_the_earliest_deadline_wins() -> None:
     state.features.newest = 1_000
     assert next_deadline(state, RETENTION) == 1_000 + RETENTION
     entries: list[Any] = [pending_entry(pending(5_000))]
-    state.due = summarise(entries, HORIZON, PARK)
+    state.due = summarise(entries, HORIZON, PARK, 0)
     assert next_deadline(state, RETENTION) == timer_time(5_000 + HORIZON)
     entries.append(closed_entry(2_000, "labelled"))
-    state.due = summarise(entries, HORIZON, PARK)
+    state.due = summarise(entries, HORIZON, PARK, 0)
     assert next_deadline(state, RETENTION) == timer_time(5_000 + HORIZON)
     entries.append(closed_entry(-700_000, "expired"))
-    state.due = summarise(entries, HORIZON, PARK)
+    state.due = summarise(entries, HORIZON, PARK, 0)
     assert next_deadline(state, RETENTION) == closed_deadline(-700_000, HORIZON)
     entries.append(parked_entry(ParkedLabel(True, -600_000, b"x", "labels", 0, 1)))
-    state.due = summarise(entries, HORIZON, PARK)
+    state.due = summarise(entries, HORIZON, PARK, 0)
     assert next_deadline(state, RETENTION) == closed_deadline(-700_000, HORIZON)  # none parked
     state.parked = 1
     assert next_deadline(state, RETENTION) == -600_000 + PARK
@@ -65,6 +66,12 @@ def test_closed_entries_are_forgotten_on_a_quarter_horizon_step_never_early() ->
     assert closed_deadline(-step - 1, HORIZON) == 2 * HORIZON - step
     assert closed_deadline(0, 20_000) == 40_000  # a short horizon: one timer step
     assert closed_deadline(1, 20_000) == 40_000 + TIMER_STEP_MS
+    # Each user on a grid of its own, shifted by whole timer steps, never early either.
+    phases = {sweep_phase(f"u-{i:06d}", HORIZON) for i in range(1_000)}
+    assert phases == set(range(0, step, TIMER_STEP_MS))
+    assert closed_deadline(0, HORIZON, 30_000) == 2 * HORIZON + 30_000
+    assert closed_deadline(30_000 - 2 * HORIZON, HORIZON, 30_000) == 30_000
+    assert closed_deadline(30_001 - 2 * HORIZON, HORIZON, 30_000) == 30_000 + step
 
 
 def test_a_firing_is_due_only_when_the_summary_says_something_is() -> None:
