@@ -7,6 +7,12 @@ include whatever ran on the long-lived stack before). The pass-through's own pro
 measured the same way, so the two rows compare like with like. The whole box's CPU shares over
 the same span (``host_speed.box_shares``) say whether the drain was bound by the CPUs (idle near
 0) or waited, and how much time the hypervisor gave to other tenants (steal).
+
+The busiest threads of the stack's processes (``busiest_threads``) say the same of the thread
+that bounds the drain (the scoring task's): the share of the drain it spent on a CPU, runnable
+but waiting for one (the scheduler's run queue, ``/proc/PID/task/TID/schedstat``), and asleep
+(waiting for input, a lock or the GIL). A thread starved of CPU waits in the run queue; a
+thread that waits for its input or its output sleeps.
 """
 
 from __future__ import annotations
@@ -50,6 +56,52 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
 
 
+# A thread's readings: (process, thread id) -> (thread name, ns on a CPU, ns waiting for one).
+ThreadTimes = dict[tuple[str, str], tuple[str, int, int]]
+
+
+def thread_times(processes: dict[str, int], root: Path = Path("/proc")) -> ThreadTimes:
+    """Every thread of ``processes`` (name -> pid): its name and scheduler times so far."""
+    times: ThreadTimes = {}
+    for process, pid in processes.items():
+        try:
+            tids = [path.name for path in (root / str(pid) / "task").iterdir()]
+        except OSError:
+            continue
+        for tid in tids:
+            task = root / str(pid) / "task" / tid
+            try:
+                name = (task / "comm").read_text().strip()
+                on_cpu, waiting, _ = (task / "schedstat").read_text().split()
+            except (OSError, ValueError):
+                continue  # gone meanwhile, or a kernel without schedstat
+            times[(process, tid)] = (name, int(on_cpu), int(waiting))
+    return times
+
+
+def busiest_threads(
+    before: ThreadTimes, after: ThreadTimes, wall_s: float, top: int = 6
+) -> list[dict[str, Any]]:
+    """The ``top`` threads by CPU time between two readings: their shares of the wall time on a
+    CPU, waiting for one, and asleep (the rest). A thread started in between counts from 0."""
+    rows = []
+    for key, (name, on_cpu, waiting) in after.items():
+        _, on_cpu0, waiting0 = before.get(key, (name, 0, 0))
+        ran = (on_cpu - on_cpu0) / 1e9 / wall_s
+        queued = (waiting - waiting0) / 1e9 / wall_s
+        rows.append(
+            {
+                "process": key[0],
+                "thread": name,
+                "on_cpu": round(ran, 3),
+                "waiting_for_cpu": round(queued, 3),
+                "asleep": round(max(0.0, 1.0 - ran - queued), 3),
+            }
+        )
+    rows.sort(key=lambda row: -row["on_cpu"])
+    return rows[:top]
+
+
 def rss_bytes(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -71,10 +123,12 @@ class ProcessCost:
         self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
         self._t0 = 0.0
         self._box0: dict[str, int] | None = None
+        self._threads0: ThreadTimes = {}
 
     def start(self) -> None:
         self._t0 = time.monotonic()
         self._box0 = cpu_times()
+        self._threads0 = thread_times(self._processes)
         for name, pid in self._processes.items():
             cpu = cpu_seconds(pid)
             if cpu is not None:
@@ -94,6 +148,7 @@ class ProcessCost:
         self._sampler.join(5)
         wall = max(time.monotonic() - self._t0, 1e-9)
         box = box_shares(self._box0, cpu_times())
+        threads = busiest_threads(self._threads0, thread_times(self._processes), wall)
         rows: dict[str, Any] = {}
         for name, pid in self._processes.items():
             cpu = cpu_seconds(pid)
@@ -115,4 +170,5 @@ class ProcessCost:
             "total_us_per_event": round(total / outputs * 1e6, 1) if outputs else None,
             # All CPUs' time by kind: idle near 0 means the drain was bound by the CPUs.
             "box": box,
+            "threads": threads,
         }

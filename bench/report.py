@@ -236,7 +236,25 @@ def _cost_lines(systems: dict[str, Any]) -> list[str]:
                 f"{row['peak_rss_mib']:,} |"
             )
         lines.append("")
+        lines += _thread_lines(cost.get("threads"))
     return lines
+
+
+def _thread_lines(threads: list[dict[str, Any]] | None) -> list[str]:
+    """The busiest threads while draining, and how they spent the drain
+    (``process_cost.busiest_threads``)."""
+    if not threads:
+        return []
+    lines = [
+        "| busiest threads | process | on a CPU | waiting for a CPU | asleep |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in threads:
+        lines.append(
+            f"| {row['thread']} | {row['process']} | {row['on_cpu']:.2f} | "
+            f"{row['waiting_for_cpu']:.2f} | {row['asleep']:.2f} |"
+        )
+    return [*lines, ""]
 
 
 def _box_summary(box: dict[str, Any] | None) -> str:
