@@ -186,9 +186,6 @@ class _TimerContext:
     def timer_service(self) -> Any:
         return self._ctx.timer_service()
 
-    def get_broadcast_state(self, descriptor: Any) -> Any:
-        return self._ctx.get_broadcast_state(descriptor)
-
 
 def test_timers_with_the_summary_do_what_walking_every_firing_did_with_fewer_walks() -> None:
     records = _records(seed=11, events=EVENTS)
