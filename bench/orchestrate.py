@@ -5,7 +5,8 @@ For the scoring job in exactly-once and at-least-once mode and for a plain Pytho
 
 * drain throughput: N events are produced into a fresh input topic first, then the system is
   started from the earliest offset; throughput = outputs between the first and the last output a
-  consumer sees (read_committed for exactly-once) / the time between them;
+  consumer sees (read_committed for exactly-once) / the time between them; exactly once, the
+  first commit's outputs are not counted: they were made before the first output (drain_rate.py);
 * latency at fixed offered rates: events are sent at each rate for a fixed time; latency = wall
   clock when a consumer on the same host receives the output − the input's Kafka timestamp
   (producer send time; predictions carry it as ``ingest_time``, the pass-through preserves it).
@@ -34,6 +35,7 @@ from streamscore.config import Settings
 from streamscore.kafka_io import client_config, new_producer
 
 from collect import COLLECTOR_FIGURES, Collector
+from drain_rate import drain_rate
 from load import encode_events, event_id_prefix, produce_backlog, send_paced
 from process_cost import ProcessCost
 from report import fmt, latency_by_second, percentiles, window_rate
@@ -157,18 +159,24 @@ class Bench:
             "process_cost": process_cost,
         }
         if recv.size >= 2:
-            span = float(recv.max() - recv.min())
+            rate = drain_rate(recv, system.read_committed, self._checkpoint_s(system))
+            span = rate.span_s
             result.update(
                 {
                     "first_to_last_seconds": round(span, 3),
-                    "throughput": (recv.size - 1) / span if span > 0 else None,
+                    "throughput": rate.rate,
+                    # Counting the first commit too, as before the sixteenth session.
+                    "throughput_with_first_commit": (recv.size - 1) / span if span > 0 else None,
+                    "first_commit_outputs": rate.first_commit,
                     "start_to_last_seconds": round(float(recv.max()) - started, 3),
                     "bursts": int(np.unique(np.round(recv, 2)).size),
                 }
             )
             if outcome_data is not None:
                 result.update(
-                    _outcome_figures(outcome_data["recv"], float(recv.min()), float(recv.max()), n)
+                    _outcome_figures(
+                        outcome_data["recv"], float(recv.min()), float(recv.max()), rate.counted
+                    )
                 )
             # Exactly-once outputs appear once per checkpoint: the span must cover several.
             minimum = max(2.0, 3 * self._checkpoint_s(system) if system.read_committed else 0)
@@ -383,8 +391,9 @@ class Bench:
 def _outcome_figures(
     outcome_recv: Any, first_output: float, last_output: float, events: int
 ) -> dict[str, Any]:
-    """The drain timed to its last joined label: events per second from the first prediction
-    to the last outcome (or the last prediction, whichever is later)."""
+    """The drain timed to its last joined label: ``events`` (those the prediction rate counts,
+    ``drain_rate``) per second from the first prediction to the last outcome (or the last
+    prediction, whichever is later)."""
     if outcome_recv.size == 0:
         return {"outcomes_received": 0}
     span = max(float(outcome_recv.max()), last_output) - first_output
