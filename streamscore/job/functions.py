@@ -36,7 +36,7 @@ from streamscore import native
 from streamscore.config import Settings
 from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
-from streamscore.job import interpreter, records
+from streamscore.job import interpreter, records, thread_priority
 from streamscore.job.avro_encoders import OutcomeDecoder
 from streamscore.job.batches import (
     CurrentKey,
@@ -146,6 +146,9 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             reports_control=_subtask_index(runtime_context) == 0,
         )
         self._load = LoadMeter(self._load_reporter(runtime_context))
+        self._priority = s.scoring_thread_realtime_priority
+        self._prioritised = False
+        self._realtime = False
         log.info("scoring path: %s", native.mode)
         interpreter.settle(s.python_gc_full_collection_every)
 
@@ -182,6 +185,8 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         scoring = getattr(self, "_scoring", None)
         if scoring is not None:
             scoring.close()
+        if getattr(self, "_realtime", False):
+            thread_priority.release()
         interpreter.release()
 
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
@@ -208,6 +213,10 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         packed in one piece."""
         if value and not self._synced:
             self._sync(ctx)
+        elif not value and not self._prioritised:
+            # The first checkpoint: every task of the job runs (thread_priority.py).
+            self._prioritised = True
+            self._realtime = thread_priority.take_realtime(self._priority)
         started = self._load.now()
         outputs = self._scoring.process_batch(value, ctx)
         self._load.called(started)

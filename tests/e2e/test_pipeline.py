@@ -8,15 +8,20 @@ features as the offline computation of the same events, and checkpoints complete
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streamscore.config import Settings
 from streamscore.feature_store import connect, read_features
+from streamscore.job import thread_priority
 from streamscore.jobcontrol import checkpoints, find_job
 from streamscore.kafka_io import client_config
 from streamscore.model.decisions import CostModel
@@ -31,6 +36,7 @@ from tests.e2e.helpers import (
     job_metrics_text,
     recent_events,
     send,
+    taskmanager_pid_of,
 )
 
 pytestmark = pytest.mark.e2e
@@ -50,6 +56,33 @@ def test_exactly_once_scoring_end_to_end(run_job: RunJob) -> None:
     job = find_job(settings)
     assert job is not None
     _run_scenario(settings, str(job["jid"]))
+    _check_scoring_thread_policy(settings, str(job["jid"]))
+
+
+def _realtime_allowed() -> bool:
+    """Whether this machine lets a process take SCHED_RR at priority 1 (as the TaskManagers,
+    started by this user, would), tried in a child process."""
+    probe = "import os; os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+def _check_scoring_thread_policy(settings: Settings, job_id: str) -> None:
+    """After checkpoints (the scenario waited for them), the scoring task thread, and no other
+    thread of its TaskManager, runs under SCHED_RR where the machine allows it
+    (job/thread_priority.py); elsewhere every thread keeps the normal policy."""
+    assert settings.scoring_thread_realtime_priority > 0
+    pid = taskmanager_pid_of(settings, job_id, "score")
+    realtime = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            policy = thread_priority.policy_of(int(task.name))
+            name = (task / "comm").read_text().strip()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+        if policy == os.SCHED_RR:
+            realtime.append(name)
+    # Linux keeps 15 characters of a thread's name: the task's is the vertex's, cut.
+    assert realtime == (["decode-features"] if _realtime_allowed() else []), realtime
 
 
 def _written_ahead(settings: Settings) -> float:

@@ -1,0 +1,74 @@
+"""The scoring task thread's CPU priority: a real-time round-robin policy, where allowed.
+
+A drain is bound by one thread, the scoring subtask's, which runs the Python operator in the
+TaskManager (thread mode). On two cores it shares them with forty-odd threads of the stack
+(Kafka, Redis, the sources, the learner, Flink's own), and under the normal policy each of
+their wake-ups may preempt it: in a 300,000-event exactly-once drain it was on a CPU 63-65 %
+of the time and runnable but waiting for one 25 %, while the box was 14-19 % idle
+(bench/HISTORY.md, sixteenth session). With ``SCHED_RR`` no thread of the normal policy
+preempts it, so it keeps one core while it has work and the rest of the stack gets the other;
+it sleeps as before when its input is empty, and the kernel's real-time throttling
+(``kernel.sched_rt_runtime_us``, 95 % of each second by default) still leaves the others a
+share of its core.
+
+The priority is taken at the job's first checkpoint, not when the operator opens: while the
+job starts, the scoring subtask already drains its backlog, and at a real-time priority it left
+the job's other tasks (the learner, the sinks' transactions) one core to start on, which put
+the first checkpoint 30-117 s after submission instead of 18. A checkpoint is triggered only
+once every task runs.
+
+Changing the policy needs ``CAP_SYS_NICE`` (root has it; Docker: ``cap_add: [SYS_NICE]``;
+Kubernetes: the container's ``securityContext.capabilities.add``) or a real-time priority limit
+(``ulimit -r``, ``RLIMIT_RTPRIO``) at least ``priority``. Without either the thread keeps the
+normal policy and the refusal is logged once: the job runs as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+# os.sched_setscheduler's signature: (pid, policy, param); pid 0 is the calling thread on Linux.
+Setter = Callable[[int, int, os.sched_param], None]
+
+
+def policy_of(thread_id: int) -> int:
+    """The scheduling policy of a thread (its kernel id), without the reset-on-fork flag."""
+    return os.sched_getscheduler(thread_id) & ~os.SCHED_RESET_ON_FORK
+
+
+def take_realtime(priority: int, setter: Setter | None = None) -> bool:
+    """Put the calling thread under ``SCHED_RR`` at ``priority`` (1-99; 0 leaves it as it is).
+    True when it took effect; a refusal (no permission, no such policy) is logged, not
+    raised."""
+    if priority <= 0:
+        return False
+    set_policy = setter if setter is not None else os.sched_setscheduler
+    try:
+        # Reset on fork: a thread this one starts later (the feature store's writer, after a
+        # reconnect) gets the normal policy, not this one's.
+        set_policy(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except (PermissionError, OSError) as error:
+        log.warning(
+            "the scoring thread keeps the normal CPU policy: SCHED_RR at priority %d was "
+            "refused (%s). Allow it with CAP_SYS_NICE or `ulimit -r %d`, or set "
+            "scoring_thread_realtime_priority=0 to stop asking.",
+            priority,
+            error,
+            priority,
+        )
+        return False
+    log.info("the scoring thread runs under SCHED_RR at priority %d", priority)
+    return True
+
+
+def release(setter: Setter | None = None) -> None:
+    """Back to the normal policy (the operator closes: its thread may outlive it)."""
+    set_policy = setter if setter is not None else os.sched_setscheduler
+    try:
+        set_policy(0, os.SCHED_OTHER, os.sched_param(0))
+    except OSError as error:  # never raised from close(): see ScoreEvents.close
+        log.warning("could not put the scoring thread back under SCHED_OTHER: %s", error)
