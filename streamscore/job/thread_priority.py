@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -41,16 +42,26 @@ def policy_of(thread_id: int) -> int:
 
 
 def take_realtime(priority: int, setter: Setter | None = None) -> bool:
-    """Put the calling thread under ``SCHED_RR`` at ``priority`` (1-99; 0 leaves it as it is).
-    True when it took effect; a refusal (no permission, no such policy) is logged, not
-    raised."""
+    """Put the calling thread, and every other thread of this interpreter, under ``SCHED_RR``
+    at ``priority`` (1-99; 0 leaves them as they are). True when it took effect; a refusal (no
+    permission, no such policy) is logged, not raised.
+
+    The interpreter's other threads (the feature store's writer, the metrics endpoint) share
+    the GIL with the scoring thread, and under the normal policy one of them woken on the
+    scoring thread's core waits behind it for a CPU, which the kernel did not move elsewhere
+    while the other core idled: with the scoring thread alone at a real-time priority, its
+    TaskManager's writer thread waited for a CPU 35-43 % of a drain, the box was half idle
+    and the drain ran at half its rate (sixteenth session)."""
     if priority <= 0:
         return False
     set_policy = setter if setter is not None else os.sched_setscheduler
+    # Reset on fork: a thread that one of these starts later (a JVM thread started from the
+    # task thread, a metrics request's) gets the normal policy, not theirs.
+    policy = os.SCHED_RR | os.SCHED_RESET_ON_FORK
+    me = threading.get_native_id()
+    others = [t.native_id for t in threading.enumerate() if t.native_id not in (None, me)]
     try:
-        # Reset on fork: a thread this one starts later (the feature store's writer, after a
-        # reconnect) gets the normal policy, not this one's.
-        set_policy(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+        set_policy(0, policy, os.sched_param(priority))
     except (PermissionError, OSError) as error:
         log.warning(
             "the scoring thread keeps the normal CPU policy: SCHED_RR at priority %d was "
@@ -61,14 +72,28 @@ def take_realtime(priority: int, setter: Setter | None = None) -> bool:
             priority,
         )
         return False
-    log.info("the scoring thread runs under SCHED_RR at priority %d", priority)
+    for thread_id in others:
+        try:
+            set_policy(thread_id, policy, os.sched_param(priority))
+        except ProcessLookupError:
+            pass  # it ended meanwhile
+    log.info(
+        "the scoring thread and %d other threads of its interpreter run under SCHED_RR at "
+        "priority %d",
+        len(others),
+        priority,
+    )
     return True
 
 
 def release(setter: Setter | None = None) -> None:
-    """Back to the normal policy (the operator closes: its thread may outlive it)."""
+    """Every thread of this interpreter back to the normal policy (the operator closes: its
+    threads may outlive it, and the TaskManager's next job takes the priority anew)."""
     set_policy = setter if setter is not None else os.sched_setscheduler
-    try:
-        set_policy(0, os.SCHED_OTHER, os.sched_param(0))
-    except OSError as error:  # never raised from close(): see ScoreEvents.close
-        log.warning("could not put the scoring thread back under SCHED_OTHER: %s", error)
+    me = threading.get_native_id()
+    ids = [0] + [t.native_id for t in threading.enumerate() if t.native_id not in (None, me)]
+    for thread_id in ids:
+        try:
+            set_policy(thread_id, os.SCHED_OTHER, os.sched_param(0))
+        except OSError as error:  # never raised from close(): see ScoreEvents.close
+            log.warning("could not put thread %d back under SCHED_OTHER: %s", thread_id, error)

@@ -36,28 +36,41 @@ def _in_a_thread(body):  # type: ignore[no-untyped-def]
     return result["value"], result["id"]
 
 
-def test_the_calling_thread_takes_the_policy_and_gives_it_back() -> None:
+def test_the_interpreters_threads_take_the_policy_and_give_it_back() -> None:
     allowed = _may_take_realtime()
     observed: dict[str, int] = {}
+    idle = threading.Event()
+    waiting = threading.Thread(target=idle.wait)  # like the feature store's writer, asleep
+    waiting.start()
 
     def take_then_release() -> bool:
         me = threading.get_native_id()
         took = thread_priority.take_realtime(1)
         observed["during"] = thread_priority.policy_of(me)
-        observed["process"] = thread_priority.policy_of(os.getpid())
-        child = _in_a_thread(lambda: thread_priority.policy_of(threading.get_native_id()))
-        observed["child"] = child[0]
+        observed["other"] = thread_priority.policy_of(waiting.native_id or 0)
+        observed["main"] = thread_priority.policy_of(os.getpid())
+        started = _in_a_thread(lambda: thread_priority.policy_of(threading.get_native_id()))
+        observed["started after"] = started[0]
         thread_priority.release()
         observed["after"] = thread_priority.policy_of(me)
+        observed["other after"] = thread_priority.policy_of(waiting.native_id or 0)
+        observed["main after"] = thread_priority.policy_of(os.getpid())
         return took
 
-    took, _ = _in_a_thread(take_then_release)
+    try:
+        took, _ = _in_a_thread(take_then_release)
+    finally:
+        idle.set()
+        waiting.join()
+    realtime = os.SCHED_RR if allowed else os.SCHED_OTHER
     assert took is allowed
-    assert observed["during"] == (os.SCHED_RR if allowed else os.SCHED_OTHER)
-    # Only the calling thread: the process's main thread and a thread it starts stay normal.
-    assert observed["process"] == os.SCHED_OTHER
-    assert observed["child"] == os.SCHED_OTHER
-    assert observed["after"] == os.SCHED_OTHER
+    # Every thread of the interpreter at once: they share the GIL.
+    assert (observed["during"], observed["other"], observed["main"]) == (realtime,) * 3
+    # A thread started afterwards does not inherit it (reset on fork).
+    assert observed["started after"] == os.SCHED_OTHER
+    assert (observed["after"], observed["other after"], observed["main after"]) == (
+        os.SCHED_OTHER,
+    ) * 3
 
 
 def test_a_refusal_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
@@ -79,4 +92,5 @@ def test_priority_zero_asks_for_nothing() -> None:
     assert thread_priority.take_realtime(0, setter=record) is False
     assert calls == []
     assert thread_priority.take_realtime(2, setter=record) is True
-    assert calls == [os.SCHED_RR | os.SCHED_RESET_ON_FORK]
+    assert calls[0] == os.SCHED_RR | os.SCHED_RESET_ON_FORK  # the calling thread, then others
+    assert set(calls) == {os.SCHED_RR | os.SCHED_RESET_ON_FORK}
