@@ -2,25 +2,24 @@
 
 A drain is bound by one thread, the scoring subtask's, which runs the Python operator in the
 TaskManager (thread mode). On two cores it shares them with forty-odd threads of the stack
-(Kafka, Redis, the sources, the learner, Flink's own), and under the normal policy each of
-their wake-ups may preempt it: in a 300,000-event exactly-once drain it was on a CPU 63-65 %
-of the time and runnable but waiting for one 25 %, while the box was 14-19 % idle
-(bench/HISTORY.md, sixteenth session). With ``SCHED_RR`` no thread of the normal policy
-preempts it, so it keeps one core while it has work and the rest of the stack gets the other;
-it sleeps as before when its input is empty, and the kernel's real-time throttling
-(``kernel.sched_rt_runtime_us``, 95 % of each second by default) still leaves the others a
-share of its core.
+(Kafka, Redis, the sources, the learner, Flink's own). Under the normal policy, in 300,000-event
+drains it was on a CPU 64-67 % of the time and runnable but waiting for one 24-26 %, while the
+box was 14-17 % idle (bench/HISTORY.md, sixteenth session): the kernel kept putting woken
+threads on its core rather than the idle one. Under ``SCHED_RR`` no thread of the normal policy
+takes its core while it has work, and the others run on the other core; it sleeps as before
+when its input is empty, and the kernel's real-time throttling (``kernel.sched_rt_runtime_us``,
+95 % of each second by default) still leaves the others a share of its core. The box's idle
+share fell to about 1 % and the drains ran about a fifth faster at the same CPU per event.
 
 The priority is taken at the job's first checkpoint, not when the operator opens: while the
-job starts, the scoring subtask already drains its backlog, and at a real-time priority it left
-the job's other tasks (the learner, the sinks' transactions) one core to start on, which put
-the first checkpoint 30-117 s after submission instead of 18. A checkpoint is triggered only
-once every task runs.
+job starts, the scoring subtask already drains its backlog, and at a real-time priority from
+its start the first checkpoint came 24-30 s after submission instead of 17-18 (the job's other
+tasks started on one core). A checkpoint is triggered only once every task runs.
 
-Changing the policy needs ``CAP_SYS_NICE`` (root has it; Docker: ``cap_add: [SYS_NICE]``;
-Kubernetes: the container's ``securityContext.capabilities.add``) or a real-time priority limit
-(``ulimit -r``, ``RLIMIT_RTPRIO``) at least ``priority``. Without either the thread keeps the
-normal policy and the refusal is logged once: the job runs as before.
+Changing the policy needs ``CAP_SYS_NICE`` (root has it) or a real-time priority limit
+(``ulimit -r``, ``RLIMIT_RTPRIO``; docker-compose.yml sets it for the TaskManagers) at least
+``priority``. Without either the threads keep the normal policy and the refusal is logged: the
+job runs as before.
 """
 
 from __future__ import annotations
@@ -47,11 +46,10 @@ def take_realtime(priority: int, setter: Setter | None = None) -> bool:
     permission, no such policy) is logged, not raised.
 
     The interpreter's other threads (the feature store's writer, the metrics endpoint) share
-    the GIL with the scoring thread, and under the normal policy one of them woken on the
-    scoring thread's core waits behind it for a CPU, which the kernel did not move elsewhere
-    while the other core idled: with the scoring thread alone at a real-time priority, its
-    TaskManager's writer thread waited for a CPU 35-43 % of a drain, the box was half idle
-    and the drain ran at half its rate (sixteenth session)."""
+    the GIL with the scoring thread: one of them waiting for a CPU behind the real-time thread
+    while it wants the GIL would hold that thread up. (In the first measurements the policy was
+    set from outside as the task started, and the writer thread, started by the task thread
+    afterwards, inherited it.)"""
     if priority <= 0:
         return False
     set_policy = setter if setter is not None else os.sched_setscheduler
