@@ -142,10 +142,11 @@ class Settings(BaseSettings):
     # generation-1 collections (CPython: 10). Full collections walk every cached user's state;
     # see job/interpreter.py for what they cost.
     python_gc_full_collection_every: int = Field(100, ge=1)
-    # The scoring task thread takes a real-time round-robin policy (SCHED_RR) at this priority
-    # at the job's first checkpoint, so that the stack's other threads do not preempt it while it
-    # drains (job/thread_priority.py; bench/HISTORY.md, sixteenth session). Needs CAP_SYS_NICE or
-    # `ulimit -r`; refused, the thread keeps the normal policy and says so in the log. 0: never.
+    # The scoring task thread and the other threads of its interpreter take a real-time
+    # round-robin policy (SCHED_RR) at this priority at the job's first checkpoint, so that the
+    # stack's other threads do not take the scoring thread's core while it drains
+    # (job/thread_priority.py; bench/HISTORY.md, sixteenth session). Needs CAP_SYS_NICE or
+    # `ulimit -r`; refused, they keep the normal policy and the log says so. 0: never.
     scoring_thread_realtime_priority: int = Field(1, ge=0, le=99)
     # Run the scoring path from its Python sources rather than its mypyc build (native.py): for
     # a same-commit comparison or a debugger. Read when the package is imported, from

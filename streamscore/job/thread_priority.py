@@ -75,6 +75,8 @@ def take_realtime(priority: int, setter: Setter | None = None) -> bool:
             set_policy(thread_id, policy, os.sched_param(priority))
         except ProcessLookupError:
             pass  # it ended meanwhile
+        except OSError as error:  # never raised into the operator's batch
+            log.warning("thread %d keeps the normal CPU policy: %s", thread_id, error)
     log.info(
         "the scoring thread and %d other threads of its interpreter run under SCHED_RR at "
         "priority %d",
