@@ -35,6 +35,7 @@ from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError
 
 from streamscore.config import Settings
 from streamscore.metrics import Metrics
+from streamscore.os_thread_names import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,7 @@ class FeatureStoreWriter:
                 target=self._run, name="feature-store-writer", daemon=True
             )
             self._flush_thread.start()
+            name_os_thread(self._flush_thread, "store-writer")
 
     @property
     def pending_users(self) -> int:

@@ -23,6 +23,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from streamscore.metric_values import Family, Gauge, Histogram, LabelledCounter
+from streamscore.os_thread_names import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,10 @@ def process_metrics(host: str = "127.0.0.1", port: int | None = None, tries: int
             if port:
                 for candidate in range(port, port + tries):
                     try:
-                        start_http_server(candidate, addr=host, registry=_process_metrics.registry)
+                        _, thread = start_http_server(
+                            candidate, addr=host, registry=_process_metrics.registry
+                        )
+                        name_os_thread(thread, "metrics-http")
                         log.info("metrics on http://%s:%d/metrics", host, candidate)
                         break
                     except OSError:
