@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     # (job/thread_priority.py; bench/HISTORY.md, sixteenth session). Needs CAP_SYS_NICE or
     # `ulimit -r`; refused, they keep the normal policy and the log says so. 0: never.
     scoring_thread_realtime_priority: int = Field(1, ge=0, le=99)
+    # With it, the JVM threads that feed the scoring task in its TaskManager (the Kafka source
+    # tasks and their fetchers) take the same policy, so that its batches do not wait for a CPU
+    # behind the rest of the stack (job/thread_priority.py; bench/HISTORY.md, seventeenth
+    # session).
+    scoring_feeders_realtime: bool = True
     # Run the scoring path from its Python sources rather than its mypyc build (native.py): for
     # a same-commit comparison or a debugger. Read when the package is imported, from
     # STREAMSCORE_PURE_PYTHON; `stack up` hands it on to the TaskManagers.

@@ -147,8 +147,10 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         )
         self._load = LoadMeter(self._load_reporter(runtime_context))
         self._priority = s.scoring_thread_realtime_priority
+        self._feeders_too = s.scoring_feeders_realtime
         self._prioritised = False
         self._realtime = False
+        self._feeders: list[int] = []
         log.info("scoring path: %s", native.mode)
         interpreter.settle(s.python_gc_full_collection_every)
 
@@ -186,7 +188,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         if scoring is not None:
             scoring.close()
         if getattr(self, "_realtime", False):
-            thread_priority.release()
+            thread_priority.release(feeders=self._feeders)
         interpreter.release()
 
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
@@ -216,7 +218,11 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         elif not value and not self._prioritised:
             # The first checkpoint: every task of the job runs (thread_priority.py).
             self._prioritised = True
-            self._realtime = thread_priority.take_realtime(self._priority)
+            feeders = []
+            if self._feeders_too and self._priority > 0:
+                feeders = thread_priority.threads_named(thread_priority.FEEDER_NAME_PREFIXES)
+            self._realtime = thread_priority.take_realtime(self._priority, feeders=feeders)
+            self._feeders = feeders if self._realtime else []
         started = self._load.now()
         outputs = self._scoring.process_batch(value, ctx)
         self._load.called(started)

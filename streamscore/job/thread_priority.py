@@ -16,6 +16,14 @@ job starts, the scoring subtask already drains its backlog, and at a real-time p
 its start the first checkpoint came 24-30 s after submission instead of 17-18 (the job's other
 tasks started on one core). A checkpoint is triggered only once every task runs.
 
+The threads that feed it take the policy too (``feeders``): the Kafka source tasks of its
+TaskManager, which read, watermark and batch its records, and their fetchers. With the scoring
+thread at a real-time priority, the source task's thread was on a CPU 0.07-0.09 of a drain and
+waiting for one 0.52-0.61, behind the learner, Kafka and Redis on the other core, while the
+scoring thread slept 0.2-0.28 of the drain waiting for batches (bench/HISTORY.md, seventeenth
+session). They are the JVM's threads, found by their names: Flink names a task's thread after
+its vertex (``Source: ...``) and a source reader's fetcher ``Source Data Fetcher for ...``.
+
 Changing the policy needs ``CAP_SYS_NICE`` (root has it) or a real-time priority limit
 (``ulimit -r``, ``RLIMIT_RTPRIO``; docker-compose.yml sets it for the TaskManagers) at least
 ``priority``. Without either the threads keep the normal policy and the refusal is logged: the
@@ -27,7 +35,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +44,34 @@ log = logging.getLogger(__name__)
 Setter = Callable[[int, int, os.sched_param], None]
 
 
+# The names (as Linux keeps them, 15 bytes) of the JVM threads that feed the scoring task in its
+# TaskManager: source tasks' threads and their Kafka fetchers.
+FEEDER_NAME_PREFIXES = ("Source: ", "Source Data Fet")
+
+
+def threads_named(prefixes: Sequence[str], tasks: Path = Path("/proc/self/task")) -> list[int]:
+    """The kernel ids of this process's threads whose name starts with one of ``prefixes``."""
+    found = []
+    for task in tasks.iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue  # it ended meanwhile
+        if name.startswith(tuple(prefixes)):
+            found.append(int(task.name))
+    return found
+
+
 def policy_of(thread_id: int) -> int:
     """The scheduling policy of a thread (its kernel id), without the reset-on-fork flag."""
     return os.sched_getscheduler(thread_id) & ~os.SCHED_RESET_ON_FORK
 
 
-def take_realtime(priority: int, setter: Setter | None = None) -> bool:
-    """Put the calling thread, and every other thread of this interpreter, under ``SCHED_RR``
-    at ``priority`` (1-99; 0 leaves them as they are). True when it took effect; a refusal (no
-    permission, no such policy) is logged, not raised.
+def take_realtime(priority: int, setter: Setter | None = None, feeders: Sequence[int] = ()) -> bool:
+    """Put the calling thread, every other thread of this interpreter and the ``feeders``
+    (kernel ids: see ``threads_named``) under ``SCHED_RR`` at ``priority`` (1-99; 0 leaves them
+    as they are). True when it took effect; a refusal (no permission, no such policy) is
+    logged, not raised.
 
     The interpreter's other threads (the feature store's writer, the metrics endpoint) share
     the GIL with the scoring thread: one of them waiting for a CPU behind the real-time thread
@@ -70,30 +98,34 @@ def take_realtime(priority: int, setter: Setter | None = None) -> bool:
             priority,
         )
         return False
-    for thread_id in others:
-        try:
-            set_policy(thread_id, policy, os.sched_param(priority))
-        except ProcessLookupError:
-            pass  # it ended meanwhile
-        except OSError as error:  # never raised into the operator's batch
-            log.warning("thread %d keeps the normal CPU policy: %s", thread_id, error)
+    _set_each(set_policy, [*others, *feeders], policy, priority)
     log.info(
-        "the scoring thread and %d other threads of its interpreter run under SCHED_RR at "
-        "priority %d",
+        "the scoring thread, %d other threads of its interpreter and %d threads that feed it "
+        "run under SCHED_RR at priority %d",
         len(others),
+        len(feeders),
         priority,
     )
     return True
 
 
-def release(setter: Setter | None = None) -> None:
-    """Every thread of this interpreter back to the normal policy (the operator closes: its
-    threads may outlive it, and the TaskManager's next job takes the priority anew)."""
+def _set_each(set_policy: Setter, thread_ids: Sequence[int], policy: int, priority: int) -> None:
+    """The policy for each thread; one that ended meanwhile is skipped, a refusal logged."""
+    for thread_id in thread_ids:
+        try:
+            set_policy(thread_id, policy, os.sched_param(priority))
+        except ProcessLookupError:
+            pass  # it ended meanwhile
+        except OSError as error:  # never raised into the operator's batch
+            log.warning("thread %d keeps its CPU policy: %s", thread_id, error)
+
+
+def release(setter: Setter | None = None, feeders: Sequence[int] = ()) -> None:
+    """Every thread of this interpreter, and the ``feeders``, back to the normal policy (the
+    operator closes: its threads may outlive it, and the TaskManager's next job takes the
+    priority anew)."""
     set_policy = setter if setter is not None else os.sched_setscheduler
     me = threading.get_native_id()
     ids = [0] + [t.native_id for t in threading.enumerate() if t.native_id not in (None, me)]
-    for thread_id in ids:
-        try:
-            set_policy(thread_id, os.SCHED_OTHER, os.sched_param(0))
-        except OSError as error:  # never raised from close(): see ScoreEvents.close
-            log.warning("could not put thread %d back under SCHED_OTHER: %s", thread_id, error)
+    # Never raised from close(): see ScoreEvents.close.
+    _set_each(set_policy, [*ids, *feeders], os.SCHED_OTHER, 0)

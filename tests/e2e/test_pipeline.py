@@ -67,12 +67,13 @@ def _realtime_allowed() -> bool:
 
 
 def _check_scoring_thread_policy(settings: Settings, job_id: str) -> None:
-    """After checkpoints (the scenario waited for them), the scoring task thread and its
+    """After checkpoints (the scenario waited for them), the scoring task thread, its
     interpreter's threads (the feature store's writer; the metrics endpoint, which whichever
-    operator of that TaskManager opened first started, perhaps an earlier job's learner) run
-    under SCHED_RR where the machine allows it, and no other thread of its TaskManager
-    (job/thread_priority.py); elsewhere every thread keeps the normal policy."""
-    assert settings.scoring_thread_realtime_priority > 0
+    operator of that TaskManager opened first started, perhaps an earlier job's learner) and the
+    Kafka source threads that feed it run under SCHED_RR where the machine allows it, and no
+    other thread of its TaskManager (job/thread_priority.py); elsewhere every thread keeps the
+    normal policy."""
+    assert settings.scoring_thread_realtime_priority > 0 and settings.scoring_feeders_realtime
     pid = taskmanager_pid_of(settings, job_id, "score")
     realtime = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -83,15 +84,21 @@ def _check_scoring_thread_policy(settings: Settings, job_id: str) -> None:
             continue  # a thread that ended meanwhile
         if policy == os.SCHED_RR:
             realtime.append(name)
-    if _realtime_allowed():
-        # Linux keeps 15 characters of a thread's name: the task's is the vertex's, cut; our
-        # own threads name themselves (os_thread_names.py).
-        assert sorted(realtime) in (
-            ["decode-features", "store-writer"],
-            ["decode-features", "metrics-http", "store-writer"],
-        ), realtime
-    else:
+    if not _realtime_allowed():
         assert realtime == [], realtime
+        return
+    # Linux keeps 15 characters of a thread's name: a task's is its vertex's, cut; our own
+    # threads name themselves (os_thread_names.py); a source reader's fetcher is "Source Data
+    # Fetcher for ...".
+    interpreter = sorted(n for n in realtime if not n.startswith("Source"))
+    assert interpreter in (
+        ["decode-features", "store-writer"],
+        ["decode-features", "metrics-http", "store-writer"],
+    ), realtime
+    feeders = [n for n in realtime if n.startswith("Source")]
+    # The job's three sources (events, labels, control) and the fetchers of their readers.
+    assert feeders.count("Source: KafkaSo") == 3, realtime
+    assert set(feeders) == {"Source: KafkaSo", "Source Data Fet"}, realtime
 
 
 def _written_ahead(settings: Settings) -> float:

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from streamscore.job import thread_priority
+from streamscore.os_thread_names import name_os_thread
 
 
 def _may_take_realtime() -> bool:
@@ -94,3 +95,60 @@ def test_priority_zero_asks_for_nothing() -> None:
     assert thread_priority.take_realtime(2, setter=record) is True
     assert calls[0] == os.SCHED_RR | os.SCHED_RESET_ON_FORK  # the calling thread, then others
     assert set(calls) == {os.SCHED_RR | os.SCHED_RESET_ON_FORK}
+
+
+def test_the_feeders_take_the_policy_with_the_interpreter_and_give_it_back() -> None:
+    calls: list[tuple[int, int, int]] = []
+
+    def record(pid: int, policy: int, param: os.sched_param) -> None:
+        calls.append((pid, policy, param.sched_priority))
+
+    feeders = [10_001, 10_002]
+    assert thread_priority.take_realtime(2, setter=record, feeders=feeders) is True
+    realtime = os.SCHED_RR | os.SCHED_RESET_ON_FORK
+    assert [c for c in calls if c[0] in feeders] == [(f, realtime, 2) for f in feeders]
+    calls.clear()
+    thread_priority.release(setter=record, feeders=feeders)
+    assert [c for c in calls if c[0] in feeders] == [(f, os.SCHED_OTHER, 0) for f in feeders]
+    # Refused for the calling thread: nobody is asked, the feeders neither.
+    calls.clear()
+
+    def refuse_own(pid: int, policy: int, param: os.sched_param) -> None:
+        if pid == 0:
+            raise PermissionError(1, "Operation not permitted")
+        record(pid, policy, param)
+
+    assert thread_priority.take_realtime(2, setter=refuse_own, feeders=feeders) is False
+    assert calls == []
+
+
+def test_a_feeder_that_ended_or_refuses_is_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    asked: list[int] = []
+
+    def some_refuse(pid: int, policy: int, param: os.sched_param) -> None:
+        asked.append(pid)
+        if pid == 10_001:
+            raise ProcessLookupError(3, "No such process")
+        if pid == 10_002:
+            raise PermissionError(1, "Operation not permitted")
+
+    with caplog.at_level(logging.WARNING, logger=thread_priority.__name__):
+        assert thread_priority.take_realtime(1, some_refuse, [10_001, 10_002, 10_003]) is True
+    assert asked[-3:] == [10_001, 10_002, 10_003]
+    assert "thread 10002 keeps its CPU policy" in caplog.text
+    assert "10001" not in caplog.text
+
+
+def test_threads_are_found_by_the_start_of_their_name() -> None:
+    release = threading.Event()
+    feeder = threading.Thread(target=release.wait, daemon=True)
+    feeder.start()
+    try:
+        name_os_thread(feeder, "Source: probe-thread")
+        found = thread_priority.threads_named(("Source: ", "Source Data Fet"))
+        assert feeder.native_id in found
+        assert threading.get_native_id() not in found
+        assert thread_priority.threads_named(("no thread is named so",)) == []
+    finally:
+        release.set()
+        feeder.join()
