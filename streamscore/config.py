@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     # generation-1 collections (CPython: 10). Full collections walk every cached user's state;
     # see job/interpreter.py for what they cost.
     python_gc_full_collection_every: int = Field(100, ge=1)
+    # At each checkpoint the scoring interpreter's surviving objects are frozen out of the
+    # collector's sight; every this many checkpoints they are handed back and collected once
+    # (job/interpreter.py, SurvivorFreeze). 720: an hour at the default 5 s interval.
+    python_gc_sweep_every_checkpoints: int = Field(720, ge=1)
     # The scoring task thread and the other threads of its interpreter take a real-time
     # round-robin policy (SCHED_RR) at this priority at the job's first checkpoint, so that the
     # stack's other threads do not take the scoring thread's core while it drains

@@ -153,6 +153,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._feeders: list[int] = []
         log.info("scoring path: %s", native.mode)
         interpreter.settle(s.python_gc_full_collection_every)
+        self._survivors = interpreter.SurvivorFreeze(s.python_gc_sweep_every_checkpoints)
 
     def _key_switch(self, runtime_context: RuntimeContext) -> CurrentKey:
         """Flink's current key is the batch's first user: each access to a user's state or
@@ -225,6 +226,8 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             self._feeders = feeders if self._realtime else []
         started = self._load.now()
         outputs = self._scoring.process_batch(value, ctx)
+        if not value:  # the state written out for the barrier: the survivors are settled
+            self._survivors.checkpoint()
         self._load.called(started)
         return outputs
 
