@@ -18,11 +18,12 @@ tasks started on one core). A checkpoint is triggered only once every task runs.
 
 The threads that feed it take the policy too (``feeders``): the Kafka source tasks of its
 TaskManager, which read, watermark and batch its records, and their fetchers. With the scoring
-thread at a real-time priority, the source task's thread was on a CPU 0.07-0.09 of a drain and
-waiting for one 0.52-0.61, behind the learner, Kafka and Redis on the other core, while the
-scoring thread slept 0.2-0.28 of the drain waiting for batches (bench/HISTORY.md, seventeenth
-session). They are the JVM's threads, found by their names: Flink names a task's thread after
-its vertex (``Source: ...``) and a source reader's fetcher ``Source Data Fetcher for ...``.
+thread at a real-time priority, the source tasks' threads were on a CPU 0.06-0.07 of a drain
+and waiting for one 0.45-0.55, behind the learner, Kafka and Redis on the other core, while the
+scoring thread slept 0.15-0.24 of the drain waiting for batches; with the policy they wait
+0.00 and it sleeps 0.12-0.21 (bench/HISTORY.md, seventeenth session). They are the JVM's
+threads, found by their names: Flink names a task's thread after its vertex (``Source: ...``)
+and a source reader's fetcher ``Source Data Fetcher for ...``.
 
 Changing the policy needs ``CAP_SYS_NICE`` (root has it) or a real-time priority limit
 (``ulimit -r``, ``RLIMIT_RTPRIO``; docker-compose.yml sets it for the TaskManagers) at least
