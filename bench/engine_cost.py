@@ -60,8 +60,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--events-per-second",
+        type=float,
+        default=2000.0,
+        help="the events' rate in event time, which sets how many buckets each user's windows "
+        "hold (run_bench.py's backlog uses the highest --rates step, or 1,000)",
+    )
     args = parser.parse_args()
-    generator = TransactionGenerator(GeneratorConfig(users=args.users, events_per_second=2000))
+    generator = TransactionGenerator(
+        GeneratorConfig(users=args.users, events_per_second=args.events_per_second)
+    )
     events = [t.event for t in generator.take(args.events)]
     for name, value in measure(events, args.repeats).items():
         unit = "bytes" if name.endswith("bytes_mean") else "µs/event"
