@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -33,3 +34,17 @@ def name_os_thread(thread: threading.Thread, name: str) -> None:
         comm.write_bytes(name.encode()[:MAX_NAME_BYTES])
     except OSError as error:
         log.debug("thread %s keeps its inherited name: %s", thread.name, error)
+
+
+def threads_named(prefixes: Sequence[str]) -> list[int]:
+    """The kernel ids of this process's threads whose name starts with one of ``prefixes``
+    (the JVM's too, in a TaskManager: see job/thread_priority.py)."""
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue  # it ended meanwhile
+        if name.startswith(tuple(prefixes)):
+            found.append(int(task.name))
+    return found

@@ -32,7 +32,7 @@ from pyflink.datastream import (
 )
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
-from streamscore import native
+from streamscore import native, os_thread_names
 from streamscore.config import Settings
 from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
@@ -221,7 +221,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             self._prioritised = True
             feeders = []
             if self._feeders_too and self._priority > 0:
-                feeders = thread_priority.threads_named(thread_priority.FEEDER_NAME_PREFIXES)
+                feeders = os_thread_names.threads_named(thread_priority.FEEDER_NAME_PREFIXES)
             self._realtime = thread_priority.take_realtime(self._priority, feeders=feeders)
             self._feeders = feeders if self._realtime else []
         started = self._load.now()

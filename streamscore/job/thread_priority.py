@@ -37,7 +37,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +49,6 @@ Setter = Callable[[int, int, os.sched_param], None]
 FEEDER_NAME_PREFIXES = ("Source: ", "Source Data Fet")
 
 
-def threads_named(prefixes: Sequence[str], tasks: Path = Path("/proc/self/task")) -> list[int]:
-    """The kernel ids of this process's threads whose name starts with one of ``prefixes``."""
-    found = []
-    for task in tasks.iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-        except OSError:
-            continue  # it ended meanwhile
-        if name.startswith(tuple(prefixes)):
-            found.append(int(task.name))
-    return found
-
-
 def policy_of(thread_id: int) -> int:
     """The scheduling policy of a thread (its kernel id), without the reset-on-fork flag."""
     return os.sched_getscheduler(thread_id) & ~os.SCHED_RESET_ON_FORK
@@ -70,9 +56,9 @@ def policy_of(thread_id: int) -> int:
 
 def take_realtime(priority: int, setter: Setter | None = None, feeders: Sequence[int] = ()) -> bool:
     """Put the calling thread, every other thread of this interpreter and the ``feeders``
-    (kernel ids: see ``threads_named``) under ``SCHED_RR`` at ``priority`` (1-99; 0 leaves them
-    as they are). True when it took effect; a refusal (no permission, no such policy) is
-    logged, not raised.
+    (kernel ids: see ``os_thread_names.threads_named``) under ``SCHED_RR`` at ``priority``
+    (1-99; 0 leaves them as they are). True when it took effect; a refusal (no permission, no
+    such policy) is logged, not raised.
 
     The interpreter's other threads (the feature store's writer, the metrics endpoint) share
     the GIL with the scoring thread: one of them waiting for a CPU behind the real-time thread

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from streamscore.job import thread_priority
-from streamscore.os_thread_names import name_os_thread
+from streamscore.os_thread_names import name_os_thread, threads_named
 
 
 def _may_take_realtime() -> bool:
@@ -145,10 +145,10 @@ def test_threads_are_found_by_the_start_of_their_name() -> None:
     feeder.start()
     try:
         name_os_thread(feeder, "Source: probe-thread")
-        found = thread_priority.threads_named(("Source: ", "Source Data Fet"))
+        found = threads_named(("Source: ", "Source Data Fet"))
         assert feeder.native_id in found
         assert threading.get_native_id() not in found
-        assert thread_priority.threads_named(("no thread is named so",)) == []
+        assert threads_named(("no thread is named so",)) == []
     finally:
         release.set()
         feeder.join()
