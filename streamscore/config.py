@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     # collector's sight; every this many checkpoints they are handed back and collected once
     # (job/interpreter.py, SurvivorFreeze). 720: an hour at the default 5 s interval.
     python_gc_sweep_every_checkpoints: int = Field(720, ge=1)
+    # How long a thread of the scoring interpreter waiting for the GIL waits before it asks the
+    # holder to hand it over (sys.setswitchinterval; CPython's default is 5 ms). Each call of the
+    # scoring thread into the JVM releases the GIL; the feature store's writer takes it
+    # meanwhile, and the scoring thread, back from the JVM, waited for it up to this long
+    # (job/interpreter.py; bench/HISTORY.md, eighteenth session).
+    python_switch_interval_ms: float = Field(0.5, gt=0, le=100)
     # The scoring task thread and the other threads of its interpreter take a real-time
     # round-robin policy (SCHED_RR) at this priority at the job's first checkpoint, so that the
     # stack's other threads do not take the scoring thread's core while it drains

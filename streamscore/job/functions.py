@@ -153,6 +153,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._feeders: list[int] = []
         log.info("scoring path: %s", native.mode)
         interpreter.settle(s.python_gc_full_collection_every)
+        interpreter.hand_over_gil_within(s.python_switch_interval_ms)
         self._survivors = interpreter.SurvivorFreeze(s.python_gc_sweep_every_checkpoints)
 
     def _key_switch(self, runtime_context: RuntimeContext) -> CurrentKey:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,21 @@ def settle(full_collection_every: int) -> None:
         "garbage collector: %d objects frozen, thresholds %s", gc.get_freeze_count(),
         gc.get_threshold(),
     )  # fmt: skip
+
+
+def hand_over_gil_within(interval_ms: float) -> None:
+    """How long a thread waiting for the GIL waits before it asks the holder to hand it over
+    (``sys.setswitchinterval``; CPython's default is 5 ms).
+
+    In thread mode every call from the operator into the JVM (a key switch, a state write, the
+    iterator over its outputs) releases the GIL, and the feature store's writer thread, which
+    wants it for each batch it sends, takes it meanwhile: back from the JVM, the scoring thread
+    waited until the writer's interval ran out. An off-CPU profile of the scoring thread in an
+    exactly-once drain found it waiting for the GIL about a sixth of the time, in waits of 3.7
+    ms on average (bench/HISTORY.md, eighteenth session). A shorter interval bounds each wait;
+    the writer's own work is the same, in shorter turns."""
+    sys.setswitchinterval(interval_ms / 1000.0)
+    log.info("threads waiting for the GIL ask for it after %.2f ms", interval_ms)
 
 
 def release() -> None:

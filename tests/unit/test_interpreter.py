@@ -4,8 +4,12 @@ it handed back when the operator closes."""
 from __future__ import annotations
 
 import gc
+import sys
 import weakref
 
+import pytest
+
+from streamscore.config import Settings
 from streamscore.job import interpreter
 
 
@@ -50,3 +54,14 @@ def test_survivors_are_frozen_at_each_checkpoint_and_swept_every_so_many() -> No
         assert gc.get_freeze_count() >= len(kept)
     finally:
         gc.unfreeze()
+
+
+def test_a_thread_waiting_for_the_gil_asks_for_it_after_the_setting() -> None:
+    before = sys.getswitchinterval()
+    try:
+        interpreter.hand_over_gil_within(0.5)
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        interpreter.hand_over_gil_within(Settings().python_switch_interval_ms)
+        assert sys.getswitchinterval() == pytest.approx(0.0005)  # the default
+    finally:
+        sys.setswitchinterval(before)
