@@ -128,39 +128,57 @@ def column_sources(feature_names: Sequence[str]) -> dict[str, tuple[int, int, An
     return sources
 
 
-class ColumnReader:
-    """``prepare``'s columns read straight from a feature vector, as a list in a given order
-    (``columns``: per column, its ``column_sources`` entry), without the named-feature dicts.
+class Column:
+    """One of ``prepare``'s columns: where it comes from in a feature vector (``index``) and
+    how it is made from that value (``kind``: as it is, ``log1p``, or a one-hot flag).
 
-    The columns' sources are kept as parallel typed lists, so that compiled, ``column`` is a
-    few unboxed comparisons rather than a tuple unpacked per column."""
+    One native object per column, so that, compiled, reading a column fetches one object and
+    reads its fields unboxed, where parallel lists cost a list access each (the challenger's
+    score was 5 % of the scoring operator's instructions, two thirds of it reading columns)."""
 
-    def __init__(self, columns: list[tuple[int, int, Any]]) -> None:
-        self._indices: list[int] = [index for index, _, _ in columns]
-        self._kinds: list[int] = [kind for _, kind, _ in columns]
-        self._hit_codes: list[float] = [
-            float(code) if kind == _ONE_HOT_HIT else 0.0 for _, kind, code in columns
-        ]
-        self._known_codes: list[frozenset[float]] = [
-            code if kind == _ONE_HOT_MISS else frozenset() for _, kind, code in columns
-        ]
-        self.count = len(columns)
+    def __init__(self, index: int, kind: int, code: Any) -> None:
+        self.index = index
+        self.kind = kind
+        self.hit_code: float = float(code) if kind == _ONE_HOT_HIT else 0.0
+        self.known_codes: frozenset[float] = code if kind == _ONE_HOT_MISS else frozenset()
 
-    def column(self, vector: list[float], position: int) -> float:
-        """Column ``position`` of ``prepare``'s output for ``vector``."""
-        value = vector[self._indices[position]]
-        kind = self._kinds[position]
+    def read(self, values: list[float]) -> float:
+        value = values[self.index]
+        kind = self.kind
         if kind == _PLAIN:
             return value
         if kind == _LOG1P_KIND:
             return math.log1p(value) if value >= 0.0 else -1.0
         if kind == _ONE_HOT_HIT:
-            return 1.0 if value == self._hit_codes[position] else 0.0
-        return 0.0 if value in self._known_codes[position] else 1.0
+            return 1.0 if value == self.hit_code else 0.0
+        return 0.0 if value in self.known_codes else 1.0
+
+
+class ColumnReader:
+    """``prepare``'s columns read straight from a feature vector, as a list in a given order
+    (``columns``: per column, its ``column_sources`` entry), without the named-feature dicts."""
+
+    def __init__(self, columns: list[tuple[int, int, Any]]) -> None:
+        self.columns: list[Column] = [Column(index, kind, code) for index, kind, code in columns]
+        self.count = len(columns)
+
+    def column(self, vector: list[float], position: int) -> float:
+        """Column ``position`` of ``prepare``'s output for ``vector``."""
+        return self.columns[position].read(vector)
 
     def read(self, vector: Sequence[float]) -> list[float]:
         values = as_list(vector)
-        return [self.column(values, position) for position in range(self.count)]
+        return [column.read(values) for column in self.columns]
+
+
+class _Term:
+    """One column's term of the logistic score: the column, its weight and its scaling."""
+
+    def __init__(self, column: Column, weight: float, mean: float, std: float) -> None:
+        self.column = column
+        self.weight = weight
+        self.mean = mean
+        self.std = std
 
 
 class CompiledLogistic:
@@ -180,22 +198,22 @@ class CompiledLogistic:
         self, columns: list[tuple[int, int, Any]], weights: list[float], means: list[float],
         stds: list[float], intercept: float,
     ) -> None:  # fmt: skip
-        self._reader = ColumnReader(columns)
-        self._weights = weights
-        self._means = means
-        self._stds = stds
+        reader = ColumnReader(columns)
+        self._terms = [
+            _Term(column, weight, mean, std)
+            for column, weight, mean, std in zip(reader.columns, weights, means, stds)
+        ]
         self._intercept = intercept
 
     def score(self, vector: Sequence[float]) -> float:
-        reader, weights, means, stds = self._reader, self._weights, self._means, self._stds
         values = as_list(vector)
         # 0 + t1 + t2 + ... left to right, as river's dot product adds (a plain loop: Python
         # 3.12's sum() compensates rounding, so it would differ from river there).
         total = 0.0
-        for position in range(reader.count):
-            std = stds[position]
-            scaled = (reader.column(values, position) - means[position]) / std if std else 0.0
-            total += weights[position] * scaled
+        for term in self._terms:
+            std = term.std
+            scaled = (term.column.read(values) - term.mean) / std if std else 0.0
+            total += term.weight * scaled
         raw = total + self._intercept
         # river.utils.math.sigmoid, the Log loss's mean function
         if raw < -30:
