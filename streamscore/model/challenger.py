@@ -189,10 +189,11 @@ class CompiledLogistic:
     arithmetic in the same order — per column ``w * safe_div(x - mean, var ** 0.5)``, summed
     from 0 in the order of the weights, plus the intercept, through river's sigmoid — so the
     score is the same float (tests/unit/test_challenger.py checks it against river on trained
-    snapshots), in one loop over typed lists that compiles to unboxed float arithmetic (it was
-    the scoring operator's largest cost after LightGBM as list operations: bench/HISTORY.md,
-    thirteenth session). Built only for the exact pipeline ``new_learner("logistic")`` makes;
-    anything else is scored by river (``compile_snapshot`` returns None)."""
+    snapshots), in one loop over native term objects (``_Term``) that compiles to unboxed float
+    arithmetic (as list operations it was the scoring operator's largest cost after LightGBM:
+    bench/HISTORY.md, thirteenth and nineteenth sessions). Built only for the exact pipeline
+    ``new_learner("logistic")`` makes; anything else is scored by river (``compile_snapshot``
+    returns None)."""
 
     def __init__(
         self, columns: list[tuple[int, int, Any]], weights: list[float], means: list[float],
