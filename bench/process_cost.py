@@ -102,6 +102,25 @@ def busiest_threads(
     return rows[:top]
 
 
+def children_of(parents: dict[int, str], root: Path = Path("/proc")) -> dict[str, int]:
+    """Processes started by one of ``parents`` (pid -> name), named ``<parent>/<name>`` (Redis's
+    append-only-file rewrite, a process a job's operator starts): their CPU time is not in
+    their parent's ``/proc/PID/stat`` until they have ended and been waited for."""
+    found: dict[str, int] = {}
+    for entry in root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        parent = int(stat.rsplit(")", 1)[1].split()[1])  # ppid, field 4
+        if parent in parents:
+            found[f"{parents[parent]}/{name}"] = int(entry.name)
+    return found
+
+
 def rss_bytes(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -116,8 +135,12 @@ class ProcessCost:
     """``start()`` before the system starts, ``stop(outputs)`` once its outputs are in."""
 
     def __init__(self, processes: dict[str, int]) -> None:
-        self._processes = processes
+        self._processes = dict(processes)
+        self._servers = {pid: name for name, pid in processes.items()}
         self._cpu0: dict[str, float] = {}
+        # A child's CPU seconds when last sampled: one that ends before the drain does is
+        # counted up to then.
+        self._child_cpu: dict[str, float] = {}
         self._peak: dict[str, int] = {}
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
@@ -128,6 +151,7 @@ class ProcessCost:
     def start(self) -> None:
         self._t0 = time.monotonic()
         self._box0 = cpu_times()
+        self._processes.update(children_of(self._servers))
         self._threads0 = thread_times(self._processes)
         for name, pid in self._processes.items():
             cpu = cpu_seconds(pid)
@@ -135,23 +159,40 @@ class ProcessCost:
                 self._cpu0[name] = cpu
         self._sampler.start()
 
+    def _adopt_children(self) -> None:
+        """Children of the servers started since the drain began count from 0."""
+        for name, pid in children_of(self._servers).items():
+            if name in self._processes and self._processes[name] != pid:
+                name = f"{name}-{pid}"  # started again
+            if name not in self._processes:
+                self._processes[name] = pid
+                self._cpu0[name] = 0.0
+
     def _sample(self) -> None:
         while not self._stop.wait(SAMPLE_S):
+            self._adopt_children()
             for name, pid in self._processes.items():
                 rss = rss_bytes(pid)
                 if rss is not None and rss > self._peak.get(name, 0):
                     self._peak[name] = rss
+                if pid not in self._servers:
+                    cpu = cpu_seconds(pid)
+                    if cpu is not None:
+                        self._child_cpu[name] = cpu
 
     def stop(self, outputs: int) -> dict[str, Any]:
         """Per process: CPU seconds, µs per output, share of one core, peak RSS in MiB."""
         self._stop.set()
         self._sampler.join(5)
+        self._adopt_children()
         wall = max(time.monotonic() - self._t0, 1e-9)
         box = box_shares(self._box0, cpu_times())
         threads = busiest_threads(self._threads0, thread_times(self._processes), wall)
         rows: dict[str, Any] = {}
         for name, pid in self._processes.items():
             cpu = cpu_seconds(pid)
+            if cpu is None:
+                cpu = self._child_cpu.get(name)
             if cpu is None or name not in self._cpu0:
                 rows[name] = {"note": "process gone during the drain"}
                 continue

@@ -51,3 +51,20 @@ def test_a_thread_started_during_the_drain_counts_from_zero(tmp_path: Path) -> N
     rows = process_cost.busiest_threads({}, process_cost.thread_times({"tm": 10}, tmp_path), 4.0)
     assert rows == [{"process": "tm", "thread": "new-thread", "on_cpu": 0.5,
                      "waiting_for_cpu": 0.0, "asleep": 0.5}]  # fmt: skip
+
+
+def test_children_of_the_servers_are_found_by_parent_and_named_after_it(tmp_path: Path) -> None:
+    def stat(pid: int, name: str, parent: int) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({name}) S {parent} 1 1 0 -1\n")
+
+    stat(100, "java", 1)
+    stat(200, "redis-rewrite", 100)  # a process the server started
+    stat(300, "a (b) c", 100)  # a name with parentheses and spaces
+    stat(400, "python", 2)  # someone else's
+    (tmp_path / "self").mkdir()
+    found = process_cost.children_of({100: "flink-taskmanager-2", 999: "kafka"}, tmp_path)
+    assert found == {
+        "flink-taskmanager-2/redis-rewrite": 200,
+        "flink-taskmanager-2/a (b) c": 300,
+    }
