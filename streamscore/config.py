@@ -283,8 +283,11 @@ class Settings(BaseSettings):
     label_horizon_ms: int = Field(600_000, ge=1_000)
     # Unlabelled events kept per user at most; past it the oldest is dropped and counted.
     max_pending_labels_per_user: int = Field(200, ge=1)
-    # The challenger publishes a snapshot to the control topic after this many new labels.
+    # The challenger publishes a snapshot to the control topic after this many new labels, and
+    # at least this long after the previous one (model/publish_cadence.py: a backlog's labels
+    # would otherwise publish dozens a second, each loaded by every scorer); 0: the count alone.
     challenger_publish_every: int = Field(200, ge=1)
+    challenger_publish_min_interval_ms: int = Field(1_000, ge=0)
     # Live quality: the last N joined labels per model (and per canary arm).
     quality_window_labels: int = Field(10_000, ge=100)
     # Automatic rollback of a canary: the candidate's net value per labelled event falls below

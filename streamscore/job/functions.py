@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,7 @@ from streamscore.job.state_writes import JvmStateWrites
 from streamscore.metrics import process_metrics
 from streamscore.model.compiled_learning import ChallengerLearner
 from streamscore.model.loading import ModelBundle
+from streamscore.model.publish_cadence import PublishCadence
 from streamscore.serde import Codec
 
 log = logging.getLogger(__name__)
@@ -249,10 +251,11 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
     """The online challenger's learning copy and the live quality readouts (one subtask).
 
     Exactly once across failures without pickling the model per label: the model is stored in
-    keyed state every ``challenger_publish_every`` labels, and the labels learned since then are
-    appended to a list state (one item per batch of outcomes). After a restart the model is read
-    back and that tail re-learned before the first new label, so the restored learner is the one
-    that saw each label once.
+    keyed state with each snapshot it publishes (every ``challenger_publish_every`` labels, at
+    most one per ``challenger_publish_min_interval_ms``: ``PublishCadence``), and the labels
+    learned since then are appended to a list state (one item per batch of outcomes). After a
+    restart the model is read back and that tail re-learned before the first new label, so the
+    restored learner is the one that saw each label once.
 
     It also receives the control broadcast, so an automatic rollback can send a complete ASSIGN
     (the champion's model file included): the control topic is compacted, and its latest ASSIGN
@@ -282,6 +285,8 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         self._names = FEATURE_SET.feature_names
         self._kind = DEFAULT_KIND
         self._publish_every = s.challenger_publish_every
+        self._publish_min_interval_s = s.challenger_publish_min_interval_ms / 1000
+        self._cadence: PublishCadence | None = None
         self._job_name = s.job_name
         self._quality = LiveQuality(
             CostModel.from_settings(s),
@@ -338,6 +343,9 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
                 self._learned += 1
                 replayed += 1
         log.info("challenger restored: %d labels learned (%d re-learned)", self._learned, replayed)
+        self._cadence = PublishCadence(
+            self._publish_every, self._publish_min_interval_s, time.monotonic, learned=replayed
+        )
         return learner
 
     def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):  # type: ignore[override]
@@ -353,6 +361,8 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
             if state.contains("ASSIGN"):
                 self._assignment = state.get("ASSIGN")[1]
         learner = self._learner if self._learner is not None else self._restore()
+        cadence = self._cadence
+        assert cadence is not None  # made with the learner
         out: list[Row] = []
         tail: list[tuple[list[float], bool]] = []
         learned = self._metrics.labels.labels("learned")
@@ -368,7 +378,8 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
             learned.inc()
             rollback = self._quality.add(outcome)
             self._concept_drift.add(outcome)
-            if self._learned % self._publish_every == 0:
+            if cadence.learned():
+                cadence.published()
                 data = dump_snapshot(learner.model())
                 self._model_state.update((data, self._learned))
                 self._tail.clear()

@@ -1,9 +1,10 @@
 """The online challenger: a river model that learns from every labelled outcome in the stream.
 
 The learner operator (one subtask) owns the learning copy and publishes a snapshot to the
-control topic every ``challenger_publish_every`` labels; each scoring subtask keeps the newest
-snapshot and scores every event with it in shadow (its score is recorded, never used for the
-decision). The prequential quality of the challenger is therefore measured on scores made before
+control topic every ``challenger_publish_every`` labels, at most one per
+``challenger_publish_min_interval_ms`` (``publish_cadence.py``); each scoring subtask keeps the
+newest snapshot and scores every event with it in shadow (its score is recorded, never used for
+the decision). The prequential quality of the challenger is therefore measured on scores made before
 the label was learned, as a promotion decision needs.
 
 Snapshots are zlib-compressed pickles. Unpickling runs code, so the control topic must only be
