@@ -285,9 +285,11 @@ class Settings(BaseSettings):
     max_pending_labels_per_user: int = Field(200, ge=1)
     # The challenger publishes a snapshot to the control topic after this many new labels, and
     # at least this long after the previous one (model/publish_cadence.py: a backlog's labels
-    # would otherwise publish dozens a second, each loaded by every scorer); 0: the count alone.
+    # publish dozens a second, each loaded by every scorer); 0, the default: the count alone.
+    # Not on by default: drains with 1000 ran slower, for a reason not found (bench/HISTORY.md,
+    # twenty-first session).
     challenger_publish_every: int = Field(200, ge=1)
-    challenger_publish_min_interval_ms: int = Field(1_000, ge=0)
+    challenger_publish_min_interval_ms: int = Field(0, ge=0)
     # Live quality: the last N joined labels per model (and per canary arm).
     quality_window_labels: int = Field(10_000, ge=100)
     # Automatic rollback of a canary: the candidate's net value per labelled event falls below

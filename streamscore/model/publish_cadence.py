@@ -7,7 +7,9 @@ cadence follow the label rate: a backlog drained at 8,000 labels a second publis
 snapshots a second, each a new ``challenger_version`` in the predictions and in the metrics,
 for a model that moves little in 200 labels. So a snapshot also waits until
 ``challenger_publish_min_interval_ms`` have passed since the previous one; at ordinary label
-rates (up to ``every`` labels per interval) the count alone decides, as before.
+rates (up to ``every`` labels per interval) the count alone decides. Off by default (0):
+300,000-event drains with a 1 s interval ran slower than with the count alone, in three runs
+against four, for a reason not found (bench/HISTORY.md, twenty-first session).
 
 The interval is processing time, so which label counts a replay publishes at may differ from
 the first run's; that is safe because the learner stores its model only with a snapshot and
