@@ -212,11 +212,16 @@ class DriftMonitor:
         offset = 0
         all_edges, all_bins = self._edges, self._feature_bins
         values = as_list(vector)
+        # ``slot[j] = slot[j] + 1`` rather than ``slot[j] += 1``: compiled, the augmented form
+        # adds through Python's generic ``PyNumber_InPlaceAdd``, this one on machine integers
+        # (bench/HISTORY.md, twenty-second session).
         for i in range(min(len(all_edges), len(values))):
-            slot[offset + bin_of(all_edges[i], values[i])] += 1
+            j = offset + bin_of(all_edges[i], values[i])
+            slot[j] = slot[j] + 1
             offset += all_bins[i]
         if score is not None and self._score_edges is not None:
-            slot[self._score_offset + bin_of(self._score_edges, score)] += 1
+            j = self._score_offset + bin_of(self._score_edges, score)
+            slot[j] = slot[j] + 1
 
     def _prune(self, newest_slot: int) -> None:
         keep_from = newest_slot - self._windows_ms[-1] // self._slot_ms - 1

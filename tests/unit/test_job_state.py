@@ -1,7 +1,13 @@
 """The scoring operator's per-user state: its deadlines and how it pickles."""
 
+import math
 import pickle
+import struct
+from array import array
 from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamscore.features.engine import FeatureEngine
 from streamscore.job.state import (
@@ -134,6 +140,34 @@ def test_a_pending_outcome_packs_and_unpacks_exactly() -> None:
                           "river-logistic-000000100")  # fmt: skip
     assert unpack(pack(full)) == full
     assert unpack(pack(pending(7))) == pending(7)  # the Nones survive too
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    vector=st.lists(st.floats(allow_nan=False), max_size=40),
+    event_time=st.integers(0, 2**62),
+    scores=st.tuples(st.floats(0, 1), st.none() | st.floats(0, 1), st.none() | st.floats(0, 1)),
+)
+def test_a_packed_outcome_keeps_the_stored_layout(
+    vector: list[float], event_time: int, scores: tuple[float, float | None, float | None]
+) -> None:
+    """The bytes checkpoints and savepoints already hold: the head, then the vector as
+    ``array("d")`` writes it (little-endian here), whatever the vector's length."""
+    score, champion, challenger = scores
+    version = None if challenger is None else "c-1"
+    outcome = PendingOutcome(event_time, 3.5, vector, score, "REVIEW", "m-1", "champion", 0,
+                             champion, challenger, version)  # fmt: skip
+    head = struct.pack(
+        "<qddddBBB", event_time, 3.5, score,
+        math.nan if champion is None else champion,
+        math.nan if challenger is None else challenger, 1, 0, 0,
+    )  # fmt: skip
+    data, model_version, challenger_version = pack(outcome)
+    assert data == head + array("d", vector).tobytes()
+    assert (model_version, challenger_version) == (
+        outcome.model_version, outcome.challenger_version,
+    )  # fmt: skip
+    assert unpack(pack(outcome)) == outcome
 
 
 class _Keys:
