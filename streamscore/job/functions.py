@@ -284,8 +284,6 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
         self._metrics = process_metrics(s.metrics_host, s.metrics_port)
         self._names = FEATURE_SET.feature_names
         self._kind = DEFAULT_KIND
-        self._publish_every = s.challenger_publish_every
-        self._publish_min_interval_s = s.challenger_publish_min_interval_ms / 1000
         self._cadence: PublishCadence | None = None
         self._job_name = s.job_name
         self._quality = LiveQuality(
@@ -343,8 +341,12 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
                 self._learned += 1
                 replayed += 1
         log.info("challenger restored: %d labels learned (%d re-learned)", self._learned, replayed)
+        s = self._settings
         self._cadence = PublishCadence(
-            self._publish_every, self._publish_min_interval_s, time.monotonic, learned=replayed
+            s.challenger_publish_every,
+            s.challenger_publish_min_interval_ms / 1000,
+            time.monotonic,
+            learned=replayed,
         )
         return learner
 
