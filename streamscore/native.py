@@ -43,6 +43,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "streamscore.job.decode",
     "streamscore.job.records",
     "streamscore.job.scoring",
+    "streamscore.job.floor",
     "streamscore.metric_values",
     "streamscore.feature_store",
     "streamscore.validation",

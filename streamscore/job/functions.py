@@ -45,6 +45,7 @@ from streamscore.job.batches import (
     java_keyed_state_backend,
     unpack_records,
 )
+from streamscore.job.floor import FloorOperator
 from streamscore.job.load import SCORING_LOAD, LoadMeter
 from streamscore.job.scoring import ControlReader, ScoringOperator
 from streamscore.job.state_writes import JvmStateWrites
@@ -136,17 +137,21 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         join_state = runtime_context.get_map_state(
             MapStateDescriptor("label-join-v3", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
-        self._scoring = ScoringOperator(
-            s,
-            self._schemas,
-            self._model,
-            self._keys,
-            user_state,
-            join_state,
-            self._state_writes(runtime_context, user_state, join_state),
-            # Refused control records become dead letters once, from the first subtask.
-            reports_control=_subtask_index(runtime_context) == 0,
-        )
+        self._scoring: ScoringOperator | FloorOperator
+        if s.scoring_floor != "off":
+            self._scoring = FloorOperator(s, self._schemas, self._model)
+        else:
+            self._scoring = ScoringOperator(
+                s,
+                self._schemas,
+                self._model,
+                self._keys,
+                user_state,
+                join_state,
+                self._state_writes(runtime_context, user_state, join_state),
+                # Refused control records become dead letters once, from the first subtask.
+                reports_control=_subtask_index(runtime_context) == 0,
+            )
         self._load = LoadMeter(self._load_reporter(runtime_context))
         self._priority = s.scoring_thread_realtime_priority
         self._feeders_too = s.scoring_feeders_realtime
