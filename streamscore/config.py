@@ -188,6 +188,13 @@ class Settings(BaseSettings):
     # batches), each changed user is written once, at the barrier. 0 users turns it off.
     state_write_ahead_users: int = Field(200, ge=0)
     state_write_ahead_ms: int = Field(1_000, ge=0)
+    # A diagnostic for the benchmark, never for production: the scoring operator cut down to a
+    # floor of the job's per-event work (job/floor.py), so that a drain measures what the
+    # topology itself costs and what each step of that work adds (bench/README.md, "The
+    # topology's floor"). "decode": each record decoded and checked, each event answered with a
+    # fixed prediction; "features": and its user's features; "score": and the champion's score
+    # and decision. None of them keeps Flink state, joins labels or writes to Redis. "off": the job.
+    scoring_floor: Literal["off", "decode", "features", "score"] = "off"
     # The scoring operator and the learner are called once per batch of records, not per record
     # (job/batches.py): a batch is handed on when it has this many records, when its first has
     # waited long enough, before each watermark and before each checkpoint barrier. The scoring
@@ -196,13 +203,6 @@ class Settings(BaseSettings):
     # near the box's capacity larger batches cost less per record (bench/HISTORY.md, eleventh
     # session), at light load a short wait keeps latency down. The learner's wait is
     # max_wait_ms. Both equal: a fixed wait; both 0: every record alone (the per-record path).
-    # A diagnostic for the benchmark, never for production: the scoring operator cut down to a
-    # floor of the job's per-event work (job/floor.py), so that a drain measures what the
-    # topology itself costs and what each step of that work adds (bench/README.md, "The
-    # topology's floor"). "decode": each record decoded and checked, each event answered with a
-    # fixed prediction; "features": and its user's features; "score": and the champion's score
-    # and decision. None of them keeps Flink state, joins labels or writes to Redis. "off": the job.
-    scoring_floor: Literal["off", "decode", "features", "score"] = "off"
     scoring_batch_max_records: int = Field(500, ge=1)
     scoring_batch_max_wait_ms: int = Field(5, ge=0)
     scoring_batch_busy_wait_ms: int = Field(20, ge=0)
