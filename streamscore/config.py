@@ -175,9 +175,10 @@ class Settings(BaseSettings):
     # Python (job/state.py JoinMap), so a label that finds its event pending reads no state.
     pending_cache_outcomes: int = Field(200_000, ge=0)
     # Users' state changes wait in Python and are written to Flink's keyed state once per checkpoint
-    # (before its barrier), each changed user once, or when this many writes wait (job/state.py;
-    # bench/HISTORY.md, seventh session). 0 writes every change at once (the cost per record of a
-    # key switch, a pickle and a RocksDB write, each time).
+    # (before its barrier), each changed user once (job/state.py; bench/HISTORY.md, seventh
+    # session); the label join's changes too, or when this many of them wait (then only they are
+    # written: ScoringOperator.write_join_changes). 0 writes every change at once (the cost per
+    # record of a key switch, a pickle and a RocksDB write, each time).
     state_write_behind_max: int = Field(100_000, ge=0)
     # Users' changed state and label-join entries wait for the barrier, whose write-out holds up
     # every record behind it. From state_write_ahead_ms before the next barrier is due (the last one

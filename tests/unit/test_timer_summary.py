@@ -69,7 +69,23 @@ class _CountedMapState(operator_cost._MapState):
         return super().items()
 
 
+class _CountedValueState(operator_cost._ValueState):
+    """The fake value state of the users' ``ScoringState``, counting the writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.updates = 0
+
+    def update(self, value: Any) -> None:
+        self.updates += 1
+        super().update(value)
+
+
 class _RuntimeContext(operator_cost._RuntimeContext):
+    def get_state(self, descriptor: Any) -> _CountedValueState:
+        self.value_state = _CountedValueState()
+        return self.value_state
+
     def get_map_state(self, descriptor: Any) -> _CountedMapState:
         self.map_state = _CountedMapState()
         return self.map_state
@@ -114,13 +130,18 @@ def _records(seed: int, events: int) -> list[tuple[int, tuple[Any, ...]]]:
     return out
 
 
-def _run(records: list[tuple[int, tuple[Any, ...]]], walk_always: bool) -> dict[str, Any]:
+def _run(
+    records: list[tuple[int, tuple[Any, ...]]],
+    walk_always: bool,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     s = Settings().with_overrides(
         {
             "metrics_port": 0,
             "redis_port": 1,  # nothing listens: the feature store fails, counted, in both runs
             "label_horizon_ms": HORIZON_MS,
             "max_pending_labels_per_user": MAX_PENDING,
+            **(overrides or {}),
         }
     )
     function = operator_cost._ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, None)
@@ -171,6 +192,9 @@ def _run(records: list[tuple[int, tuple[Any, ...]]], walk_always: bool) -> dict[
         "labels": {name: value for name, value in counts.items() if value},
         "map": dict(runtime.map_state._entries),
         "walks": _CountedMapState.walks,
+        "values": dict(runtime.value_state._values),
+        "value_writes": runtime.value_state.updates,
+        "flushes": operator._writer.flushes,
     }
 
 
