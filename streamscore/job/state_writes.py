@@ -109,9 +109,10 @@ class StateWriter:
         if not staged:
             return 0
         # The parts joined once: one allocation of the write-out's size and no copy, where a
-        # growing bytearray reallocated as it grew and was copied into bytes at the end (fresh
-        # pages each time, and first touches of fresh pages were a tenth of the scoring thread
-        # in a drain's profile, bench/HISTORY.md, twenty-fourth session).
+        # growing bytearray was reallocated as it grew and copied into bytes at the end (its
+        # growth and copy were most of the page faults in a drain's profile of the scoring
+        # thread; the whole TaskManager's page faults stayed as many: bench/HISTORY.md,
+        # twenty-fourth session).
         parts: list[bytes] = []
         pack_int = _INT.pack
         for user, (value, records) in staged.items():

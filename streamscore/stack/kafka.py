@@ -95,13 +95,16 @@ def server_properties(s: Settings, data_dir: Path, security: BrokerSecurity | No
     )
 
 
-def _java_cmd(layout: StackLayout, heap: str, main: str, *args: str) -> list[str]:
+def _java_cmd(
+    layout: StackLayout, heap: str, main: str, *args: str, c1_only: bool = False
+) -> list[str]:
     java = shutil.which("java") or "java"
     return [
         java,
         f"-Xmx{heap}",
         f"-Xms{heap}",
         "-XX:+UseG1GC",
+        *(["-XX:TieredStopAtLevel=1"] if c1_only else []),
         f"-Dlog4j2.configurationFile={layout.root / 'kafka' / 'log4j2.yaml'}",
         "-cp",
         f"{layout.kafka_libs}/*",
@@ -291,7 +294,9 @@ def prepare(s: Settings, layout: StackLayout) -> None:
 
 
 def program(s: Settings, layout: StackLayout) -> Program:
-    command = _java_cmd(layout, s.kafka_heap, "kafka.Kafka", str(layout.kafka_config))
+    command = _java_cmd(
+        layout, s.kafka_heap, "kafka.Kafka", str(layout.kafka_config), c1_only=s.kafka_jit_c1_only
+    )
     return Program(NAME, command, start_seconds=5, stop_wait_seconds=60)
 
 

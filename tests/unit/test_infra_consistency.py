@@ -299,6 +299,17 @@ def test_kafka_broker_is_configured_like_the_local_one(stack: Stack, defaults: S
     assert int(env["KAFKA_TRANSACTION_MAX_TIMEOUT_MS"]) >= defaults.transaction_timeout_ms
     heap = defaults.kafka_heap
     assert env["KAFKA_HEAP_OPTS"].split() == [f"-Xmx{heap}", f"-Xms{heap}"]
+    c1_only = "-XX:TieredStopAtLevel=1" in env.get("KAFKA_OPTS", "").split()
+    assert c1_only == defaults.kafka_jit_c1_only
+
+
+def test_local_broker_compiles_as_the_setting_says(tmp_path: Path) -> None:
+    from streamscore.stack.kafka import program
+
+    for c1_only in (True, False):
+        s = Settings().with_overrides({"kafka_jit_c1_only": c1_only})
+        command = program(s, StackLayout(tmp_path)).command
+        assert ("-XX:TieredStopAtLevel=1" in command) == c1_only
 
 
 def _listeners(spec: str) -> dict[str, tuple[str, int]]:
