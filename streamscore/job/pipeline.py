@@ -270,6 +270,15 @@ def _unpacked_outputs(scored: DataStream, s: Settings) -> DataStream:
     return DataStream(j_rows)
 
 
+def sink_properties(s: Settings) -> dict[str, str]:
+    """The Kafka producer properties of the job's sinks, apart from the delivery guarantee's."""
+    return {
+        "linger.ms": str(s.sink_linger_ms),
+        "batch.size": str(s.sink_batch_bytes),
+        **connector_properties(s),
+    }
+
+
 def kafka_sink(s: Settings, topic: str | None, name: str) -> KafkaSink:
     """Rows (key, value) to ``topic``; with ``topic=None``, rows (topic, key, value) to the
     topic each names, chosen in the JVM (PyFlink's own topic selector would add a Python map)."""
@@ -295,8 +304,7 @@ def kafka_sink(s: Settings, topic: str | None, name: str) -> KafkaSink:
         j_serializer.setKeySerializationSchema(RowFieldExtractorSchema(1)._j_serialization_schema)
         j_serializer.setValueSerializationSchema(RowFieldExtractorSchema(2)._j_serialization_schema)
         builder._j_builder.setRecordSerializer(j_serializer.build())
-    builder.set_property("linger.ms", "5")
-    for key, value in connector_properties(s).items():
+    for key, value in sink_properties(s).items():
         builder.set_property(key, value)
     if s.delivery_guarantee is Guarantee.EXACTLY_ONCE:
         builder = (

@@ -428,3 +428,14 @@ class _NoRpc:
 
     def getAllProcessInfo(self) -> list[dict[str, str]]:  # noqa: N802
         return []
+
+
+def test_job_sinks_take_batching_from_the_settings(tmp_path: Path) -> None:
+    from streamscore.job.pipeline import sink_properties
+
+    tuned = Settings().with_overrides({"sink_batch_bytes": 262_144, "sink_linger_ms": 20})
+    assert sink_properties(tuned)["batch.size"] == "262144"
+    assert sink_properties(tuned)["linger.ms"] == "20"
+    assert sink_properties(Settings())["batch.size"] == "16384"
+    secured = sink_properties(_secured(tmp_path))
+    assert secured["security.protocol"] == "SASL_SSL" and secured["batch.size"] == "16384"
