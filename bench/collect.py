@@ -46,7 +46,7 @@ def collector_main(cfg: dict[str, Any], count: Any, ready: Any, stop: Any, out: 
     codec = Codec(cfg["record_type"])
     prediction = cfg["record_type"] == "prediction"
     prefix = cfg["prefix"]
-    recv, ingest = array("d"), array("q")
+    recv, ingest, scored = array("d"), array("q"), array("q")
     seen: set[str] = set()
     duplicates = foreign = undecodable = errors = 0
     degraded: Counter[str] = Counter()
@@ -83,6 +83,7 @@ def collector_main(cfg: dict[str, Any], count: Any, ready: Any, stop: Any, out: 
                 recv.append(now)
                 if prediction:
                     ingest.append(record["ingest_time"])
+                    scored.append(record["scored_time"])
                     models[record["model_version"]] += 1
                     for what in record["degraded"]:
                         degraded[what] += 1
@@ -95,6 +96,8 @@ def collector_main(cfg: dict[str, Any], count: Any, ready: Any, stop: Any, out: 
             {
                 "recv": np.frombuffer(recv, dtype=np.float64).copy(),
                 "ingest_ms": np.frombuffer(ingest, dtype=np.int64).copy(),
+                # When the job scored each prediction (none for other outputs).
+                "scored_ms": np.frombuffer(scored, dtype=np.int64).copy(),
                 "duplicates": duplicates,
                 "foreign": foreign,
                 "undecodable": undecodable,

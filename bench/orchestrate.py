@@ -35,7 +35,7 @@ from streamscore.config import Settings
 from streamscore.kafka_io import client_config, new_producer
 
 from collect import COLLECTOR_FIGURES, Collector
-from drain_rate import drain_rate
+from drain_rate import drain_rate, scoring_rate
 from load import encode_events, event_id_prefix, produce_backlog, send_paced
 from process_cost import ProcessCost
 from report import fmt, latency_by_second, percentiles, window_rate
@@ -170,6 +170,9 @@ class Bench:
                     "first_commit_outputs": rate.first_commit,
                     "start_to_last_seconds": round(float(recv.max()) - started, 3),
                     "bursts": int(np.unique(np.round(recv, 2)).size),
+                    # The scoring operator's own pace, from the predictions' scored_time
+                    # (drain_rate.scoring_rate): not quantized by the exactly-once commits.
+                    "scoring_rate": scoring_rate(data["scored_ms"]),
                 }
             )
             if outcome_data is not None:

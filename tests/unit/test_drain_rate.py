@@ -10,7 +10,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from drain_rate import drain_rate  # noqa: E402 (bench/ is a folder of scripts, not a package)
+from drain_rate import drain_rate, scoring_rate  # noqa: E402 (bench/ is a folder of scripts)
 
 
 def _commits(sizes: list[int], interval_s: float, first_s: float) -> np.ndarray:
@@ -46,3 +46,23 @@ def test_too_few_outputs_have_no_rate() -> None:
     assert drain_rate(np.array([3.0]), committed=True, checkpoint_s=5.0).rate is None
     one_commit = _commits([1_000], 5.0, first_s=1.0)
     assert drain_rate(one_commit, committed=True, checkpoint_s=5.0).rate is None
+
+
+def test_the_scoring_rate_reads_the_jobs_clock_not_the_commits() -> None:
+    # 9,000 predictions/s scored over 30 s, after 2 s of a slow start (1,000/s) and before a
+    # trickle of 50 stragglers 3 s later; read committed, they arrive in one burst per 5 s commit.
+    start = np.linspace(0.0, 2.0, 2_000, endpoint=False)
+    steady = np.linspace(2.0, 32.0, 270_000, endpoint=False)
+    late = np.linspace(35.0, 35.5, 50)
+    scored_s = np.concatenate([start, steady, late]) + 1_000.0
+    scored_ms = np.floor(scored_s * 1000).astype(np.int64)
+    assert abs(scoring_rate(scored_ms) - 9_000) < 9_000 * 0.002
+    # The commits every 5 s: each output arrives at the first commit after it was scored.
+    recv = np.ceil((scored_s - 1_000.0) / 5.0) * 5.0 + 1_000.2
+    committed = drain_rate(recv, committed=True, checkpoint_s=5.0)
+    assert abs(committed.rate - 9_000) > 9_000 * 0.05  # what the commits do to the other rate
+
+
+def test_too_few_or_simultaneous_predictions_give_no_scoring_rate() -> None:
+    assert scoring_rate(np.arange(99, dtype=np.int64)) is None
+    assert scoring_rate(np.full(1_000, 5, dtype=np.int64)) is None
