@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     kafka_heap: str = "512m"
     # The broker's JVM compiles with C1 only (-XX:TieredStopAtLevel=1), as Flink's do
     # (flink_jit_c1_only). On the shared 2-core box its C2 compiler took about 0.14 of a core
-    # through each drain after a start: with C1 only the broker spent 11-14 µs of CPU per event
-    # instead of 22-26, in 300,000-event drains side by side (bench/HISTORY.md, twenty-fourth
+    # through each drain after a start: with C1 only the broker spent 9.7-13.6 µs of CPU per event
+    # instead of 21.6-28.5, in 300,000-event drains (bench/HISTORY.md, twenty-fourth
     # session). False for a broker on cores of its own. docker-compose.yml and infra/k8s/ set
     # the same through KAFKA_OPTS.
     kafka_jit_c1_only: bool = True
