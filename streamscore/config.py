@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     # collector's sight; every this many checkpoints they are handed back and collected once
     # (job/interpreter.py, SurvivorFreeze). 720: an hour at the default 5 s interval.
     python_gc_sweep_every_checkpoints: int = Field(720, ge=1)
+    # The scoring interpreter's young collections: one only after this many more tracked objects
+    # were made than freed (CPython: 700). Its survivors are frozen after every batch
+    # (job/interpreter.py, SurvivorFreeze), so set above what one batch makes, no young
+    # collection walks them; below it, collections run within a batch as before.
+    python_gc_young_threshold: int = Field(100_000, ge=1)
     # How long a thread of the scoring interpreter waiting for the GIL waits before it asks the
     # holder to hand it over (sys.setswitchinterval; CPython's default is 5 ms). Each call of the
     # scoring thread into the JVM releases the GIL; the feature store's writer takes it

@@ -159,7 +159,7 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._realtime = False
         self._feeders: list[int] = []
         log.info("scoring path: %s", native.mode)
-        interpreter.settle(s.python_gc_full_collection_every)
+        interpreter.settle(s.python_gc_full_collection_every, s.python_gc_young_threshold)
         interpreter.hand_over_gil_within(s.python_switch_interval_ms)
         self._survivors = interpreter.SurvivorFreeze(s.python_gc_sweep_every_checkpoints)
 
@@ -234,7 +234,9 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
             self._feeders = feeders if self._realtime else []
         started = self._load.now()
         outputs = self._scoring.process_batch(value, ctx)
-        if not value:  # the state written out for the barrier: the survivors are settled
+        if value:
+            self._survivors.batch()
+        else:  # the state written out for the barrier: the survivors are settled
             self._survivors.checkpoint()
         self._load.called(started)
         return outputs

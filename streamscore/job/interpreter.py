@@ -20,14 +20,18 @@ import sys
 log = logging.getLogger(__name__)
 
 
-def settle(full_collection_every: int) -> None:
+def settle(full_collection_every: int, young_threshold: int | None = None) -> None:
     """Once the operator is open: move everything loaded so far (modules, models) out of the
     collector's sight (``gc.freeze``), and run a full collection only every
-    ``full_collection_every`` generation-1 collections (CPython's default is 10)."""
+    ``full_collection_every`` generation-1 collections (CPython's default is 10); with
+    ``young_threshold``, a young collection only after that many more tracked objects were made
+    than freed (CPython's default is 700; see ``SurvivorFreeze`` for why the scoring operator
+    raises it)."""
     gc.collect()
     gc.freeze()
     young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, full_collection_every)
+    gc.set_threshold(young if young_threshold is None else young_threshold, middle,
+                     full_collection_every)  # fmt: skip
     log.info(
         "garbage collector: %d objects frozen, thresholds %s", gc.get_freeze_count(),
         gc.get_threshold(),
@@ -57,22 +61,34 @@ def release() -> None:
 
 
 class SurvivorFreeze:
-    """At each checkpoint, move every object that survived so far out of the collector's
-    sight (``gc.freeze``, a constant-time splice of its lists); every ``sweep_every``
-    checkpoints, hand them all back and collect once.
+    """After each batch, move every object that survived it out of the collector's sight
+    (``gc.freeze``, a constant-time splice of its lists); every ``sweep_every`` checkpoints,
+    hand them all back and collect once.
 
-    Between two checkpoints the interpreter makes the new buckets, sets and join entries of the
-    users it saw; most live on in the caches. Without the freeze, every full collection walked
-    all cached users again (~100 ms at 10,000 users, several per 60,000 events in
-    ``bench/operator_cost.py``), and the young ones walked the survivors of the interval. A
-    frozen object is still freed by its reference count as usual; only a reference cycle that
-    is garbage when frozen waits for the next sweep (the state is plain data without cycles:
-    what could leak so is an exception's traceback or the like, for at most one sweep interval).
+    Each batch makes the new buckets, sets and join entries of the users it saw; most live on
+    in the caches. Without the freeze, every full collection walked all cached users again
+    (~100 ms at 10,000 users, several per 60,000 events in ``bench/operator_cost.py``). Frozen
+    only at checkpoints, as until the twenty-fifth session, the young collections (every 700
+    tracked objects made) still walked each survivor of the interval once in generation 0 and
+    once more in generation 1: 6-8 % of the operator's time in ``bench/operator_cost.py`` and
+    in ``perf`` profiles of the scoring thread draining (bench/HISTORY.md, twenty-fifth
+    session). Frozen after each batch, with the young threshold (``python_gc_young_threshold``)
+    above what one batch makes, the collector walks none of them.
+
+    A frozen object is still freed by its reference count as usual; only a reference cycle that
+    is garbage when frozen waits for the next sweep. The operator's records make none: events,
+    labels, bad records, late ones, timers and a feature store that is down leave no cyclic
+    garbage (``tests/unit/test_cyclic_garbage.py``). What else could leak so (an exception's
+    traceback kept by a library, say) waits at most one sweep interval.
     """
 
     def __init__(self, sweep_every: int) -> None:
         self._sweep_every = sweep_every
         self._checkpoints = 0
+
+    def batch(self) -> None:
+        """A batch's survivors, frozen (its young objects are freed or frozen with it)."""
+        gc.freeze()
 
     def checkpoint(self) -> None:
         self._checkpoints += 1

@@ -21,6 +21,8 @@ def test_settle_freezes_what_is_loaded_and_release_hands_it_back() -> None:
         assert gc.get_freeze_count() > 0
         interpreter.release()
         assert gc.get_freeze_count() == 0
+        interpreter.settle(100, young_threshold=50_000)
+        assert gc.get_threshold() == (50_000, thresholds[1], 100)
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
@@ -52,6 +54,27 @@ def test_survivors_are_frozen_at_each_checkpoint_and_swept_every_so_many() -> No
         survivors.checkpoint()  # the third: handed back and collected, then frozen again
         assert alive() is None
         assert gc.get_freeze_count() >= len(kept)
+    finally:
+        gc.unfreeze()
+
+
+def test_a_batch_s_survivors_are_frozen_and_its_cyclic_garbage_waits_for_the_sweep() -> None:
+    survivors = interpreter.SurvivorFreeze(sweep_every=2)
+    try:
+        gc.collect()
+        kept = [[float(i)] for i in range(1000)]  # a batch's new state
+        cycle = _Node()
+        alive = weakref.ref(cycle)
+        del cycle
+        survivors.batch()
+        watched = {id(o) for o in gc.get_objects()}
+        assert not any(id(o) in watched for o in kept)
+        gc.collect()
+        assert alive() is not None  # frozen with the batch: not collected ...
+        survivors.checkpoint()
+        assert alive() is not None
+        survivors.checkpoint()  # ... until the sweep
+        assert alive() is None
     finally:
         gc.unfreeze()
 
