@@ -12,6 +12,7 @@ collected, and the objects found in reference cycles are counted."""
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 
 from tests.unit.test_timer_summary import EVENTS, _records, _run
@@ -27,7 +28,10 @@ def test_events_labels_bad_records_and_timers_leave_no_cyclic_garbage() -> None:
         extra.append((at, (user, b"\x07not avro", topic, partition, offset, timestamp)))
         extra.append((at + 3_600_000, (user, payload, topic, partition, offset, timestamp)))
     records = sorted(records + extra, key=lambda item: item[0])
-    result = _run(records, walk_always=False, count_cyclic_garbage=True)
+    try:
+        result = _run(records, walk_always=False, count_cyclic_garbage=True)
+    finally:
+        gc.enable()  # also if the run failed with the collector off
     reasons: Counter[str] = Counter()
     for (topic, _, value), n in result["outputs"].items():
         if topic == "dead-letters":
