@@ -15,7 +15,10 @@ from __future__ import annotations
 import gc
 from collections import Counter
 
-from tests.unit.test_timer_summary import EVENTS, _records, _run
+from streamscore.config import Settings
+from streamscore.job.batches import pack_records
+from streamscore.resources import RECORD_TYPES, schema
+from tests.unit.test_timer_summary import EVENTS, _Context, _records, _run, _Timers, operator_cost
 
 
 def test_events_labels_bad_records_and_timers_leave_no_cyclic_garbage() -> None:
@@ -40,3 +43,24 @@ def test_events_labels_bad_records_and_timers_leave_no_cyclic_garbage() -> None:
     assert reasons["late"] > 0 and reasons["decode_error"] > 0, reasons
     assert result["labels"].get("joined", 0) > 0 and result["labels"].get("expired_unlabelled")
     assert result["cyclic_garbage"] == 0
+
+
+def test_the_scoring_function_freezes_each_batch_s_survivors_and_raises_the_threshold() -> None:
+    """The wiring of the above in ``ScoreEvents``: after each batch nothing is left for the
+    young collection (``gc.freeze`` empties the young generation), and the scoring interpreter's
+    young threshold is the setting's."""
+    records = [record for _, record in _records(seed=14, events=200)]
+    s = Settings().with_overrides({"metrics_port": 0, "redis_port": 1})
+    function = operator_cost._ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, None)
+    thresholds = gc.get_threshold()
+    function.open(operator_cost._RuntimeContext())
+    try:
+        assert gc.get_threshold()[0] == s.python_gc_young_threshold
+        frozen = gc.get_freeze_count()
+        for start in range(0, len(records), 50):
+            function.process_element(pack_records(records[start : start + 50]), _Context(_Timers()))
+            assert gc.get_count()[0] == 0
+        assert gc.get_freeze_count() > frozen  # the batches' survivors (the users' state)
+    finally:
+        function.close()
+        gc.set_threshold(*thresholds)
