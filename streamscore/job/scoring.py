@@ -337,9 +337,15 @@ class ScoringOperator:
         )
         out: list[OutputRecord] = []
         topic_labels = self._topic_labels
-        records = 0
-        for key, payload, topic, partition, offset, timestamp in unpack_records(value):
-            records += 1
+        batch = unpack_records(value)
+        records = len(batch)
+        # Only a batch under half full can be followed by a write-ahead (below), which takes
+        # the users changed longest ago first: the changes of full batches (a backlog drains)
+        # are not put in order, which cost two dictionary writes and a queue item per record.
+        ordered = records < self._keeping_up_below
+        self._state.ordered = ordered
+        self._join_map.ordered = ordered
+        for key, payload, topic, partition, offset, timestamp in batch:
             if topic == topic_labels:
                 self._label(out, key, payload, topic, partition, offset, ctx)
                 continue
@@ -362,11 +368,7 @@ class ScoringOperator:
             )
         if self._join_map.changed_entries > self._write_behind_max:
             self.write_join_changes()
-        elif (
-            records < self._keeping_up_below
-            and self._write_ahead_users
-            and self._write_ahead_window.is_open()
-        ):
+        elif ordered and self._write_ahead_users and self._write_ahead_window.is_open():
             self.write_ahead()
         return [self._packer.pack(out)] if out else []
 

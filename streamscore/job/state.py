@@ -560,7 +560,10 @@ class UserStateCache:
     users ahead of the barrier (``oldest_changed`` gives them, those changed longest ago first;
     ``stage`` stages them), so that the write-out before the barrier, which holds up every
     record behind it, has few left; a user changed again after it was written is written
-    again (``ScoringOperator.write_ahead``).
+    again (``ScoringOperator.write_ahead``). Changes are put in that order only while
+    ``ordered``: the operator turns it off for full batches (a backlog drains, and nothing is
+    written ahead), where the order cost a dictionary write and a queue item per record; a
+    user changed only then is written at the barrier, or when ahead after a later change.
 
     The cache lives in the function object: a restored, restarted or rescaled job builds new
     function objects, which start empty and read from Flink's state again. A read first switches
@@ -576,11 +579,18 @@ class UserStateCache:
         self._state = state
         self._keys = keys
         self._capacity = capacity
+        # The least recently used user leaves a full cache; until it is half full none can, so
+        # the order of use is kept from then on only (moving the user to the end on every read
+        # and write cost two dictionary operations per record; the first to leave are then
+        # those not used since it was half full, in the order they came).
+        self._recent_from = capacity // 2
         self._deferred = deferred and capacity > 0
         self._writer = writer
         self._entries: OrderedDict[str, ScoringState] = OrderedDict()
         self._changed: set[str] = set()
         self._order = ChangeOrder()
+        # Whether changes are put in order for ``oldest_changed`` (see ``ordered``).
+        self.ordered = True
         self.hits = 0
         self.misses = 0
 
@@ -588,7 +598,8 @@ class UserStateCache:
         entries = self._entries
         found = entries.get(user)
         if found is not None:
-            entries.move_to_end(user)
+            if len(entries) > self._recent_from:
+                entries.move_to_end(user)
             self.hits += 1
             return found
         self.misses += 1
@@ -601,7 +612,8 @@ class UserStateCache:
     def put(self, user: str, value: ScoringState) -> None:
         if self._deferred:
             self._changed.add(user)
-            self._order.touch(user)
+            if self.ordered:
+                self._order.touch(user)
         else:
             self._writer.stage_value(user, value)
             self._writer.flush()
@@ -634,6 +646,8 @@ class UserStateCache:
     def _remember(self, user: str, value: ScoringState) -> None:
         entries = self._entries
         entries[user] = value
+        if len(entries) <= self._recent_from:
+            return
         entries.move_to_end(user)
         if len(entries) > self._capacity:
             oldest = next(iter(entries))
@@ -653,7 +667,9 @@ class JoinMap:
     RocksDB read and an unpickle to get back an entry this subtask wrote itself. Keyed by
     (user, event id), as the map state is. At most ``capacity`` pending entries are kept, the
     oldest go first (pending entries are mostly closed in the order they were written); a miss
-    reads the map state.
+    reads the map state. An entry enters this cache when it is written: until then its waiting
+    change answers reads (below), so most of a drain's entries, made and closed between two
+    write-outs, never do.
 
     With ``deferred``, changes wait in Python, per user, until ``stage`` hands them to the
     writer (as in ``UserStateCache``): an event labelled before they are written costs one write
@@ -679,10 +695,13 @@ class JoinMap:
         self._deferred = deferred
         self._writer = writer
         self._pending: dict[tuple[str, str], JoinEntry] = {}
-        # user -> event id -> (its new entry, or None where it was removed; that change packed
-        # for the writer, state_writes.entry_record)
-        self._changes: dict[str, dict[str, tuple[JoinEntry | None, bytes]]] = {}
+        # user -> event id -> (its new entry, or None where it was removed; the same in the form
+        # Flink's state keeps, stored_entry; that change packed for the writer,
+        # state_writes.entry_record)
+        self._changes: dict[str, dict[str, tuple[JoinEntry | None, JoinEntry | None, bytes]]] = {}
         self._order = ChangeOrder()
+        # Whether changes are put in order for ``oldest_changed`` (as in ``UserStateCache``).
+        self.ordered = True
         self.changed_entries = 0
 
     def get(self, user: str, event_id: str) -> JoinEntry | None:
@@ -699,19 +718,18 @@ class JoinMap:
 
     def put(self, user: str, event_id: str, entry: JoinEntry) -> None:
         stored = stored_entry(entry)
-        self._change(user, event_id, entry, stored)
-        key = (user, event_id)
-        if entry[0] != PENDING:
-            self._pending.pop(key, None)
+        if self._deferred:
+            self._change(user, event_id, entry, stored)
             return
-        pending = self._pending
-        pending[key] = stored
-        if len(pending) > self._capacity:
-            del pending[next(iter(pending))]
+        self._write_now(user, event_id, stored)
+        self._cache(user, event_id, stored)
 
     def remove(self, user: str, event_id: str) -> None:
-        self._change(user, event_id, None, None)
-        self._pending.pop((user, event_id), None)
+        if self._deferred:
+            self._change(user, event_id, None, None)
+            return
+        self._write_now(user, event_id, None)
+        self._cache(user, event_id, None)
 
     def items(self, user: str) -> list[tuple[str, JoinEntry]]:
         """``user``'s entries: Flink's state (read in one call) with the waiting changes on top.
@@ -719,7 +737,7 @@ class JoinMap:
         entries = self._writer.entries_of(user)
         changes = self._changes.get(user)
         if changes:
-            for event_id, (entry, _) in changes.items():
+            for event_id, (entry, _, _) in changes.items():
                 if entry is None:
                     entries.pop(event_id, None)
                 else:
@@ -736,26 +754,44 @@ class JoinMap:
         return self._order.oldest(most)
 
     def stage(self, user: str) -> None:
-        """Stage ``user``'s waiting changes for the writer's next flush."""
+        """Stage ``user``'s waiting changes for the writer's next flush; what they leave
+        pending is kept in the pending cache from now on (until then the changes answer reads,
+        so an entry made and closed between two write-outs never enters the cache)."""
         changes = self._changes.pop(user, None)
         self._order.forget(user)
         if changes:
             self.changed_entries -= len(changes)
-            self._writer.stage_records(user, [record for _, record in changes.values()])
+            records: list[bytes] = []
+            for event_id, (_, stored, record) in changes.items():
+                self._cache(user, event_id, stored)
+                records.append(record)
+            self._writer.stage_records(user, records)
+
+    def _cache(self, user: str, event_id: str, stored: JoinEntry | None) -> None:
+        """The pending cache after ``stored`` (None: removed) was written."""
+        key = (user, event_id)
+        pending = self._pending
+        if stored is None or stored[0] != PENDING:
+            pending.pop(key, None)
+            return
+        pending[key] = stored
+        if len(pending) > self._capacity:
+            del pending[next(iter(pending))]
+
+    def _write_now(self, user: str, event_id: str, stored: JoinEntry | None) -> None:
+        self._writer.stage_entries(user, {event_id: stored})
+        self._writer.flush()
 
     def _change(
         self, user: str, event_id: str, entry: JoinEntry | None, stored: JoinEntry | None
     ) -> None:
         """``entry`` (None: removed) is what reads answer until it is written; ``stored`` is the
         same entry in the form Flink's state keeps (``stored_entry``)."""
-        if not self._deferred:
-            self._writer.stage_entries(user, {event_id: stored})
-            self._writer.flush()
-            return
         changes = self._changes.get(user)
         if changes is None:
             changes = self._changes[user] = {}
         if event_id not in changes:
             self.changed_entries += 1
-        changes[event_id] = (entry, entry_record(event_id, stored))
-        self._order.touch(user)
+        changes[event_id] = (entry, stored, entry_record(event_id, stored))
+        if self.ordered:
+            self._order.touch(user)

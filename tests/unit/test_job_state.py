@@ -356,6 +356,62 @@ def test_users_written_ahead_are_written_as_they_are_and_again_when_changed_agai
     assert cache.oldest_changed(10) == []
 
 
+def test_changes_made_while_unordered_wait_for_the_barrier_not_for_a_write_ahead() -> None:
+    from streamscore.job.state import JoinMap, UserStateCache
+
+    keys = _Keys()
+    backing, join_backing = _FakeValueState(keys), _FakeMapState(keys)
+    writer = _writer(keys, backing, join_backing)
+    cache = UserStateCache(backing, keys, 10, deferred=True, writer=writer)
+    join = JoinMap(join_backing, keys, 10, deferred=True, writer=writer)
+    cache.put("a", _new_state(1))
+    join.put("a", "e1", pending_entry(pending(1)))
+    cache.ordered = join.ordered = False  # a full batch: a backlog drains
+    cache.put("b", _new_state(2))
+    join.put("b", "e2", pending_entry(pending(2)))
+    assert cache.oldest_changed(10) == ["a"] and join.oldest_changed(10) == ["a"]
+    assert cache.changed() == {"a", "b"} and set(join.changed()) == {"a", "b"}
+    for user in ("a", "b"):  # the barrier's write-out still writes every change
+        cache.stage(user)
+        join.stage(user)
+    assert writer.flush() == 2 and set(backing.stored) == {"a", "b"}
+    assert set(join_backing.entries) == {("a", "e1"), ("b", "e2")}
+
+
+def test_the_state_cache_keeps_the_order_of_use_once_half_full() -> None:
+    from streamscore.job.state import UserStateCache
+
+    keys = _Keys()
+    backing = _FakeValueState(keys)
+    cache = UserStateCache(backing, keys, capacity=4, deferred=False, writer=_writer(keys, backing))
+    for user in ("a", "b", "c"):
+        cache.put(user, _new_state())
+    assert cache.get("a") is not None  # past half full: "a" is now the most recently used
+    cache.put("d", _new_state())
+    cache.put("e", _new_state())  # over capacity: "b", the least recently used, goes
+    reads = backing.reads
+    assert cache.get("a") is not None and cache.get("c") is not None and backing.reads == reads
+    assert cache.get("b") is not None and backing.reads == reads + 1  # read back from Flink
+
+
+def test_the_state_cache_ignores_use_until_half_full() -> None:
+    """Below half full nothing can leave the cache, so use is not tracked there: the first to
+    leave are those not used since, in the order they came."""
+    from streamscore.job.state import UserStateCache
+
+    keys = _Keys()
+    backing = _FakeValueState(keys)
+    cache = UserStateCache(backing, keys, capacity=4, deferred=False, writer=_writer(keys, backing))
+    cache.put("a", _new_state())
+    cache.put("b", _new_state())
+    assert cache.get("a") is not None  # half full: not tracked
+    for user in ("c", "d", "e"):
+        cache.put(user, _new_state())
+    reads = backing.reads
+    assert cache.get("b") is not None and backing.reads == reads
+    assert cache.get("a") is not None and backing.reads == reads + 1
+
+
 def test_writing_ahead_starts_one_window_before_the_barrier_is_due() -> None:
     from streamscore.job.state import WriteAheadWindow
 
@@ -498,6 +554,30 @@ def test_join_entries_written_ahead_are_written_and_again_when_changed_again() -
     }
     join.stage("u1")  # nothing waits: nothing written, and nothing left to write ahead
     assert writer.flush() == 0 and join.oldest_changed(10) == []
+
+
+def test_the_pending_cache_holds_entries_once_written() -> None:
+    _, backing, writer, join = _deferred_join_map(capacity=1)
+    join.put("u1", "e1", fresh_pending_entry(pending(1)))
+    join.put("u1", "e2", fresh_pending_entry(pending(2)))
+    join.put("u1", "e1", closed_entry(1, "labelled"))  # made and closed between write-outs
+    assert not join._pending  # the waiting changes answer reads: nothing cached yet
+    join.stage("u1")
+    writer.flush()
+    assert join._pending == {("u1", "e2"): pending_entry(pending(2))}  # only what stays pending
+    assert join.get("u1", "e2") == pending_entry(pending(2)) and backing.reads == 0
+    assert join.get("u1", "e1") == closed_entry(1, "labelled") and backing.reads == 1
+    join.put("u1", "e3", fresh_pending_entry(pending(3)))
+    join.put("u1", "e2", closed_entry(2, "labelled"))  # closed: leaves the cache when written
+    assert join.get("u1", "e2") == closed_entry(2, "labelled") and backing.reads == 1
+    join.stage("u1")
+    writer.flush()
+    assert join._pending == {("u1", "e3"): pending_entry(pending(3))}
+    join.put("u1", "e4", fresh_pending_entry(pending(4)))
+    join.stage("u1")
+    writer.flush()  # over capacity: the oldest written goes, and is read back when asked for
+    assert join._pending == {("u1", "e4"): pending_entry(pending(4))}
+    assert join.get("u1", "e3") == pending_entry(pending(3)) and backing.reads == 2
 
 
 def test_a_fresh_pending_entry_answers_unpacked_until_written_then_packed() -> None:
