@@ -1,0 +1,32 @@
+"""The scoring operator keeps the order of changes that writing ahead needs only for batches that
+can be followed by a write-ahead, those under half of ``scoring_batch_max_records``: a full batch
+(a backlog drains, nothing is written ahead) does not pay for it per record
+(``state.UserStateCache.ordered``, ``state.JoinMap.ordered``; bench/HISTORY.md, twenty-sixth
+session). Runs ``ScoreEvents`` outside Flink on the fakes of ``bench/operator_cost.py``."""
+
+from __future__ import annotations
+
+from streamscore.config import Settings
+from streamscore.job.batches import pack_records
+from streamscore.resources import RECORD_TYPES, schema
+from tests.unit.test_timer_summary import _Context, _records, _Timers, operator_cost
+
+
+def test_only_batches_under_half_full_put_their_changes_in_order() -> None:
+    records = [record for _, record in _records(seed=21, events=200)]
+    s = Settings().with_overrides(
+        {"metrics_port": 0, "redis_port": 1, "scoring_batch_max_records": 100}
+    )
+    function = operator_cost._ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, None)
+    function.open(operator_cost._RuntimeContext())
+    try:
+        scoring = function._scoring
+        ctx = _Context(_Timers())
+        function.process_element(pack_records(records[:100]), ctx)  # full: a backlog drains
+        assert not scoring._state.ordered and not scoring._join_map.ordered
+        assert scoring._state.changed() and not scoring._state.oldest_changed(1_000)
+        function.process_element(pack_records(records[100:110]), ctx)  # it keeps up
+        assert scoring._state.ordered and scoring._join_map.ordered
+        assert scoring._state.oldest_changed(1_000) and scoring._join_map.oldest_changed(1_000)
+    finally:
+        function.close()
