@@ -17,8 +17,14 @@ from collections import Counter
 
 from streamscore.config import Settings
 from streamscore.job.batches import pack_records
-from streamscore.resources import RECORD_TYPES, schema
-from tests.unit.test_timer_summary import EVENTS, _Context, _records, _run, _Timers, operator_cost
+from tests.unit.test_timer_summary import (
+    EVENTS,
+    _Context,
+    _records,
+    _run,
+    _Timers,
+    opened_score_events,
+)
 
 
 def test_events_labels_bad_records_and_timers_leave_no_cyclic_garbage() -> None:
@@ -50,12 +56,10 @@ def test_the_scoring_function_freezes_each_batch_s_survivors_and_raises_the_thre
     young collection (``gc.freeze`` empties the young generation), and the scoring interpreter's
     young threshold is the setting's."""
     records = [record for _, record in _records(seed=14, events=200)]
-    s = Settings().with_overrides({"metrics_port": 0, "redis_port": 1})
-    function = operator_cost._ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, None)
     thresholds = gc.get_threshold()
-    function.open(operator_cost._RuntimeContext())
+    function = opened_score_events()
     try:
-        assert gc.get_threshold()[0] == s.python_gc_young_threshold
+        assert gc.get_threshold()[0] == Settings().python_gc_young_threshold
         frozen = gc.get_freeze_count()
         for start in range(0, len(records), 50):
             function.process_element(pack_records(records[start : start + 50]), _Context(_Timers()))

@@ -131,6 +131,15 @@ def _records(seed: int, events: int) -> list[tuple[int, tuple[Any, ...]]]:
     return out
 
 
+def opened_score_events(overrides: dict[str, Any] | None = None) -> Any:
+    """``ScoreEvents`` on ``bench/operator_cost.py``'s fakes, opened: no metrics port, and a
+    feature store that is down (nothing listens on port 1). The caller closes it."""
+    s = Settings().with_overrides({"metrics_port": 0, "redis_port": 1, **(overrides or {})})
+    function = operator_cost._ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, None)
+    function.open(operator_cost._RuntimeContext())
+    return function
+
+
 def _run(
     records: list[tuple[int, tuple[Any, ...]]],
     walk_always: bool,

@@ -6,19 +6,13 @@ session). Runs ``ScoreEvents`` outside Flink on the fakes of ``bench/operator_co
 
 from __future__ import annotations
 
-from streamscore.config import Settings
 from streamscore.job.batches import pack_records
-from streamscore.resources import RECORD_TYPES, schema
-from tests.unit.test_timer_summary import _Context, _records, _Timers, operator_cost
+from tests.unit.test_timer_summary import _Context, _records, _Timers, opened_score_events
 
 
 def test_only_batches_under_half_full_put_their_changes_in_order() -> None:
     records = [record for _, record in _records(seed=21, events=200)]
-    s = Settings().with_overrides(
-        {"metrics_port": 0, "redis_port": 1, "scoring_batch_max_records": 100}
-    )
-    function = operator_cost._ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, None)
-    function.open(operator_cost._RuntimeContext())
+    function = opened_score_events({"scoring_batch_max_records": 100})
     try:
         scoring = function._scoring
         ctx = _Context(_Timers())
