@@ -217,6 +217,10 @@ class Settings(BaseSettings):
     # session), at light load a short wait keeps latency down. The learner's wait is
     # max_wait_ms. Both equal: a fixed wait; both 0: every record alone (the per-record path).
     scoring_batch_max_records: int = Field(500, ge=1)
+    # The model scores a batch's events in one call per model (job/scoring.py, _score_unscored:
+    # its trees stay in the CPU's caches from one event to the next), the scores equal bit for bit
+    # to one call per event. Off: each event is scored as it is read, as before (to compare them).
+    scoring_scores_per_batch: bool = True
     scoring_batch_max_wait_ms: int = Field(5, ge=0)
     scoring_batch_busy_wait_ms: int = Field(20, ge=0)
     delivery_guarantee: DeliveryGuarantee = DeliveryGuarantee.EXACTLY_ONCE

@@ -129,6 +129,36 @@ class ControlReader:
         return None
 
 
+class Unscored:
+    """An event whose features are computed, waiting for its batch's scores."""
+
+    def __init__(
+        self,
+        event: dict[str, Any],
+        user_id: str,
+        ingest_time: int,
+        state: ScoringState,
+        vector: list[float],
+    ) -> None:
+        self.event = event
+        self.user_id = user_id
+        self.ingest_time = ingest_time
+        self.state = state
+        self.vector = vector
+
+
+class UnscoredEvents:
+    """A batch's events waiting for their scores, and their users' states.
+
+    The users' states are kept here too: a second event of a user, waiting as well, must find
+    the state the first one updated, and a state made for a new user enters the user cache
+    only when its event is scored, as before."""
+
+    def __init__(self) -> None:
+        self.events: list[Unscored] = []
+        self.states: dict[str, ScoringState] = {}
+
+
 class ScoringOperator:
     """Per record of a batch: decode, checks, the late rule, features, scores, the label join and
     every output; per timer, the user's due labels and idle state; the models in use, as the
@@ -172,6 +202,10 @@ class ScoringOperator:
         # event id -> its entry in the label join (job/state.py): a record touches one entry.
         self._join_map = JoinMap(join_state, keys, s.pending_cache_outcomes, deferred, self._writer)
         self._packer = OutputPacker()
+        # A batch's events are scored together (_score_unscored): the model's trees stay in the
+        # CPU's caches while it walks them for one event after another.
+        self._unscored = UnscoredEvents()
+        self._scores_per_batch = s.scoring_scores_per_batch
         # Read by hand (avro_encoders): what fastavro's reader gives, at a fraction of its cost.
         self._events = EventDecoder(self._schemas["event"])
         self._labels = LabelDecoder(self._schemas["label"])
@@ -345,8 +379,11 @@ class ScoringOperator:
         ordered = records < self._keeping_up_below
         self._state.ordered = ordered
         self._join_map.ordered = ordered
+        unscored = self._unscored
         for key, payload, topic, partition, offset, timestamp in batch:
             if topic == topic_labels:
+                if key in unscored.states:  # its user has events waiting for their scores
+                    self._score_unscored(out, ctx)
                 self._label(out, key, payload, topic, partition, offset, ctx)
                 continue
             try:
@@ -363,9 +400,10 @@ class ScoringOperator:
                 out.append(self._dead_letter(rejection, topic, partition, offset, payload))
                 continue
             assert payload is not None  # read_event rejects a record without one
-            self._score(
-                out, event, key, payload, timestamp, topic, partition, offset, ctx, watermark
-            )
+            self._features(out, event, key, payload, timestamp, topic, partition, offset, watermark)
+            if not self._scores_per_batch:
+                self._score_unscored(out, ctx)
+        self._score_unscored(out, ctx)
         if self._join_map.changed_entries > self._write_behind_max:
             self.write_join_changes()
         elif ordered and self._write_ahead_users and self._write_ahead_window.is_open():
@@ -452,7 +490,7 @@ class ScoringOperator:
         )
         out.extend(self._join(key, label["event_id"], parked, ctx))
 
-    def _score(
+    def _features(
         self,
         out: list[OutputRecord],
         event: dict[str, Any],
@@ -462,11 +500,11 @@ class ScoringOperator:
         topic: str,
         partition: int,
         offset: int,
-        ctx: Any,
         watermark: int,
     ) -> None:
+        """An event's late rule and features; what follows from its score waits for the
+        batch's (``_score_unscored``)."""
         event_time = event["event_time"]
-        metrics = self._metrics
         if event_time <= watermark:
             if event_time <= watermark - self._lateness:
                 self._late_dropped.inc()
@@ -478,19 +516,63 @@ class ScoringOperator:
                 out.append(self._dead_letter(late, topic, partition, offset, payload))
                 return
             self._late_scored.inc()
-
-        state: ScoringState | None = self._state.get(user_id)
+        unscored = self._unscored
+        state: ScoringState | None = unscored.states.get(user_id)
         if state is None:
-            state = new_scoring_state(self._engine.new_state())
+            state = self._state.get(user_id)
+            if state is None:
+                state = new_scoring_state(self._engine.new_state())
+            unscored.states[user_id] = state
         vector = self._engine.update(state.features, event)
+        unscored.events.append(Unscored(event, user_id, ingest_time, state, vector))
 
+    def _score_unscored(self, out: list[OutputRecord], ctx: Any) -> None:
+        """Score the events waiting since the batch began or since its last label for one of
+        their users, in one call per model, then the rest of each event in its order: its label
+        join, timer and state, feature-store write and prediction."""
+        unscored = self._unscored
+        events = unscored.events
+        if not events:
+            return
+        vectors = [item.vector for item in events]
+        champion = self._champion.score_many(vectors)
+        candidate = self._candidate
+        candidate_scores: list[tuple[float, str, bool]] = []
+        canary: list[bool] = []
+        if candidate is not None:
+            canary_percent = self._canary_percent
+            canary = [canary_arm(item.user_id, canary_percent) for item in events]
+            candidate_scores = candidate.score_many(
+                [vector for vector, arm in zip(vectors, canary) if arm]
+            )
+        next_candidate = 0
+        for position, item in enumerate(events):
+            champion_score: float | None = None
+            scored = champion[position]
+            arm = "champion"
+            if canary and canary[position]:
+                champion_score = scored[0]
+                scored = candidate_scores[next_candidate]
+                next_candidate += 1
+                arm = "candidate"
+            self._scored_event(out, item, scored, arm, champion_score, ctx)
+        events.clear()
+        unscored.states.clear()
+
+    def _scored_event(
+        self,
+        out: list[OutputRecord],
+        item: Unscored,
+        scored: tuple[float, str, bool],
+        arm: str,
+        champion_score: float | None,
+        ctx: Any,
+    ) -> None:
+        event, user_id, vector, state = item.event, item.user_id, item.vector, item.state
+        event_time = event["event_time"]
+        metrics = self._metrics
         amount = event["amount"]
-        scorer, arm = self._champion, "champion"
-        champion_score: float | None = None
-        if self._candidate is not None and canary_arm(user_id, self._canary_percent):
-            scorer, arm = self._candidate, "candidate"
-            champion_score = self._champion.score(vector)[0]
-        score, model_version, fell_back = scorer.score(vector)
+        score, model_version, fell_back = scored
         decision = self._costs.decide(score, amount)
         challenger = self._challenger
         challenger_score = challenger.score(vector) if challenger is not None else None
@@ -534,6 +616,7 @@ class ScoringOperator:
             degraded.append("redis")
             metrics.degraded.labels("redis").inc()
         self._store.submit(user_id, event_time, event_id, vector)
+        ingest_time = item.ingest_time
         record = records.prediction(
             self._predictions,
             event,

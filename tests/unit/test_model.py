@@ -13,7 +13,7 @@ from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.model.dataset import build_training_set, replay_features
 from streamscore.model.loading import ModelBundle
 from streamscore.model.registry import ModelNotFound, list_versions, resolve
-from streamscore.model.scorer import FALLBACK_VERSION, Scorer, Thresholds
+from streamscore.model.scorer import FALLBACK_VERSION, MATRIX_FROM_ROWS, Scorer, Thresholds
 from streamscore.model.train import TrainConfig, roc_auc, train_from_generator
 
 
@@ -61,8 +61,33 @@ def test_fast_single_row_scores_equal_batch_predict(model_dir: Path) -> None:
     rows = [vector for _, vector in pairs]
     fast = [scorer.score(v) for v in rows]
     assert all(version == scorer.model_version != FALLBACK_VERSION for _, version, _ in fast)
-    batch = scorer._booster.predict_many(rows)  # type: ignore[union-attr]
-    np.testing.assert_allclose([s for s, _, _ in fast], batch, rtol=0, atol=1e-12)
+    booster = scorer._booster
+    assert booster is not None
+    # LightGBM's own Python API, for reference: the same scores up to its float handling.
+    reference = booster._booster.predict(np.asarray(rows, dtype=np.float64))
+    np.testing.assert_allclose([s for s, _, _ in fast], reference, rtol=0, atol=1e-12)
+    # The job's many-row path: bit for bit the single-row scores, whatever the batch's size
+    # (under MATRIX_FROM_ROWS one row at a time, from it in one matrix call, growing its buffer).
+    for size in (1, MATRIX_FROM_ROWS - 1, MATRIX_FROM_ROWS, 333, len(rows)):
+        many = [
+            s for i in range(0, len(rows), size) for s in booster.predict_rows(rows[i : i + size])
+        ]
+        assert many == [s for s, _, _ in fast], size
+    assert scorer.score_many(rows[:50]) == fast[:50]
+
+
+def test_score_many_falls_back_only_for_rows_the_model_cannot_score(model_dir: Path) -> None:
+    """A failed matrix call is retried row by row: a row the model cannot score falls back
+    alone, as ``score`` does it, and the others keep the model's scores."""
+    scorer = Scorer(ModelBundle.load(model_dir))
+    booster = scorer._booster
+    assert booster is not None
+    width = len(FEATURE_SET.feature_names)
+    rows = [[float(i % 7)] * width for i in range(20)]
+    rows[3] = [0.0] * (width - 1)  # one value short: the row cannot be packed
+    expected = [scorer.score(row) for row in rows]
+    assert [fell_back for _, _, fell_back in expected] == [i == 3 for i in range(20)]
+    assert scorer.score_many(rows) == expected
 
 
 def test_model_for_another_feature_set_falls_back(model_dir: Path) -> None:

@@ -145,11 +145,17 @@ def _run(
     walk_always: bool,
     overrides: dict[str, Any] | None = None,
     count_cyclic_garbage: bool = False,
+    model: Any = None,
+    assignment: Any = None,
 ) -> dict[str, Any]:
     """The records through the operator in batches of 25, each user's timers fired as the
     watermark passes them and a checkpoint barrier every 500 records. With
     ``count_cyclic_garbage``, the collector is off while they run, and what is left in reference
-    cycles is counted at the end (frozen objects too: the operator freezes its survivors)."""
+    cycles is counted at the end (frozen objects too: the operator freezes its survivors).
+    ``model``: the job's model (a ``ModelBundle``; None: the fallback rules); ``assignment``: a
+    ``control.Assignment`` applied before the first record. The predictions are among the
+    outputs without the two fields that are not the records' (``scored_time``, the wall clock,
+    and ``degraded``, which says whether the unreachable feature store was yet found down)."""
     s = Settings().with_overrides(
         {
             "metrics_port": 0,
@@ -159,9 +165,11 @@ def _run(
             **(overrides or {}),
         }
     )
-    function = operator_cost._ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, None)
+    function = operator_cost._ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, model)
     runtime = _RuntimeContext()
     function.open(runtime)
+    if assignment is not None:
+        function._scoring.apply("ASSIGN", assignment)
     if count_cyclic_garbage:
         gc.disable()
     operator = function._scoring
@@ -170,14 +178,16 @@ def _run(
     timers = _Timers()
     ctx = _Context(timers)
     outputs: Counter[tuple[str, str, Any]] = Counter()
-    dead_letters = Codec("dead_letter")
+    dead_letters, predictions = Codec("dead_letter"), Codec("prediction")
 
     def take(packed: list[bytes]) -> None:
         for piece in packed:
             for topic, key, value in unpack_outputs(piece):
                 if topic == s.topic_predictions:
-                    continue  # carry wall-clock times; the same events in both runs
-                if topic == s.topic_dead_letters:  # without the time it was made
+                    prediction = predictions.decode(value)
+                    del prediction["scored_time"], prediction["degraded"]
+                    value = repr(sorted(prediction.items()))
+                elif topic == s.topic_dead_letters:  # without the time it was made
                     dead = dead_letters.decode(value)
                     value = repr(sorted((k, v) for k, v in dead.items() if "time" not in k))
                 outputs[(topic, key.decode(), value)] += 1
