@@ -70,10 +70,10 @@ def versions() -> dict[str, Any]:
 
 def git_info() -> dict[str, Any]:
     """The commit measured, and whether the work tree differed from it."""
-    changed = [
-        line[3:]
-        for line in _run("git", "status", "--porcelain", "--untracked-files=no").splitlines()
-    ]
+    # Tracked files that differ from the commit, staged or not. (Read from ``git status
+    # --porcelain`` before, whose first line lost its leading blank to the output's strip and
+    # so a letter of its name: "EADME.md".)
+    changed = _run("git", "diff", "--name-only", "HEAD").splitlines()
     untracked = _run("git", "ls-files", "--others", "--exclude-standard").splitlines()
     return {
         "commit": _run("git", "rev-parse", "HEAD"),
