@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) ## Install system packages (if root) and the Python venv
 	@$(BIN)/streamscore native --current 2>/dev/null || $(MAKE) --no-print-directory native
 
-native: $(STAMP) ## Compile the scoring path with mypyc again (after editing it; streamscore/native.py)
+native: $(STAMP) ## Compile the scoring path with mypyc and Cython again (after editing it; streamscore/native.py)
 	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/streamscore native
 

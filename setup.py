@@ -1,5 +1,5 @@
-"""Builds the scoring path's modules as C extensions with mypyc (everything else about the
-package is in pyproject.toml).
+"""Builds the scoring path's modules as C extensions with mypyc, and those that need C arrays with
+Cython (everything else about the package is in pyproject.toml).
 
 The job's per-event work is plain Python (decode, features, state, scores, Avro, outputs);
 compiled by mypyc from the same typed sources it costs less per event (README, Performance). The
@@ -70,10 +70,17 @@ def _extensions() -> list[object]:
         # No build, so no manifest: the tree's earlier extensions, if any, are not used.
         NATIVE.source_path(Path("."), NATIVE.MANIFEST_MODULE).unlink(missing_ok=True)
         return []
+    from Cython.Build import cythonize
     from mypyc.build import mypycify
 
-    sources = [str(NATIVE.source_path(Path("."), m)) for m in NATIVE.COMPILED_MODULES]
-    return mypycify(["--config-file", "pyproject.toml", *sources], group_name=NATIVE.GROUP)
+    sources = [str(NATIVE.source_path(Path("."), m)) for m in NATIVE.MYPYC_MODULES]
+    mypyc = mypycify(["--config-file", "pyproject.toml", *sources], group_name=NATIVE.GROUP)
+    cython = cythonize(
+        [str(NATIVE.source_path(Path("."), m)) for m in NATIVE.CYTHON_MODULES],
+        compiler_directives={"language_level": 3},
+        quiet=True,
+    )
+    return [*mypyc, *cython]
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildWithManifest})

@@ -1,6 +1,8 @@
-"""The scoring path compiled by mypyc, and the guard that never lets a stale build run.
+"""The scoring path compiled by mypyc (and one module by Cython), and the guard that never lets a
+stale build run.
 
-``setup.py`` compiles ``COMPILED_MODULES`` into C extensions and records each source's hash in
+``setup.py`` compiles ``COMPILED_MODULES`` into C extensions (``MYPYC_MODULES`` with mypyc,
+``CYTHON_MODULES`` with Cython, from their "pure Python" sources) and records each source's hash in
 ``_native_manifest.py`` next to them (in the source tree for an editable install). Python
 imports an extension before a source of the same name, so without a guard an edited source
 would silently keep running its old build. ``use_compiled_or_sources`` (called once, when the
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 # What runs per record in the scoring operator, and what it calls. A module listed here must
 # pass mypy with pyproject.toml's settings (the build runs it and stops at an error): mypyc
 # compiles from the checked types and enforces them at run time.
-COMPILED_MODULES: tuple[str, ...] = (
+MYPYC_MODULES: tuple[str, ...] = (
     "streamscore.features.aggregations",
     "streamscore.features.compiled",
     "streamscore.features.engine",
@@ -54,6 +56,10 @@ COMPILED_MODULES: tuple[str, ...] = (
     "streamscore.model.compiled_learning",
     "streamscore.monitoring.drift",
 )
+# Modules that need what mypyc cannot give: C arrays read without boxing each number. Written in
+# Cython's "pure Python" mode, so their sources run as they are when not compiled.
+CYTHON_MODULES: tuple[str, ...] = ("streamscore.features.rings",)
+COMPILED_MODULES: tuple[str, ...] = MYPYC_MODULES + CYTHON_MODULES
 # The shared library that holds the compiled code of all of them (mypyc's "group").
 GROUP = "streamscore._scoring_path"
 MANIFEST_MODULE = "streamscore._native_manifest"

@@ -2,8 +2,10 @@
 
 ``compile_features`` turns the declarations of ``definitions.py`` into a tuple of objects in
 vector order. Each object says which names it produces and appends exactly that many values,
-so the vector's order can only be the names' order. A stateful feature also owns one slot of the
-user's state (its bucket map) and folds each event into it after reading.
+so the vector's order can only be the names' order. A windowed feature also owns part of the
+user's state and folds each event into it after reading: a numeric window its ring of cells in
+the user's array of doubles (``rings.py``, at the ``base`` that ``compile_features`` gives it),
+a distinct count one slot (its bucket map of value sets).
 
 Semantics of a windowed feature, per user, in processing order: the value for event e uses the
 events processed before e (never e itself) whose bucket lies in e's window, i.e. the
@@ -14,10 +16,12 @@ features. A bucket expires once the user's newest event time (before e) is at le
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
-from streamscore.features.aggregations import AGGREGATIONS, Buckets, add_to_buckets, merge_live
+from streamscore.features.aggregations import AGGREGATIONS
 from streamscore.features.definitions import FeatureSet, Window
+from streamscore.features.rings import merge_and_add, ring_size, window_width
 
 NO_HISTORY = -1.0
 
@@ -44,8 +48,10 @@ class Feature:
     table, not a Python method call with its arguments boxed."""
 
     names: tuple[str, ...]
-    # Whether the feature keeps per-user state (a bucket map) between events.
+    # Whether the feature keeps per-user state in a slot of its own (a bucket map).
     stateful: bool = False
+    # Whether it keeps per-user state in the user's cells (a numeric window's ring).
+    uses_cells: bool = False
 
     def new_slot(self) -> Any:
         """The feature's empty per-user state (``None`` when it keeps none)."""
@@ -54,7 +60,8 @@ class Feature:
     def emit(self, out: list[float], slot: Any, event: dict[str, Any], newest: int) -> None:
         """Append the feature's values for ``event`` as of just before it, then fold it in.
 
-        ``newest`` is the user's newest event time before ``event`` (-1: no history)."""
+        ``slot`` is the feature's slot (``stateful``), the user's cells (``uses_cells``) or
+        None. ``newest`` is the user's newest event time before ``event`` (-1: no history)."""
         raise NotImplementedError
 
     def expire(self, slot: Any, newest: int) -> None:
@@ -110,47 +117,47 @@ class _Windowed(Feature):
     ends with the event's bucket ``k_event`` are ``k_first < k <= k_event``, where ``k_first``
     also skips buckets expired relative to the user's newest event."""
 
-    stateful = True
-
     def __init__(self, window: Window, retention_slack_ms: int) -> None:
         self.window = window
         self._bucket_ms = window.bucket_ms
         self._n = window.buckets
         self._reach_ms = window.length_ms + retention_slack_ms
 
-    def new_slot(self) -> dict[int, Any]:
-        return {}
-
-    def expire(self, slot: dict[int, Any], newest: int) -> None:
-        first_alive = (newest - self._reach_ms) // self._bucket_ms
-        for k in [k for k in slot if k < first_alive]:
-            del slot[k]
-
 
 class WindowedNumeric(_Windowed):
-    """Aggregations (see ``aggregations.AGGREGATIONS``) of a numeric field over one window."""
+    """Aggregations (see ``aggregations.AGGREGATIONS``) of a numeric field over one window, its
+    buckets a ring of ``ring`` cells at ``base`` in the user's cells."""
+
+    uses_cells = True
 
     def __init__(
-        self, field: str, aggregations: tuple[str, ...], window: Window, slack_ms: int
+        self, field: str, aggregations: tuple[str, ...], window: Window, slack_ms: int, base: int
     ) -> None:
         super().__init__(window, slack_ms)
         self.field = field
         self.names = tuple(f"{field}_{agg}_{window.name}" for agg in aggregations)
         self._aggregations = tuple(AGGREGATIONS[agg] for agg in aggregations)
+        self.base = base
+        self.ring = ring_size(self._reach_ms, self._bucket_ms)
 
-    def emit(self, out: list[float], slot: Buckets, event: dict[str, Any], newest: int) -> None:
-        # _live_range inlined: this runs for every window of every event.
+    def emit(
+        self, out: list[float], slot: array[float], event: dict[str, Any], newest: int
+    ) -> None:
+        # The live range (``_Windowed``) inline: this runs for every window of every event.
         k_event = _event_time(event) // self._bucket_ms
         k_first = max(k_event - self._n, (newest - self._reach_ms) // self._bucket_ms - 1)
-        cell = merge_live(slot, k_first, k_event)
+        merged = merge_and_add(
+            slot, self.base, self.ring, k_first, k_event, _number(event, self.field)
+        )
         for aggregation in self._aggregations:
-            out.append(aggregation.value(cell))
-        add_to_buckets(slot, k_event, _number(event, self.field))
+            out.append(aggregation.value(merged))
 
 
 class WindowedDistinct(_Windowed):
     """Distinct values of a text field over one window, and optionally whether the event's own
-    value is new in it."""
+    value is new in it. Its slot: bucket index → the set of values seen in that bucket."""
+
+    stateful = True
 
     def __init__(self, field: str, window: Window, slack_ms: int, flag_new_value: bool) -> None:
         super().__init__(window, slack_ms)
@@ -160,6 +167,14 @@ class WindowedDistinct(_Windowed):
             names.append(f"{field}_is_new_{window.name}")
         self.names = tuple(names)
         self._flag_new = flag_new_value
+
+    def new_slot(self) -> dict[int, set[str]]:
+        return {}
+
+    def expire(self, slot: dict[int, set[str]], newest: int) -> None:
+        first_alive = (newest - self._reach_ms) // self._bucket_ms
+        for k in [k for k in slot if k < first_alive]:
+            del slot[k]
 
     def emit(
         self, out: list[float], slot: dict[int, set[str]], event: dict[str, Any], newest: int
@@ -205,9 +220,12 @@ def compile_features(fs: FeatureSet) -> tuple[Feature, ...]:
         features.append(SecondsSincePrevious())
     windows = fs.window_by_name
     slack = fs.retention_slack_ms
+    base = 0  # where the next numeric window's ring starts in the user's cells
     for spec in fs.numeric:
         for name in spec.windows:
-            features.append(WindowedNumeric(spec.field, spec.aggregations, windows[name], slack))
+            numeric = WindowedNumeric(spec.field, spec.aggregations, windows[name], slack, base)
+            features.append(numeric)
+            base += window_width(numeric.ring)
     for distinct in fs.distinct:
         for name in distinct.windows:
             features.append(

@@ -8,17 +8,23 @@ engine runs them in vector order over the user's state and keeps that state boun
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
-from streamscore.features.compiled import NO_HISTORY, Feature, compile_features
+from streamscore.features.compiled import NO_HISTORY, Feature, WindowedNumeric, compile_features
 from streamscore.features.definitions import FEATURE_SET, FeatureSet
+from streamscore.features.rings import new_cells, pack, unpack
 
 __all__ = ["EXPIRY_STEP_MS", "NO_HISTORY", "FeatureEngine", "UserState"]
 
-# Expired buckets are dropped when the newest event time enters a new minute. Reads skip expired
-# buckets anyway, so this only bounds the state; it does not change any feature.
+# The distinct counts' expired buckets are dropped when the newest event time enters a new
+# minute (the numeric windows' rings reuse theirs as they move on). Reads skip expired buckets
+# anyway, so this only bounds the state; it does not change any feature.
 EXPIRY_STEP_MS = 60_000
+# A feature's place in the plan when it keeps its state in the user's cells, or keeps none.
+CELLS = -2
+NO_STATE = -1
 
 
 def as_list(vector: Sequence[float]) -> list[float]:
@@ -31,29 +37,38 @@ class UserState:
     """Everything the engine keeps for one user: one RocksDB value in the job.
 
     ``newest``: the newest event time folded in (-1 before the first event).
-    ``slots``: one entry per stateful feature, in the order of ``FeatureEngine.stateful``
-    (each a bucket map: bucket index → ``[count, sum, max]`` or a set of values).
-    It pickles as ``(newest, slots)``: small and fast, since the job pickles it per event.
+    ``cells``: the numeric windows' rings of bucket cells, one after another (``rings.py``).
+    ``slots``: one entry per stateful feature (``Feature.stateful``: the distinct counts' bucket
+    maps of value sets), in the order of ``FeatureEngine.stateful``.
+    It pickles as ``(newest, packed cells, slots)``, the cells without their empty ones
+    (``rings.pack``): small and fast, since the job pickles each changed user per checkpoint.
     """
 
-    __slots__ = ("newest", "slots")
+    __slots__ = ("newest", "cells", "slots")
 
-    def __init__(self, newest: int, slots: list[Any]) -> None:
+    def __init__(self, newest: int, cells: array[float], slots: list[Any]) -> None:
         self.newest = newest
+        self.cells = cells
         self.slots = slots
 
-    def __reduce__(self) -> tuple[type[UserState], tuple[int, list[Any]]]:
-        return UserState, (self.newest, self.slots)
+    def __reduce__(self) -> tuple[Any, tuple[int, bytes, list[Any]]]:
+        return restore_user_state, (self.newest, pack(self.cells), self.slots)
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, UserState)
             and self.newest == other.newest
+            and self.cells == other.cells
             and self.slots == other.slots
         )
 
     def __repr__(self) -> str:
-        return f"UserState(newest={self.newest}, slots={self.slots!r})"
+        return f"UserState(newest={self.newest}, cells={self.cells!r}, slots={self.slots!r})"
+
+
+def restore_user_state(newest: int, packed: bytes, slots: list[Any]) -> UserState:
+    """A pickled ``UserState`` read back (its ``__reduce__``)."""
+    return UserState(newest, unpack(packed), slots)
 
 
 class FeatureEngine:
@@ -62,20 +77,27 @@ class FeatureEngine:
         self.features: tuple[Feature, ...] = compile_features(feature_set)
         self.names: tuple[str, ...] = feature_set.feature_names
         self.stateful = tuple(f for f in self.features if f.stateful)
-        # (feature, index of its state slot or -1), in vector order
+        self.rings = tuple(f.ring for f in self.features if isinstance(f, WindowedNumeric))
+        # (feature, index of its state slot, or CELLS, or NO_STATE), in vector order
         slot_of = {id(f): i for i, f in enumerate(self.stateful)}
-        self._plan = tuple((f, slot_of.get(id(f), -1)) for f in self.features)
+        self._plan = tuple(
+            (f, CELLS if f.uses_cells else slot_of.get(id(f), NO_STATE)) for f in self.features
+        )
 
     def new_state(self) -> UserState:
-        return UserState(-1, [f.new_slot() for f in self.stateful])
+        return UserState(-1, new_cells(self.rings), [f.new_slot() for f in self.stateful])
 
     def update(self, state: UserState, event: dict[str, Any]) -> list[float]:
         """Return the feature vector of ``event`` (as of just before it) and fold it into state."""
         newest = state.newest
         slots = state.slots
+        cells = state.cells
         vector: list[float] = []
         for feature, slot in self._plan:
-            feature.emit(vector, slots[slot] if slot >= 0 else None, event, newest)
+            if slot >= 0:
+                feature.emit(vector, slots[slot], event, newest)
+            else:
+                feature.emit(vector, cells if slot == CELLS else None, event, newest)
         t: int = event["event_time"]
         if t > newest:
             state.newest = t

@@ -46,8 +46,10 @@ from streamscore.job.state_writes import JoinEntry, StateWriter, entry_record
 # 1: the features' UserState alone (before the label join); 2: one value with the join's dicts;
 # 3: the value and the join map (state names "scoring-user-v3", "label-join-v3"). The value's
 # summary of the map's deadlines (DueSummary) came later, within 3: a value pickled without it
-# reads back with it unknown, and the user's next timer walks the map and makes it.
-STATE_VERSION = 3
+# reads back with it unknown, and the user's next timer walks the map and makes it. 4: the
+# features' numeric windows as rings of cells in one array (features/rings.py), pickled packed;
+# the state names stay, and a value of 3 does not read back (``streamscore upgrade`` refuses it).
+STATE_VERSION = 4
 # Timer deadlines are rounded up to this step of event time (see the module's docstring).
 TIMER_STEP_MS = 10_000
 # A deadline that never comes.
