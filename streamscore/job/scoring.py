@@ -64,7 +64,7 @@ from streamscore.job.state import (
 )
 from streamscore.job.state_writes import JvmStateWrites, StateWriter
 from streamscore.metrics import process_metrics
-from streamscore.model.challenger import ShadowScorer, load_snapshot
+from streamscore.model.challenger import ShadowScorer, load_snapshot, new_learner
 from streamscore.model.control import canary_arm
 from streamscore.model.loading import ModelBundle
 from streamscore.model.scorer import Scorer
@@ -95,6 +95,11 @@ class ControlReader:
         self._load_check = load_check
         # The last snapshot checked (its bytes and the model they hold), for ``take_checked``.
         self._checked: tuple[bytes, Any] | None = None
+        if load_check:
+            # The modules a challenger's snapshot needs (river's, and what they import), loaded
+            # now rather than by the first snapshot's unpickling, which held up the records
+            # behind it for about 0.3 s in a drain (bench/HISTORY.md, twenty-eighth session).
+            new_learner()
 
     def read(self, payload: bytes | None) -> tuple[str, Any] | None:
         """``("ASSIGN", Assignment)`` or ``("CHALLENGER", (version, snapshot bytes))``; None for

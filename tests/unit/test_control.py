@@ -385,3 +385,26 @@ def test_a_checked_snapshot_is_handed_to_the_scorer_not_loaded_again() -> None:
     unchecked = ControlReader(settings_from(), schema("control"), load_check=False)
     _, (_, unchecked_data) = unchecked.read(payload)
     assert unchecked.take_checked(unchecked_data) is None
+
+
+_IMPORTS_ON_CREATION = """
+import sys
+from streamscore.config import settings_from
+from streamscore.job.scoring import ControlReader
+from streamscore.resources import schema
+
+ControlReader(settings_from(), schema("control"), load_check=False)
+before = "river.linear_model" in sys.modules
+ControlReader(settings_from(), schema("control"), load_check=True)
+print(before, "river.linear_model" in sys.modules)
+"""
+
+
+def test_the_scorers_reader_loads_the_snapshots_modules_when_made() -> None:
+    """The first CHALLENGER's unpickling imported river and what it imports, about 0.3 s of the
+    scoring thread with every record behind it waiting; the scorers' reader imports them when
+    it is made, before records come. (In a fresh interpreter: this one has river already.)"""
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_ON_CREATION], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "True"]
