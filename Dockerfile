@@ -51,7 +51,8 @@ COPY README.md setup.py ./
 COPY streamscore ./streamscore
 # A wheel, installed like any user's: schemas, the job entry point and the pom are package data
 # read through importlib.resources, so nothing needs the source tree after this step. Building
-# it compiles the scoring path with mypyc (setup.py; build-essential above is its compiler).
+# it compiles the scoring path with mypyc and Cython (setup.py; build-essential above is their
+# compiler).
 RUN pip wheel --no-deps -w /tmp/wheels . \
  && pip install --no-deps /tmp/wheels/streamscore-*.whl \
  && rm -rf /tmp/wheels build

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # System packages the local stack needs: a Java 17 JDK (Kafka 4, Flink 2, javac for the job's
 # JVM operators), Maven (fetches the Kafka and connector jars from Maven Central), a C compiler
-# and Python's headers (mypyc compiles the scoring path at install, setup.py), redis-server and
-# prometheus (with promtool). With --test also chromium, which the end-to-end tests use to
-# render the health report headless. Installs what is missing from Debian's packages when run as
-# root; otherwise says what to install.
+# and Python's headers (mypyc and Cython compile the scoring path at install, setup.py),
+# redis-server and prometheus (with promtool). With --test also chromium, which the end-to-end
+# tests use to render the health report headless. Installs what is missing from Debian's
+# packages when run as root; otherwise says what to install.
 set -euo pipefail
 
 missing=()
@@ -14,7 +14,7 @@ if ! command -v java >/dev/null || ! command -v javac >/dev/null || [ "$(java_ma
   missing+=(openjdk-17-jdk-headless)
 fi
 command -v mvn >/dev/null || missing+=(maven)
-# A C compiler: mypyc compiles the scoring path when the package is installed (setup.py).
+# A C compiler: mypyc and Cython compile the scoring path when the package is installed (setup.py).
 command -v cc >/dev/null || missing+=(gcc)
 python="${PYTHON:-python3.11}"
 if command -v "$python" >/dev/null && ! "$python" -c 'import os, sys, sysconfig

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from streamscore.features.compiled import NO_HISTORY, Feature, WindowedNumeric, compile_features
 from streamscore.features.definitions import FEATURE_SET, FeatureSet
@@ -23,8 +23,8 @@ __all__ = ["EXPIRY_STEP_MS", "NO_HISTORY", "FeatureEngine", "UserState"]
 # anyway, so this only bounds the state; it does not change any feature.
 EXPIRY_STEP_MS = 60_000
 # A feature's place in the plan when it keeps its state in the user's cells, or keeps none.
-CELLS = -2
-NO_STATE = -1
+CELLS: Final = -2
+NO_STATE: Final = -1
 
 
 def as_list(vector: Sequence[float]) -> list[float]:
