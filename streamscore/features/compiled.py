@@ -146,9 +146,7 @@ class WindowedNumeric(_Windowed):
         # The live range (``_Windowed``) inline: this runs for every window of every event.
         k_event = _event_time(event) // self._bucket_ms
         k_first = max(k_event - self._n, (newest - self._reach_ms) // self._bucket_ms - 1)
-        merged = merge_and_add(
-            slot, self.base, self.ring, k_first, k_event, _number(event, self.field)
-        )
+        merged = merge_and_add(slot, self.base, k_first, k_event, _number(event, self.field))
         for aggregation in self._aggregations:
             out.append(aggregation.value(merged))
 

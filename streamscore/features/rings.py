@@ -40,7 +40,9 @@ def ring_size(reach_ms: int, bucket_ms: int) -> int:
     return reach_ms // bucket_ms + 2
 
 
-def window_width(ring: int) -> int:
+@cython.ccall
+@cython.exceptval(check=False)
+def window_width(ring: cython.Py_ssize_t) -> cython.Py_ssize_t:
     """Doubles a window of ``ring`` cells takes in a user's array: its header and its cells."""
     return WINDOW_HEADER + ring * CELL
 
@@ -53,14 +55,14 @@ def new_cells(rings: tuple[int, ...]) -> array:
     size: cython.Py_ssize_t = 0
     ring: cython.Py_ssize_t
     for ring in rings:
-        size += WINDOW_HEADER + ring * CELL
+        size += window_width(ring)
     cells = array("d", bytes(8 * size))
     view: cython.double[::1] = cells
     base: cython.Py_ssize_t = 0
     for ring in rings:
         view[base] = NO_BUCKET
         view[base + 1] = ring
-        base += WINDOW_HEADER + ring * CELL
+        base += window_width(ring)
     return cells
 
 
@@ -90,12 +92,15 @@ class Merged:
 @cython.inline
 @cython.cdivision(True)
 @cython.exceptval(check=False)
-def _slot(k: cython.longlong, ring: cython.longlong) -> cython.Py_ssize_t:
-    """Where bucket ``k``'s cell lies in its ring (``k mod ring``, never negative)."""
+def _cell(
+    base: cython.Py_ssize_t, k: cython.longlong, ring: cython.longlong
+) -> cython.Py_ssize_t:
+    """Where bucket ``k``'s cell starts in the array: in the window at ``base``, at its ring's
+    place ``k mod ring`` (never negative)."""
     i: cython.longlong = k % ring
     if i < 0:
         i += ring
-    return i
+    return base + WINDOW_HEADER + i * CELL
 
 
 @cython.ccall
@@ -104,7 +109,6 @@ def _slot(k: cython.longlong, ring: cython.longlong) -> cython.Py_ssize_t:
 def merge_and_add(
     cells: cython.double[::1],
     base: cython.Py_ssize_t,
-    ring: cython.Py_ssize_t,
     k_first: cython.longlong,
     k_event: cython.longlong,
     value: cython.double,
@@ -112,6 +116,7 @@ def merge_and_add(
     """Merges the cells of buckets ``k_first < k <= k_event`` of the window at ``base`` (in
     bucket order, as the dicts were read), then folds ``value`` into bucket ``k_event``."""
     head: cython.longlong = cython.cast(cython.longlong, cells[base])
+    ring: cython.longlong = cython.cast(cython.longlong, cells[base + 1])
     lo: cython.longlong = max(k_first + 1, head - ring + 1)
     hi: cython.longlong = min(k_event, head)
     events: cython.double = 0.0
@@ -120,7 +125,7 @@ def merge_and_add(
     k: cython.longlong = lo
     i: cython.Py_ssize_t
     while k <= hi:
-        i = base + WINDOW_HEADER + _slot(k, ring) * CELL
+        i = _cell(base, k, ring)
         if cells[i] > 0.0:
             events += cells[i]
             total += cells[i + 1]
@@ -133,7 +138,7 @@ def merge_and_add(
         stop: cython.longlong = min(k_event, head + ring)
         k = head + 1
         while k <= stop:
-            i = base + WINDOW_HEADER + _slot(k, ring) * CELL
+            i = _cell(base, k, ring)
             cells[i] = 0.0
             cells[i + 1] = 0.0
             cells[i + 2] = 0.0
@@ -141,7 +146,7 @@ def merge_and_add(
         cells[base] = cython.cast(cython.double, k_event)
     elif k_event <= head - ring:
         return merged  # older than any bucket a read can count again
-    i = base + WINDOW_HEADER + _slot(k_event, ring) * CELL
+    i = _cell(base, k_event, ring)
     if cells[i] > 0.0:
         cells[i] += 1.0
         cells[i + 1] += value
@@ -173,7 +178,7 @@ def pack(cells: cython.double[::1]) -> bytes:
         for j in range(ring):
             if cells[base + WINDOW_HEADER + j * CELL] > 0.0:
                 size += 1 + CELL
-        base += WINDOW_HEADER + ring * CELL
+        base += window_width(ring)
     packed = array("d", bytes(8 * size))
     out: cython.double[::1] = packed
     at: cython.Py_ssize_t = 0
@@ -197,7 +202,7 @@ def pack(cells: cython.double[::1]) -> bytes:
                 at += 1 + CELL
                 kept += 1
         out[at_kept] = kept
-        base += WINDOW_HEADER + ring * CELL
+        base += window_width(ring)
     return packed.tobytes()
 
 
@@ -240,5 +245,5 @@ def unpack(packed: bytes) -> array:
             view[i + 1] = source[at + 2]
             view[i + 2] = source[at + 3]
             at += 1 + CELL
-        base += WINDOW_HEADER + ring * CELL
+        base += window_width(ring)
     return cells

@@ -115,14 +115,14 @@ def test_a_ring_holds_every_readable_bucket() -> None:
 def test_an_event_older_than_the_ring_is_not_folded_in() -> None:
     ring = 7
     cells = new_cells((ring,))
-    merge_and_add(cells, 0, ring, -100, 100, 2.0)
+    merge_and_add(cells, 0, -100, 100, 2.0)
     before = array("d", cells)
     # Bucket 93 lies a whole ring below the head (100): no read can count it again.
-    assert merge_and_add(cells, 0, ring, 90, 93, 5.0) == Merged(0.0, 0.0, 0.0)
+    assert merge_and_add(cells, 0, 90, 93, 5.0) == Merged(0.0, 0.0, 0.0)
     assert cells == before
     # Bucket 94 is still in the ring.
-    assert merge_and_add(cells, 0, ring, 90, 94, 5.0) == Merged(0.0, 0.0, 0.0)
-    assert merge_and_add(cells, 0, ring, 90, 100, 1.0) == Merged(2.0, 7.0, 5.0)
+    assert merge_and_add(cells, 0, 90, 94, 5.0) == Merged(0.0, 0.0, 0.0)
+    assert merge_and_add(cells, 0, 90, 100, 1.0) == Merged(2.0, 7.0, 5.0)
 
 
 @given(arrivals)
@@ -155,14 +155,14 @@ def _is_count(cells: array, i: int) -> bool:
 
 def test_cut_short_cells_are_refused() -> None:
     cells = new_cells((7, 3))
-    merge_and_add(cells, 0, 7, 0, 10, 1.0)
+    merge_and_add(cells, 0, 0, 10, 1.0)
     with pytest.raises(ValueError, match="cut short"):
         unpack(pack(cells)[:-8])
 
 
 def test_a_cell_outside_its_ring_is_refused() -> None:
     cells = new_cells((7,))
-    merge_and_add(cells, 0, 7, 0, 10, 1.0)
+    merge_and_add(cells, 0, 0, 10, 1.0)
     packed = array("d")
     packed.frombytes(pack(cells))
     packed[3] = 7.0  # the kept cell's place: one past the ring
