@@ -194,8 +194,9 @@ class Settings(BaseSettings):
     state_write_behind_max: int = Field(100_000, ge=0)
     # Users' changed state and label-join entries wait for the barrier, whose write-out holds up
     # every record behind it. From state_write_ahead_ms before the next barrier is due (the last one
-    # plus checkpoint_interval_ms), while the scoring operator keeps up (its batches under half
-    # full), it writes them after each batch instead, at most state_write_ahead_users users per
+    # plus checkpoint_interval_ms), while the scoring operator keeps up (its batches not full:
+    # cut by their wait, not by scoring_batch_max_records), it writes them after each batch
+    # instead, at most state_write_ahead_users users per
     # batch, those changed longest ago first; a user that changes again is written again
     # (ScoringOperator.write_ahead; bench/HISTORY.md, eleventh session). Draining a backlog (full
     # batches), each changed user is written once, at the barrier. 0 users turns it off.

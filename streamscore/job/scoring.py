@@ -194,13 +194,15 @@ class ScoringOperator:
         # Writes wait for the checkpoint barrier (RecordBatcher announces it with an empty batch)
         # or for this many waiting writes; 0 writes every change at once.
         self._write_behind_max = s.state_write_behind_max
-        # Written ahead of the barrier while batches are under half full (write_ahead), from
+        # Written ahead of the barrier after batches that are not full (write_ahead), from
         # state_write_ahead_ms before the next barrier is due.
         self._write_ahead_users = s.state_write_ahead_users
         self._write_ahead_window = WriteAheadWindow(
             s.checkpoint_interval_ms / 1000, s.state_write_ahead_ms / 1000
         )
-        self._keeping_up_below = s.scoring_batch_max_records // 2
+        # A batch of this many records was cut by its size, not by its wait, a watermark or a
+        # barrier: records are queueing (a backlog drains).
+        self._full_batch = s.scoring_batch_max_records
         deferred = self._write_behind_max > 0
         self._writer = StateWriter(state_writes, keys)
         self._state = UserStateCache(user_state, keys, s.state_cache_users, deferred, self._writer)
@@ -378,10 +380,14 @@ class ScoringOperator:
         topic_labels = self._topic_labels
         batch = unpack_records(value)
         records = len(batch)
-        # Only a batch under half full can be followed by a write-ahead (below), which takes
+        # Only a batch that is not full can be followed by a write-ahead (below), which takes
         # the users changed longest ago first: the changes of full batches (a backlog drains)
         # are not put in order, which cost two dictionary writes and a queue item per record.
-        ordered = records < self._keeping_up_below
+        # (Until the twenty-ninth session the line was half full: at 5,000 events/s a batch
+        # waiting 20 ms for a busy operator holds about 200 records, and the changes of those
+        # over 250, unordered, were never written ahead and waited for the barrier: 20-80 ms of
+        # write-out there instead of 1-25; bench/HISTORY.md.)
+        ordered = records < self._full_batch
         self._state.ordered = ordered
         self._join_map.ordered = ordered
         unscored = self._unscored
