@@ -116,7 +116,11 @@ class QualityWindow:
         """The window's metrics, value breakdown and bootstrap intervals (``resamples=0``: no
         intervals, for a quick look)."""
         newest = self._newest_ms if now_ms is None else now_ms
-        kept = [o for o in self._outcomes if newest is None or o[0] >= newest - self.max_age_ms]
+        # A copy first, in one call into C: a metrics scrape reads the window on its own thread
+        # while the learner adds outcomes, and filtering the deque itself in Python let the
+        # learner's append in between ("deque mutated during iteration": the readout failed).
+        outcomes = list(self._outcomes)
+        kept = [o for o in outcomes if newest is None or o[0] >= newest - self.max_age_ms]
         is_fraud = np.fromiter((o[1] for o in kept), dtype=np.int8, count=len(kept))
         scores = np.fromiter((o[2] for o in kept), dtype=np.float64, count=len(kept))
         codes = decision_codes([o[3] for o in kept])

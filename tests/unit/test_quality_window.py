@@ -102,3 +102,34 @@ def test_add_is_cheap() -> None:
         )
     )
     assert best / 20_000 < 5e-6  # ≈ 0.3 µs measured; O(1) whatever the window holds
+
+
+def test_snapshot_while_another_thread_adds() -> None:
+    """The learner adds outcomes while a metrics scrape, on its own thread, takes snapshots: the
+    snapshot copies the window first (it had filtered the deque in Python, and an append in
+    between failed the readout with "deque mutated during iteration")."""
+    import sys
+    import threading
+
+    window = QualityWindow(max_labels=50_000, max_age_ms=HOUR)
+    for t in range(20_000):
+        window.add(t, t % 7 == 0, 0.5, "APPROVE", 10.0)
+    stop = threading.Event()
+
+    def add() -> None:
+        t = 20_000
+        while not stop.is_set():
+            window.add(t, t % 7 == 0, 0.5, "APPROVE", 10.0)
+            t += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the GIL over as often as the interpreter can
+    adder = threading.Thread(target=add)
+    adder.start()
+    try:
+        for _ in range(20):
+            window.snapshot(COSTS, resamples=0)
+    finally:
+        stop.set()
+        adder.join()
+        sys.setswitchinterval(interval)
