@@ -385,8 +385,8 @@ class ScoringOperator:
         # are not put in order, which cost two dictionary writes and a queue item per record.
         # (Until the twenty-ninth session the line was half full: at 5,000 events/s a batch
         # waiting 20 ms for a busy operator holds about 200 records, and the changes of those
-        # over 250, unordered, were never written ahead and waited for the barrier: 20-80 ms of
-        # write-out there instead of 1-25; bench/HISTORY.md.)
+        # over 250, unordered, were never written ahead and waited for the barrier: 20-48 ms of
+        # write-out there after a 300,000-event drain instead of 0.7-25; bench/HISTORY.md.)
         ordered = records < self._full_batch
         self._state.ordered = ordered
         self._join_map.ordered = ordered
