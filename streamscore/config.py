@@ -196,10 +196,10 @@ class Settings(BaseSettings):
     # every record behind it. From state_write_ahead_ms before the next barrier is due (the last one
     # plus checkpoint_interval_ms), while the scoring operator keeps up (its batches not full:
     # cut by their wait, not by scoring_batch_max_records), it writes them after each batch
-    # instead, at most state_write_ahead_users users per
-    # batch, those changed longest ago first; a user that changes again is written again
-    # (ScoringOperator.write_ahead; bench/HISTORY.md, eleventh session). Draining a backlog (full
-    # batches), each changed user is written once, at the barrier. 0 users turns it off.
+    # instead, at most state_write_ahead_users users per batch, those changed longest ago first;
+    # a user that changes again is written again (ScoringOperator.write_ahead; bench/HISTORY.md,
+    # eleventh and twenty-ninth sessions). Draining a backlog (full batches), each changed user
+    # is written once, at the barrier. 0 users turns it off.
     state_write_ahead_users: int = Field(200, ge=0)
     state_write_ahead_ms: int = Field(1_000, ge=0)
     # A diagnostic for the benchmark, never for production: the scoring operator cut down to a
