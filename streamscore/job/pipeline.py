@@ -3,7 +3,7 @@
   Kafka events + labels (one Table API source: key, raw bytes, topic/partition/offset, and
     per-partition watermarks from the Kafka timestamps, with idleness, all in the JVM)
     → keyBy the Kafka key (JVM; none with one scoring subtask) → RecordBatcher (JVM) ─┐
-  Kafka control (raw rows, JVM) ─ broadcast ────────────────────────────────────────┤
+  Kafka control (raw rows, JVM) → OutsideEventTime (JVM) ─ broadcast ─────────────────┤
     → ScoreEvents (Python, RocksDB state keyed by user, + broadcast): per record of the batch,
       decode, validate, late rule, features, scores, label join → packed (topic, key, value)s
     → OutputUnpacker (JVM) → one Kafka sink: predictions, dead letters, labelled outcomes
@@ -61,8 +61,6 @@ log = logging.getLogger(__name__)
 # TaskManager (see functions.ControlReader).
 LEARNING_SLOTS = "learning"
 
-END_OF_TIME = 253_402_300_799_000  # 9999-12-31T23:59:59Z, SQL's last timestamp
-
 # How often the source's split watermarks are compared for alignment (Flink's default is 1 s,
 # which a paused labels partition could wait on top of the drift).
 ALIGNMENT_UPDATE_MS = 100
@@ -96,16 +94,8 @@ def source_ddl(
       has the record's key (``msg_key``), the column the job partitions by. Its partitions are
       read in step by event time (``source_alignment_drift_ms``), so that labels, stamped with
       their label time, do not run ahead of their events in a backlog.
-    * ``"end_of_time"``: a constant far in the future, idle when quiet. For the control topic,
-      broadcast into operators whose watermark is the minimum of their inputs': commands carry
-      no event time and must not hold it back. (A constant at the epoch instead held the
-      scorers' watermark still for as long as the control topic was busy, which it is while the
-      challenger publishes: the operator combines its two inputs' watermarks without Flink's
-      per-channel alignment.) The cost: if the events input is idle when a command comes, the
-      end of time becomes the operator's watermark. ``ScoreEvents`` guards against that (its
-      late rule never uses a watermark ahead of the clock, and it puts back timers that fire
-      ahead of it) until the job restarts and rebuilds the watermark from the events.
-    * ``"none"``: no watermark (the learner's outcomes)."""
+    * ``"none"``: no watermark (the control topic, taken out of event time by
+      ``_outside_event_time``, and the learner's outcomes)."""
     columns, options = "", ""
     if watermark == "event_time":
         bound_s = s.max_out_of_orderness_ms / 1000
@@ -117,11 +107,6 @@ def source_ddl(
             'key.fields' = 'msg_key',
             'value.fields-include' = 'EXCEPT_KEY',
             'value.format' = 'raw'"""
-    elif watermark == "end_of_time":
-        columns = f"""end_of_time AS TO_TIMESTAMP_LTZ({END_OF_TIME}, 3),
-            WATERMARK FOR end_of_time AS end_of_time,
-            """
-        options = "'scan.watermark.idle-timeout' = '1 s', 'format' = 'raw'"
     else:
         options = "'format' = 'raw'"
     key = "msg_key STRING,\n            " if watermark == "event_time" else ""
@@ -260,6 +245,22 @@ def _batched(
     return KeyedStream(j_keyed, BYTES, DataStream(j_batches))
 
 
+def _outside_event_time(stream: DataStream) -> DataStream:
+    """``stream`` idle for good, without watermarks (``OutsideEventTime``): for the control
+    records broadcast into operators whose watermark is the minimum of their inputs', which
+    must follow the events alone. (A constant watermark at the end of time, idle when quiet,
+    became the scorers' watermark whenever a command came while the events were idle: timers
+    fired early and then never again before a restart; a constant at the epoch held the
+    watermark still while the challenger published.)"""
+    jvm = get_gateway().jvm
+    j_stream = stream._j_data_stream
+    j_untimed = j_stream.transform(
+        "control-outside-event-time", j_stream.getType(), jvm.streamscore.flink.OutsideEventTime()
+    )
+    j_untimed.uid("control-outside-event-time").setParallelism(j_stream.getParallelism())
+    return DataStream(j_untimed)
+
+
 def _unpacked_outputs(scored: DataStream, s: Settings) -> DataStream:
     """The scoring operator's packed outputs as (topic, key, value) rows (``OutputUnpacker``)."""
     jvm = get_gateway().jvm
@@ -344,7 +345,7 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     # The control topic is compacted: from its start, a new job gets the latest commands.
     t_env.execute_sql(
         source_ddl(s, "raw_control", [s.topic_control], f"{s.consumer_group}-control",
-                   "earliest-offset", watermark="end_of_time")
+                   "earliest-offset")
     )  # fmt: skip
     # The learner starts at the end: it learns from this job's outcomes, not earlier runs'.
     t_env.execute_sql(
@@ -358,7 +359,7 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     keyed_input = _input_batches(t_env, "raw_input", s)
     t_env.get_config().set("table.exec.resource.default-parallelism", str(s.parallelism))
 
-    control = _as_row_type(_source_rows(t_env, "raw_control"), CONTROL_ROW)
+    control = _outside_event_time(_as_row_type(_source_rows(t_env, "raw_control"), CONTROL_ROW))
 
     scored = keyed_input.connect(control.broadcast(CONTROL_STATE)).process(
         ScoreEvents(s, schemas, model), output_type=BYTES

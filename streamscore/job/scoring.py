@@ -370,8 +370,9 @@ class ScoringOperator:
             return []
         now_ms = int(time.time() * 1000)
         # The batcher hands a batch on before each watermark: one read serves the whole batch.
-        # Never a watermark ahead of the clock's "now - out-of-orderness" (see
-        # pipeline.source_ddl, "end_of_time"); lenient only for events stamped ahead of it.
+        # Never a watermark ahead of the clock's "now - out-of-orderness": events stamped up to
+        # max_event_ahead_ms ahead of the clock are accepted and carry the watermark with them,
+        # which would make the on-time events after them late.
         watermark = min(
             ctx.timer_service().current_watermark(),
             now_ms - self._out_of_orderness_ms,
@@ -729,9 +730,9 @@ class ScoringOperator:
 
     def _on_timer(self, user_id: str, timestamp: int, ctx: Any) -> list[bytes]:
         if timestamp > int(time.time() * 1000) + self._max_ahead_ms:
-            # Fired by a watermark ahead of any event (see pipeline.source_ddl, "end_of_time"):
-            # nothing is due. Forget the timer (registering it again here would fire it again at
-            # once) so that the user's next record arms a new one.
+            # Fired by a watermark ahead of any event (the end of input's, which a stop with
+            # --drain sends): nothing is due. Forget the timer (registering it again here would
+            # fire it again at once) so that the user's next record arms a new one.
             spurious: ScoringState | None = self._state.get(user_id)
             if spurious is not None:
                 spurious.timer_at = -1

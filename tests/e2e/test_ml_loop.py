@@ -36,6 +36,8 @@ from streamscore.generator import Drift, GeneratorConfig, TransactionGenerator
 from streamscore.jobcontrol import find_job
 from streamscore.kafka_io import new_producer, read_messages, send_record
 from streamscore.model.challenger import load_snapshot, new_learner
+from streamscore.model.control import assign_record, publish
+from streamscore.model.loading import load_for_job
 from streamscore.model.registry import list_versions
 from streamscore.model.train import TrainConfig, train_from_generator
 from streamscore.monitoring.prom_api import PrometheusClient
@@ -510,3 +512,91 @@ def test_an_outcome_dropped_at_the_pending_cap_makes_its_label_a_dead_letter_say
     joined = collect(settings, settings.topic_outcomes, "outcome",
                      lambda o: o["event_id"] in ids, 1, timeout_s=60)  # fmt: skip
     assert [o["event_id"] for o in joined] == [events[3]["event_id"]]
+
+
+def _control_accepted(settings: Settings, kind: str) -> float:
+    """``streamscore_control_records_total{kind=..., result="accepted"}``, all TaskManagers."""
+    line_start = f'streamscore_control_records_total{{kind="{kind}",result="accepted"}} '
+    return sum(float(line.split()[-1]) for line in job_metrics_text(settings).splitlines()
+               if line.startswith(line_start))  # fmt: skip
+
+
+def test_timers_fire_after_a_command_came_while_the_events_were_quiet(
+    job_settings: dict[str, str], run_job: RunJob
+) -> None:
+    """A command on the control topic carries no event time, whenever it comes. It comes here
+    while the events are idle; the events that follow are on time and scored, an event's
+    unlabelled outcome expires at its label horizon, and a label of an event nobody sent,
+    parked after the command, becomes a dead letter once the watermark has passed its wait.
+
+    It failed while the control source carried a watermark at the end of time: the command made
+    that the scorer's watermark, the later events were dead-lettered as late, and timers
+    registered after it never fired."""
+    run = uuid.uuid4().hex[:8]
+    overrides = {
+        **{f"topic_{n}": f"quiet-{run}-{n}" for n in ("events", "labels", "predictions",
+                                                      "dead_letters", "control", "outcomes")},
+        **{f"{n}_partitions": "1" for n in ("events", "labels", "predictions", "outcomes")},
+        "label_horizon_ms": "20000",
+        "source_idleness_ms": "1000",
+    }  # fmt: skip
+    kafka.create_topics(Settings().with_overrides({**job_settings, **overrides}))
+    settings = run_job(**overrides)
+    expired_before = _labels_total(settings, "expired_unlabelled")
+    accepted_before = _control_accepted(settings, "ASSIGN")
+
+    # Event times in the past, on the 10 s grid timers are rounded to: e0's outcome is due at
+    # t0 + 20 s, e1's at t0 + 30 s, the ghost label's wait (allowed lateness + out-of-orderness)
+    # ends at t0 + 70 s; e2 moves the watermark past all three.
+    t0 = (int(time.time() * 1000) // 10_000) * 10_000 - 180_000
+    codec, labels = Codec("event"), Codec("label")
+    events = []
+    for i, offset_s in enumerate((0, 2, 90)):
+        event = recent_events(seed=90 + i, count=1, users=1)[0]
+        event.update(user_id="u-quiet", event_id=f"quiet-{run}-{i}",
+                     event_time=t0 + offset_s * 1000)  # fmt: skip
+        events.append(event)
+    producer = new_producer(settings)
+
+    def send_event(event: dict[str, Any]) -> None:
+        send_record(producer, settings.topic_events, b"u-quiet", codec.encode(event),
+                    event["event_time"])  # fmt: skip
+        assert producer.flush(30) == 0
+
+    def scored(event: dict[str, Any]) -> None:
+        found = collect(settings, settings.topic_predictions, "prediction",
+                        lambda p: p["event_id"] == event["event_id"], 1, timeout_s=90)  # fmt: skip
+        assert [p["event_id"] for p in found] == [event["event_id"]]
+
+    send_event(events[0])
+    scored(events[0])
+    time.sleep(3 * settings.source_idleness_ms / 1000)  # the events input is idle now
+
+    champion = load_for_job(settings)
+    assert champion is not None
+    publish(settings, assign_record(champion, None, 0, "a command while the events are quiet",
+                                    job_name=settings.job_name))  # fmt: skip
+    deadline = time.monotonic() + 60
+    while _control_accepted(settings, "ASSIGN") <= accepted_before:
+        assert time.monotonic() < deadline, "the job never took the command"
+        time.sleep(0.5)
+
+    ghost = {"event_id": f"ghost-{run}", "user_id": "u-quiet", "is_fraud": False,
+             "label_time": t0 + 1_000}  # fmt: skip
+    send_record(producer, settings.topic_labels, b"u-quiet", labels.encode(ghost),
+                ghost["label_time"])  # fmt: skip
+    send_event(events[1])
+    scored(events[1])  # on time: the watermark is still e0's
+    send_event(events[2])
+    scored(events[2])
+
+    dead = collect(settings, settings.topic_dead_letters, "dead_letter",
+                   lambda d: d["reason"].startswith("label:"), 1, timeout_s=90)  # fmt: skip
+    assert [(labels.decode(d["original"])["event_id"], d["reason"]) for d in dead] == [
+        (ghost["event_id"], "label:unknown_event")
+    ]
+    deadline = time.monotonic() + 60
+    while _labels_total(settings, "expired_unlabelled") - expired_before < 2:
+        assert time.monotonic() < deadline, "e0's and e1's outcomes never expired"
+        time.sleep(1)
+    assert _labels_total(settings, "expired_unlabelled") - expired_before == 2

@@ -18,14 +18,12 @@ def test_the_events_source_is_aligned_with_the_configured_drift() -> None:
 def test_no_alignment_when_off_or_without_event_time() -> None:
     off = Settings().with_overrides({"source_alignment_drift_ms": 0})
     assert "alignment" not in source_ddl(off, "t", ["e"], "g", "earliest-offset", "event_time")
-    on = Settings()
-    for watermark in ("end_of_time", "none"):
-        assert "alignment" not in source_ddl(on, "t", ["c"], "g", "earliest-offset", watermark)
+    assert "alignment" not in source_ddl(Settings(), "t", ["c"], "g", "earliest-offset", "none")
 
 
 def test_every_source_fetches_as_configured() -> None:
     s = Settings().with_overrides({"source_fetch_min_bytes": 32768, "source_fetch_max_wait_ms": 10})
-    for watermark in ("event_time", "end_of_time", "none"):
+    for watermark in ("event_time", "none"):
         ddl = source_ddl(s, "t", ["e"], "g", "earliest-offset", watermark)
         assert "'properties.fetch.min.bytes' = '32768'" in ddl
         assert "'properties.fetch.max.wait.ms' = '10'" in ddl
