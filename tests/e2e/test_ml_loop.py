@@ -33,6 +33,7 @@ from streamscore.cli import main as cli
 from streamscore.config import Settings
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.generator import Drift, GeneratorConfig, TransactionGenerator
+from streamscore.job.state import TIMER_STEP_MS
 from streamscore.jobcontrol import find_job
 from streamscore.kafka_io import new_producer, read_messages, send_record
 from streamscore.model.challenger import load_snapshot, new_learner
@@ -157,6 +158,25 @@ def _traffic_for(
     assert producer.flush(30) == 0
 
 
+def _move_the_watermark_past_the_last_wait(settings: Settings, last: dict[str, Any]) -> None:
+    """The events end, and with them the watermark: a label of an event nobody sent stays
+    parked until the watermark passes its wait (allowed lateness + out-of-orderness after its
+    label time), which needs later events. One event of a user of its own, stamped past the
+    last label's wait and the timer step, moves it there (its prediction is not counted)."""
+    wait_ms = settings.allowed_lateness_ms + settings.max_out_of_orderness_ms
+    closing = {
+        **last,
+        "user_id": "u-closing",
+        "event_id": f"closing-{last['event_id']}",
+        "event_time": int(last["event_time"]) + LABEL_DELAY_MS + wait_ms
+        + TIMER_STEP_MS + settings.max_out_of_orderness_ms + 2_000,
+    }  # fmt: skip
+    producer = new_producer(settings)
+    send_record(producer, settings.topic_events, b"u-closing", Codec("event").encode(closing),
+                closing["event_time"])  # fmt: skip
+    assert producer.flush(30) == 0
+
+
 def test_labels_challenger_promotion_and_failover(
     run_job: RunJob, two_models: Path, stack: Settings
 ) -> None:
@@ -200,12 +220,13 @@ def test_labels_challenger_promotion_and_failover(
     stack_module.up(settings)
     sender.join(timeout=SECONDS + 60)
     assert not sender.is_alive()
+    _move_the_watermark_past_the_last_wait(settings, log["events"][-1])
 
     events = log["events"]
     ids = {e["event_id"] for e in events}
     predictions = collect(
-        settings, settings.topic_predictions, "prediction", lambda r: True, len(ids),
-        timeout_s=240,
+        settings, settings.topic_predictions, "prediction", lambda r: r["event_id"] in ids,
+        len(ids), timeout_s=240,
     )  # fmt: skip
     counts = Counter(p["event_id"] for p in predictions)
     assert set(counts) == ids, f"missing {len(ids - set(counts))} predictions"
