@@ -152,6 +152,13 @@ def main() -> None:
         "state writes, timed) after this many records, as 5 s checkpoints at 6,000 records/s",
     )
     parser.add_argument(
+        "--events-per-second",
+        type=float,
+        default=5000.0,
+        help="the events' spacing in event time: with a given number of events per user, "
+        "a lower rate spreads each user's events over more of the windows' buckets",
+    )
+    parser.add_argument(
         "--write-through",
         action="store_true",
         help="state_write_behind_max=0: every state change written at once",
@@ -167,9 +174,13 @@ def main() -> None:
         operator._scoring.apply("CHALLENGER", ("river-logistic-000002000", _challenger_snapshot()))
     ctx = _Context()
     events, labels = Codec("event"), Codec("label")
-    start = int(time.time() * 1000) - 200_000
+    # Event times end about now, whatever the spacing (the operator refuses events ahead of it).
+    span_ms = int(2 * args.events / args.events_per_second * 1000)
+    start = int(time.time() * 1000) - span_ms - 60_000
     generator = TransactionGenerator(
-        GeneratorConfig(users=args.users, seed=5, events_per_second=5000, start_ms=start)
+        GeneratorConfig(
+            users=args.users, seed=5, events_per_second=args.events_per_second, start_ms=start
+        )
     )
     event_rows, label_rows = [], []
     for i in range(2 * args.events):
@@ -204,7 +215,8 @@ def main() -> None:
     with CollectorTimes() as collector:
         event_us, label_us = per_record_us(event_rows[half:]), per_record_us(label_rows[half:])
     operator.close()
-    print(f"{args.events} events, {args.users} users, batches of {args.batch}: "
+    print(f"{args.events} events, {args.users} users, {args.events_per_second:g} events/s of "
+          f"event time, batches of {args.batch}: "
           f"{event_us:.1f} µs per event, "
           f"{label_us:.1f} µs per label")  # fmt: skip
     print(f"garbage collector in the timed half: {collector}")

@@ -94,7 +94,7 @@ class Bench:
     def drain(self, system: System) -> dict[str, Any]:
         """Produce the backlog, start the system, time its outputs first to last."""
         n, seed = self.args.events, self.next_seed()
-        event_rate = max(self.args.rates or [1000.0])
+        event_rate = self.args.backlog_rate
         labels_topic = self.labels_topic(system)
         log.info(
             "%s: producing a backlog of %d events into %s%s",

@@ -111,6 +111,7 @@ def new_report(
         "argv": sys.argv,
         "parameters": {
             "events": args.events,
+            "backlog_rate": args.backlog_rate,
             "rates": args.rates,
             "seconds": args.seconds,
             "warmup": args.warmup,
@@ -170,6 +171,13 @@ def fmt(value: float | None, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:,.{digits}f}"
+
+
+def _spacing(p: dict[str, Any]) -> str:
+    """The backlog's event-time spacing, for the drain table's title (reports written before
+    the option existed spaced it at the highest rate, or 1,000/s without rate steps)."""
+    rate = p.get("backlog_rate")
+    return f" spaced at {rate:,g}/s of event time" if rate else ""
 
 
 def labels_summary(p: dict[str, Any]) -> str:
@@ -394,7 +402,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [host, ""]
     if any(system.get("drain") for system in systems.values()):
         lines += [
-            f"### Backlog drain ({p['events']:,} events, first → last output)",
+            f"### Backlog drain ({p['events']:,} events{_spacing(p)}, first → last output)",
             "",
             "| system | outputs/s | scored/s | first→last s | first commit, not counted | "
             "received | duplicates | to the last outcome |",

@@ -56,6 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="1000,5000,10000",
         help="offered rates in events/s, comma-separated ('' : skip)",
     )
+    parser.add_argument(
+        "--backlog-rate",
+        type=float,
+        default=None,
+        help="the backlog's spacing in event time, events/s (default: the highest of --rates, "
+        "or 1000 without rate steps). With the same events and users, a lower rate spreads "
+        "each user's events over more of the feature windows' buckets, and the drain costs "
+        "more: say which one a figure used",
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="duration of each rate step")
     parser.add_argument(
         "--warmup",
@@ -117,6 +126,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     args.modes = [DeliveryGuarantee(m.strip()) for m in args.modes.split(",") if m.strip()]
+    if args.backlog_rate is None:
+        args.backlog_rate = max(args.rates or [1000.0])
+    elif args.backlog_rate <= 0:
+        parser.error("--backlog-rate must be positive")
     if args.seconds <= args.warmup and args.rates:
         parser.error("--seconds must be longer than --warmup")
     if args.label_delay_ms < 0:
