@@ -152,6 +152,10 @@ class Bench:
             "events": n,
             "seed": seed,
             "labels": stats.labels,
+            # Read after the last event: their work falls after the last prediction, outside the
+            # drain's span (counted by "to the last outcome"). The shorter the backlog's span
+            # of event time against the labels' delays, the more of them (--backlog-rate).
+            "labels_after_events": stats.labels_after_events,
             "backlog_produce_seconds": round(stats.seconds, 2),
             "received": int(recv.size),
             "complete": complete,

@@ -290,6 +290,26 @@ def host_line(report: dict[str, Any]) -> str:
     )
 
 
+def _labels_after_lines(systems: dict[str, Any]) -> list[str]:
+    """How much of each job's label work fell after its last prediction (read after the last
+    event), which outputs/s, scored/s and the CPU per event leave out."""
+    lines = []
+    for name, system in systems.items():
+        d = system.get("drain") or {}
+        after, labels = d.get("labels_after_events"), d.get("labels")
+        if after is None or not labels:
+            continue
+        lines += [
+            "",
+            f"{name}: {after:,} of the {labels:,} labels ({100 * after / labels:.0f} %) were "
+            "read after the last event, so their work came after the last prediction: "
+            "outputs/s, scored/s and the CPU per event leave it out, the rate to the last "
+            "outcome counts it. The share grows as the backlog's span of event time shrinks "
+            "against the labels' delays (`--backlog-rate`).",
+        ]
+    return lines
+
+
 def _first_commit(drain: dict[str, Any]) -> str:
     """The outputs of the first exactly-once commit, which the rate does not count; with the
     rate that counting them gave (reports before the sixteenth session)."""
@@ -426,6 +446,7 @@ def markdown(report: dict[str, Any]) -> str:
             "scoring operator's own pace over the middle 80 % of the predictions by the time each "
             "was scored, which the commits do not quantize (`drain_rate.scoring_rate`).",
         ]
+        lines += _labels_after_lines(systems)
         lines.append("")
         lines += _cost_lines(systems)
     if any(system.get("steps") for system in systems.values()):

@@ -98,6 +98,10 @@ class ProduceStats:
     late: int = 0
     malformed: int = 0
     labels: int = 0
+    # Of ``labels``: those not due by the last event, sent after it. In a backlog they are the
+    # labels whose label time is past the last event's time: a job reads them after its last
+    # event, so their work comes after its last prediction.
+    labels_after_events: int = 0
     seconds: float = 0.0
 
 
@@ -251,7 +255,10 @@ def produce(
             last_report = time.monotonic()
             _report(stats, started)
     # Labels not yet due are sent now rather than lost when the producer stops.
-    stats.labels += _send_due_labels(producer, settings.topic_labels, pending_labels, None)
+    stats.labels_after_events = _send_due_labels(
+        producer, settings.topic_labels, pending_labels, None
+    )
+    stats.labels += stats.labels_after_events
     remaining = producer.flush(30)
     if remaining:
         raise KafkaUnavailable(f"{remaining} records were not delivered to Kafka")

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from report import _spacing  # noqa: E402 (bench/ is a folder of scripts)
+from report import _labels_after_lines, _spacing  # noqa: E402 (bench/ is a folder of scripts)
 from run_bench import parse_args  # noqa: E402
 
 
@@ -28,3 +28,13 @@ def test_a_backlog_rate_of_zero_is_refused() -> None:
 def test_the_drain_title_names_the_spacing() -> None:
     assert _spacing({"backlog_rate": 5000.0}) == " spaced at 5,000/s of event time"
     assert _spacing({}) == ""  # a report from before the option
+
+
+def test_the_drain_says_how_much_label_work_fell_after_the_last_prediction() -> None:
+    systems = {
+        "exactly-once": {"drain": {"labels": 1_000, "labels_after_events": 180}},
+        "passthrough": {"drain": {"labels": 0}},
+    }
+    lines = [line for line in _labels_after_lines(systems) if line]
+    assert len(lines) == 1
+    assert lines[0].startswith("exactly-once: 180 of the 1,000 labels (18 %) were read after")

@@ -128,7 +128,7 @@ def test_a_backlog_sends_each_label_in_label_time_order_once_the_stream_has_pass
     """A labels topic written live is in label-time order, each label after the events up to its
     label time: a backlog is produced the same way, whatever the label delays."""
     settings = Settings()
-    produce(
+    stats = produce(
         settings,
         count=3_000,
         duration_s=None,
@@ -155,6 +155,8 @@ def test_a_backlog_sends_each_label_in_label_time_order_once_the_stream_has_pass
     for label_time, in_stream in zip(label_times, sent_before_end, strict=True):
         assert in_stream == (label_time <= last_event_time)
     assert sum(sent_before_end) > 2_000
+    # The rest, counted: a job reads them after its last event (bench: outside the drain's span).
+    assert stats.labels_after_events == len(label_times) - sum(sent_before_end) > 0
 
 
 def test_produce_keeps_the_drift_when_it_retimes_the_stream(sent: list[tuple[str, bytes]]) -> None:
