@@ -61,9 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=None,
         help="the backlog's spacing in event time, events/s (default: the highest of --rates, "
-        "or 1000 without rate steps). With the same events and users, a lower rate spreads "
-        "each user's events over more of the feature windows' buckets, and the drain costs "
-        "more: say which one a figure used",
+        "or 1000 without rate steps). The shorter the backlog's span of event time against the "
+        "labels' delays, the more of its labels come after its last event, whose work the "
+        "drain's rate leaves out (the report gives their share): compare drains at one spacing",
     )
     parser.add_argument("--seconds", type=float, default=30.0, help="duration of each rate step")
     parser.add_argument(
