@@ -42,6 +42,17 @@ def job_metrics_text(settings: Settings) -> str:
     return "".join(texts)
 
 
+def job_metric_total(settings: Settings, sample: str) -> float:
+    """One sample of the job's Prometheus text, named as printed (``name{label="value"}``),
+    summed over its TaskManagers. The counters outlive a job: compare before and after."""
+    line_start = sample + " "
+    return sum(
+        float(line.split()[-1])
+        for line in job_metrics_text(settings).splitlines()
+        if line.startswith(line_start)
+    )
+
+
 def send(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
     """Send to the events topic as a producer that follows the contract does: each record
     stamped with its event time; one it cannot read, or whose event time is ahead of the clock,

@@ -49,7 +49,7 @@ from streamscore.stack import stack as stack_module
 from tests.e2e.helpers import (
     RunJob,
     collect,
-    job_metrics_text,
+    job_metric_total,
     recent_events,
     taskmanager_pid_of,
 )
@@ -462,9 +462,7 @@ def test_the_assignment_survives_a_resubmission_from_a_savepoint(
 
 def _labels_total(settings: Settings, outcome: str) -> float:
     """``streamscore_labels_total{outcome=...}``, all TaskManagers together."""
-    line_start = f'streamscore_labels_total{{outcome="{outcome}"}} '
-    return sum(float(line.split()[-1]) for line in job_metrics_text(settings).splitlines()
-               if line.startswith(line_start))  # fmt: skip
+    return job_metric_total(settings, f'streamscore_labels_total{{outcome="{outcome}"}}')
 
 
 def test_an_outcome_dropped_at_the_pending_cap_makes_its_label_a_dead_letter_saying_so(
@@ -537,9 +535,9 @@ def test_an_outcome_dropped_at_the_pending_cap_makes_its_label_a_dead_letter_say
 
 def _control_accepted(settings: Settings, kind: str) -> float:
     """``streamscore_control_records_total{kind=..., result="accepted"}``, all TaskManagers."""
-    line_start = f'streamscore_control_records_total{{kind="{kind}",result="accepted"}} '
-    return sum(float(line.split()[-1]) for line in job_metrics_text(settings).splitlines()
-               if line.startswith(line_start))  # fmt: skip
+    return job_metric_total(
+        settings, f'streamscore_control_records_total{{kind="{kind}",result="accepted"}}'
+    )
 
 
 def test_timers_fire_after_a_command_came_while_the_events_were_quiet(

@@ -33,6 +33,7 @@ from tests.e2e.helpers import (
     RunJob,
     collect,
     expected_store,
+    job_metric_total,
     job_metrics_text,
     recent_events,
     send,
@@ -104,11 +105,7 @@ def _check_scoring_thread_policy(settings: Settings, job_id: str) -> None:
 def _written_ahead(settings: Settings) -> float:
     """Users written ahead of barriers so far, by every scoring interpreter (their counters
     outlive a job: compare before and after)."""
-    return sum(
-        float(line.split()[-1])
-        for line in job_metrics_text(settings).splitlines()
-        if line.startswith("streamscore_state_written_ahead_total ")
-    )
+    return job_metric_total(settings, "streamscore_state_written_ahead_total")
 
 
 def _run_scenario(settings: Settings, job_id: str) -> None:
