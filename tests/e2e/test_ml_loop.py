@@ -465,6 +465,24 @@ def _labels_total(settings: Settings, outcome: str) -> float:
     return job_metric_total(settings, f'streamscore_labels_total{{outcome="{outcome}"}}')
 
 
+def _one_user_job(
+    job_settings: dict[str, str], run_job: RunJob, prefix: str, **extra: str
+) -> Settings:
+    """A job on topics of its own (``<prefix>-<name>``), one partition each, so one user's
+    records keep their order: a 20 s label horizon and 1 s source idleness, for tests that
+    walk one user's timers by hand."""
+    overrides = {
+        **{f"topic_{n}": f"{prefix}-{n}" for n in ("events", "labels", "predictions",
+                                                   "dead_letters", "control", "outcomes")},
+        **{f"{n}_partitions": "1" for n in ("events", "labels", "predictions", "outcomes")},
+        "label_horizon_ms": "20000",
+        "source_idleness_ms": "1000",
+        **extra,
+    }  # fmt: skip
+    kafka.create_topics(Settings().with_overrides({**job_settings, **overrides}))
+    return run_job(**overrides)
+
+
 def test_an_outcome_dropped_at_the_pending_cap_makes_its_label_a_dead_letter_saying_so(
     job_settings: dict[str, str], run_job: RunJob
 ) -> None:
@@ -473,16 +491,7 @@ def test_an_outcome_dropped_at_the_pending_cap_makes_its_label_a_dead_letter_say
     ``label:pending_dropped`` at once, not parked and later called ``label:unknown_event``;
     a kept event's label is still joined."""
     run = uuid.uuid4().hex[:8]
-    overrides = {
-        **{f"topic_{n}": f"cap-{run}-{n}" for n in ("events", "labels", "predictions",
-                                                    "dead_letters", "control", "outcomes")},
-        **{f"{n}_partitions": "1" for n in ("events", "labels", "predictions", "outcomes")},
-        "label_horizon_ms": "20000",
-        "max_pending_labels_per_user": "3",
-        "source_idleness_ms": "1000",
-    }  # fmt: skip
-    kafka.create_topics(Settings().with_overrides({**job_settings, **overrides}))
-    settings = run_job(**overrides)
+    settings = _one_user_job(job_settings, run_job, f"cap-{run}", max_pending_labels_per_user="3")
     dropped_before = _labels_total(settings, "dropped_pending")
 
     # Event times on the 10 s grid the user's timer is rounded to: e0's pending outcome is due
@@ -552,15 +561,7 @@ def test_timers_fire_after_a_command_came_while_the_events_were_quiet(
     that the scorer's watermark, the later events were dead-lettered as late, and timers
     registered after it never fired."""
     run = uuid.uuid4().hex[:8]
-    overrides = {
-        **{f"topic_{n}": f"quiet-{run}-{n}" for n in ("events", "labels", "predictions",
-                                                      "dead_letters", "control", "outcomes")},
-        **{f"{n}_partitions": "1" for n in ("events", "labels", "predictions", "outcomes")},
-        "label_horizon_ms": "20000",
-        "source_idleness_ms": "1000",
-    }  # fmt: skip
-    kafka.create_topics(Settings().with_overrides({**job_settings, **overrides}))
-    settings = run_job(**overrides)
+    settings = _one_user_job(job_settings, run_job, f"quiet-{run}")
     expired_before = _labels_total(settings, "expired_unlabelled")
     accepted_before = _control_accepted(settings, "ASSIGN")
 
