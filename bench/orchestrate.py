@@ -38,7 +38,13 @@ from collect import COLLECTOR_FIGURES, Collector
 from drain_rate import drain_rate, scoring_rate
 from load import encode_events, event_id_prefix, produce_backlog, send_paced
 from process_cost import ProcessCost
-from report import fmt, latency_by_second, percentiles, window_rate
+from report import (
+    fmt,
+    latency_by_checkpoint_phase,
+    latency_by_second,
+    percentiles,
+    window_rate,
+)
 from systems import FlinkSystem, System
 from topics import Kafka
 
@@ -301,6 +307,12 @@ class Bench:
         }
         result["system"] = system.check()
         result["checkpoints"] = self._checkpoints(system, started)
+        result["latency_by_checkpoint_phase"] = latency_by_checkpoint_phase(
+            ingest_ms[measured],
+            latency_ms,
+            [1000 * (started + c["trigger_s"]) for c in result["checkpoints"]],
+            1000 * checkpoint_s,
+        )
         result["write_outs"] = self._write_outs(system, write_outs)
         lat = result["latency_ms"]
         log.info(

@@ -1,0 +1,43 @@
+"""The benchmark's latency by where records entered the checkpoint interval: each record in the
+tenth of the interval since the last trigger before it, none before the first trigger, a late
+trigger's stragglers in the last tenth."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from report import _checkpoint_phase_lines, latency_by_checkpoint_phase  # noqa: E402
+
+
+def test_records_are_placed_by_the_time_since_the_last_trigger() -> None:
+    triggers = [10_000.0, 15_000.0]
+    # ingest times (ms) and their latencies: one before the first trigger (left out), two in
+    # the first tenth after a trigger, one in the last tenth, one 7 s after the last trigger.
+    ingest = np.array([9_000.0, 10_100.0, 15_200.0, 14_900.0, 22_000.0])
+    latency = np.array([999.0, 30.0, 90.0, 50.0, 40.0])
+    rows = latency_by_checkpoint_phase(ingest, latency, triggers, 5_000.0)
+    assert [row[:2] for row in rows] == [[0, 2], [4500, 2]]
+    first, last = rows
+    assert first[4] == 90.0  # the max of the first tenth: both records after a trigger
+    assert last[4] == 50.0  # 14,900 (0.9 of the interval) and the late one, 7 s after
+
+
+def test_nothing_to_place_gives_no_rows() -> None:
+    ingest, latency = np.array([1.0]), np.array([2.0])
+    assert latency_by_checkpoint_phase(ingest, latency, [], 5_000.0) == []
+    assert latency_by_checkpoint_phase(np.array([]), np.array([]), [0.0], 5_000.0) == []
+
+
+def test_the_report_shows_each_step_p99_per_tenth() -> None:
+    step = {
+        "offered_rate": 5000.0,
+        "latency_by_checkpoint_phase": [[0, 10, 20.0, 80.0, 90.0], [500, 10, 20.0, 35.0, 40.0]],
+    }
+    lines = _checkpoint_phase_lines({"at-least-once": {"steps": [step]}})
+    assert lines[-2] == "| at-least-once | 5,000/s | 80 (0) | 35 (500) |"
+    assert _checkpoint_phase_lines({"at-least-once": {"steps": [{"offered_rate": 1.0}]}}) == []
