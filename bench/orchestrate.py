@@ -52,6 +52,21 @@ from topics import Kafka
 log = logging.getLogger("bench")
 
 
+def latency_split(
+    scored_ms: np.ndarray, ingest_ms: np.ndarray, recv: np.ndarray, measured: np.ndarray
+) -> dict[str, Any]:
+    """The latency split at the scoring operator, from the predictions' ``scored_time``: from
+    the input's timestamp until scored (the source, the batch's wait, the queue, the operator's
+    own work) and from then until the collector had it (the sink, the broker, the read). Empty
+    for a system whose outputs are not predictions (the pass-through)."""
+    if scored_ms.size != recv.size:
+        return {}
+    return {
+        "latency_to_scored_ms": percentiles(scored_ms[measured] - ingest_ms[measured]),
+        "latency_after_scored_ms": percentiles(recv[measured] * 1000 - scored_ms[measured]),
+    }
+
+
 class Bench:
     """One benchmark session: the shared Kafka clients, the seed sequence and the notes."""
 
@@ -300,6 +315,7 @@ class Bench:
             else bool(complete and output_rate >= 0.95 * rate),
             "send_seconds": round(load["send_seconds"], 3),
             "latency_ms": percentiles(latency_ms),
+            **latency_split(data["scored_ms"], ingest_ms, recv, measured),
             "latency_by_second": latency_by_second(
                 ingest_ms[measured], latency_ms, load["wall_warm"]
             ),

@@ -41,3 +41,17 @@ def test_the_report_shows_each_step_p99_per_tenth() -> None:
     lines = _checkpoint_phase_lines({"at-least-once": {"steps": [step]}})
     assert lines[-2] == "| at-least-once | 5,000/s | 80 (0) | 35 (500) |"
     assert _checkpoint_phase_lines({"at-least-once": {"steps": [{"offered_rate": 1.0}]}}) == []
+
+
+def test_the_latency_splits_at_the_scoring_operator_for_predictions_only() -> None:
+    from orchestrate import latency_split
+
+    ingest = np.array([1_000, 2_000, 3_000])
+    scored = np.array([1_010.0, 2_030.0, 3_000.0])
+    recv = np.array([1.025, 2.040, 3.5])  # seconds
+    measured = np.array([True, True, False])
+    split = latency_split(scored, ingest, recv, measured)
+    assert split["latency_to_scored_ms"]["max"] == 30.0
+    assert split["latency_after_scored_ms"]["max"] == 15.0
+    assert split["latency_after_scored_ms"]["p50"] == 12.5
+    assert latency_split(np.array([]), ingest, recv, measured) == {}  # the pass-through
