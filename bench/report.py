@@ -68,11 +68,12 @@ def latency_by_checkpoint_phase(
     triggers_ms: Sequence[float],
     interval_ms: float,
     bins: int = 10,
-) -> list[list[float]]:
+) -> list[list[float | None]]:
     """The latency by where in the checkpoint interval each record entered the job: per
     ``bins``-th of the interval since the last trigger before its ingest time, [phase start
-    (ms), events, p50, p99, max] (ms). Records from before the first trigger are left out; a
-    record after a late trigger counts in the last bin. ``latency_by_second`` shows that a p99
+    (ms), events, p50, p99, max] (ms; None for a bin without records, so that each row stays in
+    its place). Records from before the first trigger are left out; a record after a late
+    trigger counts in the last bin. ``latency_by_second`` shows that a p99
     is periodic; this shows what part of the interval it comes from (the write-ahead stretch
     before a barrier, the barrier itself, what follows it), from absolute trigger times."""
     triggers = np.sort(np.asarray(triggers_ms, dtype=np.float64))
@@ -84,10 +85,11 @@ def latency_by_checkpoint_phase(
     width = interval_ms / bins
     index = np.minimum((phase // width).astype(np.int64), bins - 1)
     values_inside = latency_ms[inside]
-    rows: list[list[float]] = []
+    rows: list[list[float | None]] = []
     for b in range(bins):
         values = values_inside[index == b]
         if values.size == 0:
+            rows.append([round(b * width), 0, None, None, None])
             continue
         p50, p99 = np.percentile(values, [50, 99])
         rows.append([round(b * width), int(values.size), round(float(p50), 1),

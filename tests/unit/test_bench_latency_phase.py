@@ -21,8 +21,9 @@ def test_records_are_placed_by_the_time_since_the_last_trigger() -> None:
     ingest = np.array([9_000.0, 10_100.0, 15_200.0, 14_900.0, 22_000.0])
     latency = np.array([999.0, 30.0, 90.0, 50.0, 40.0])
     rows = latency_by_checkpoint_phase(ingest, latency, triggers, 5_000.0)
-    assert [row[:2] for row in rows] == [[0, 2], [4500, 2]]
-    first, last = rows
+    assert [row[:2] for row in rows] == [[500 * b, 2 if b in (0, 9) else 0] for b in range(10)]
+    first, last = rows[0], rows[9]
+    assert rows[1][2:] == [None, None, None]  # a tenth without records keeps its place
     assert first[4] == 90.0  # the max of the first tenth: both records after a trigger
     assert last[4] == 50.0  # 14,900 (0.9 of the interval) and the late one, 7 s after
 
