@@ -46,20 +46,23 @@ def percentiles(values: np.ndarray) -> dict[str, float | None]:
 
 def latency_by_second(
     ingest_ms: np.ndarray, latency_ms: np.ndarray, start_s: float
-) -> list[list[float]]:
+) -> list[list[float | None]]:
     """Per second of ingest time from ``start_s``: [second, events, p50, p99, max] of the
     latency (ms). Shows whether a high p99 is a steady cost or periodic stalls (a checkpoint,
     a timer burst, a collection), and at what interval."""
     if latency_ms.size == 0:
         return []
     second = np.floor(ingest_ms / 1000.0 - start_s).astype(np.int64)
-    rows: list[list[float]] = []
-    for s in np.unique(second):
-        values = latency_ms[second == s]
-        p50, p99 = np.percentile(values, [50, 99])
-        rows.append([int(s), int(values.size), round(float(p50), 1), round(float(p99), 1),
-                     round(float(values.max()), 1)])  # fmt: skip
-    return rows
+    return [_latency_row(int(s), latency_ms[second == s]) for s in np.unique(second)]
+
+
+def _latency_row(key: int, values: np.ndarray) -> list[float | None]:
+    """[key, events, p50, p99, max] of ``values`` (ms); the figures None without any."""
+    if values.size == 0:
+        return [key, 0, None, None, None]
+    p50, p99 = np.percentile(values, [50, 99])
+    return [key, int(values.size), round(float(p50), 1), round(float(p99), 1),
+            round(float(values.max()), 1)]  # fmt: skip
 
 
 def latency_by_checkpoint_phase(
@@ -85,16 +88,7 @@ def latency_by_checkpoint_phase(
     width = interval_ms / bins
     index = np.minimum((phase // width).astype(np.int64), bins - 1)
     values_inside = latency_ms[inside]
-    rows: list[list[float | None]] = []
-    for b in range(bins):
-        values = values_inside[index == b]
-        if values.size == 0:
-            rows.append([round(b * width), 0, None, None, None])
-            continue
-        p50, p99 = np.percentile(values, [50, 99])
-        rows.append([round(b * width), int(values.size), round(float(p50), 1),
-                     round(float(p99), 1), round(float(values.max()), 1)])  # fmt: skip
-    return rows
+    return [_latency_row(round(b * width), values_inside[index == b]) for b in range(bins)]
 
 
 def window_rate(times: np.ndarray, start: float, end: float, min_span_s: float) -> float | None:
