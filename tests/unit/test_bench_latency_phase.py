@@ -56,3 +56,11 @@ def test_the_latency_splits_at_the_scoring_operator_for_predictions_only() -> No
     assert split["latency_after_scored_ms"]["max"] == 15.0
     assert split["latency_after_scored_ms"]["p50"] == 12.5
     assert latency_split(np.array([]), ingest, recv, measured) == {}  # the pass-through
+
+
+def test_a_record_at_the_trigger_itself_starts_the_new_interval() -> None:
+    rows = latency_by_checkpoint_phase(
+        np.array([15_000.0]), np.array([70.0]), [10_000.0, 15_000.0], 5_000.0
+    )
+    assert rows[0][:2] == [0, 1]  # the first tenth after 15,000, not the last one after 10,000
+    assert rows[9][1] == 0
