@@ -323,12 +323,19 @@ class Bench:
         }
         result["system"] = system.check()
         result["checkpoints"] = self._checkpoints(system, started)
+        triggers_ms = [1000 * (started + c["trigger_s"]) for c in result["checkpoints"]]
         result["latency_by_checkpoint_phase"] = latency_by_checkpoint_phase(
-            ingest_ms[measured],
-            latency_ms,
-            [1000 * (started + c["trigger_s"]) for c in result["checkpoints"]],
-            1000 * checkpoint_s,
+            ingest_ms[measured], latency_ms, triggers_ms, 1000 * checkpoint_s
         )
+        if data["scored_ms"].size == recv.size:
+            # The same, up to the score only: tells the operator's part of a tenth's latency
+            # (the batch's wait, the queue, the operator's work) from the sink's and the read's.
+            result["latency_to_scored_by_checkpoint_phase"] = latency_by_checkpoint_phase(
+                ingest_ms[measured],
+                data["scored_ms"][measured] - ingest_ms[measured],
+                triggers_ms,
+                1000 * checkpoint_s,
+            )
         result["write_outs"] = self._write_outs(system, write_outs)
         lat = result["latency_ms"]
         log.info(

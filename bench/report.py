@@ -425,7 +425,12 @@ def _checkpoint_phase_lines(systems: dict[str, Any]) -> list[str]:
                 continue
             width = max(width, len(phases))
             cells = [f"{fmt(p99)} ({fmt(start)})" for start, _, _, p99, _ in phases]
-            rows.append(f"| {name} | {step['offered_rate']:,.0f}/s | " + " | ".join(cells) + " |")
+            rate = f"{step['offered_rate']:,.0f}/s"
+            rows.append(f"| {name} | {rate} | " + " | ".join(cells) + " |")
+            to_scored = step.get("latency_to_scored_by_checkpoint_phase") or []
+            if to_scored:
+                cells = [fmt(p99) for _, _, _, p99, _ in to_scored]
+                rows.append(f"| {name} | {rate}, until scored | " + " | ".join(cells) + " |")
     if not rows:
         return []
     return [
@@ -434,7 +439,9 @@ def _checkpoint_phase_lines(systems: dict[str, Any]) -> list[str]:
         "Per tenth of the interval, counted from the last checkpoint trigger before each "
         "record's ingest time (in brackets, where the tenth starts, ms after the trigger): "
         "the last tenths are the write-ahead stretch before the next barrier, the first the "
-        "barrier and what follows it.",
+        "barrier and what follows it. The rows marked until scored take each record's latency "
+        "up to its prediction's scored_time only (the source, the batch's wait, the queue and "
+        "the operator), without the sink and the read.",
         "",
         "| system | step | " + " | ".join(f"{i + 1}/10" for i in range(width)) + " |",
         "|---|---|" + "---:|" * width,

@@ -44,6 +44,19 @@ def test_the_report_shows_each_step_p99_per_tenth() -> None:
     assert _checkpoint_phase_lines({"at-least-once": {"steps": [{"offered_rate": 1.0}]}}) == []
 
 
+def test_the_report_shows_the_part_until_scored_under_each_step() -> None:
+    step = {
+        "offered_rate": 5000.0,
+        "latency_by_checkpoint_phase": [[0, 10, 20.0, 80.0, 90.0], [500, 10, 20.0, 35.0, 40.0]],
+        "latency_to_scored_by_checkpoint_phase": [[0, 10, 9.0, 60.0, 70.0], [500, 0] + [None] * 3],
+    }
+    lines = _checkpoint_phase_lines({"at-least-once": {"steps": [step]}})
+    assert lines[-3:-1] == [
+        "| at-least-once | 5,000/s | 80 (0) | 35 (500) |",
+        "| at-least-once | 5,000/s, until scored | 60 | – |",
+    ]
+
+
 def test_the_latency_splits_at_the_scoring_operator_for_predictions_only() -> None:
     from orchestrate import latency_split
 
