@@ -201,10 +201,10 @@ def main() -> None:
             if scratch:
                 scratch[:] = filler
             started = time.perf_counter()
-            operator.process_element(batch, ctx)
+            list(operator.process_element(batch, ctx))  # a generator: its outputs, then writes
             since_checkpoint += args.batch
             if since_checkpoint >= args.checkpoint_records:
-                operator.process_element(b"", ctx)
+                list(operator.process_element(b"", ctx))
                 since_checkpoint = 0
             spent += time.perf_counter() - started
         return spent / len(rows) * 1e6

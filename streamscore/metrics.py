@@ -79,6 +79,13 @@ class Metrics(Collector):
             "(written again if changed again)",
             (),
         )
+        self.state_flushed_ahead = LabelledCounter(
+            "streamscore_state_flushed_ahead",
+            "Scoring operator: flushes of RocksDB's memtables started once the users written "
+            "ahead of a barrier had caught up, so that the checkpoint's own flush, which holds "
+            "up the records behind the barrier, has only the last changes left",
+            (),
+        )
         self.scores = Histogram("streamscore_score", "Distribution of model scores", SCORE_BUCKETS)
         self.model_info = Gauge(
             "streamscore_model_info",
@@ -102,7 +109,7 @@ class Metrics(Collector):
         self._families: list[Family] = [
             self.events, self.dead_letters, self.late_events, self.predictions, self.degraded,
             self.feature_store_writes, self.expired_users, self.latency, self.state_writes,
-            self.state_written_ahead, self.scores,
+            self.state_written_ahead, self.state_flushed_ahead, self.scores,
             self.model_info, self.challenger_info, self.labels, self.control,
         ]  # fmt: skip
         # Readouts computed when Prometheus scrapes, by name: the learner's live quality

@@ -136,6 +136,9 @@ class FloorOperator:
     def apply(self, kind: str, content: Any) -> None:
         return None
 
+    def after_batch(self) -> None:
+        return None  # no state, nothing written behind
+
     def on_timer(self, user_id: str, timestamp: int, ctx: Any) -> list[bytes]:
         return []
 

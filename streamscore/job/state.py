@@ -533,6 +533,7 @@ class WriteAheadWindow:
         self, interval_s: float, window_s: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._lead_s = interval_s - window_s
+        self._window_s = window_s
         self._clock = clock
         self._opens_at = clock() + self._lead_s
 
@@ -542,6 +543,10 @@ class WriteAheadWindow:
 
     def is_open(self) -> bool:
         return self._clock() >= self._opens_at
+
+    def due_in(self) -> float:
+        """Seconds until the next barrier is due (negative once it is late)."""
+        return self._opens_at + self._window_s - self._clock()
 
 
 class UserStateCache:

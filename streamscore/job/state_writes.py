@@ -66,6 +66,8 @@ class JvmStateWrites(Protocol):
 
     def joinEntriesOf(self, user: str) -> bytes: ...  # noqa: N802 (the Java method's name)
 
+    def startFlush(self) -> bool: ...  # noqa: N802 (the Java method's name)
+
 
 class StateWriter:
     """Stages users' value and join-entry changes, and writes them in one call (``flush``).
@@ -171,6 +173,10 @@ class PythonStateWrites:
         self._users = user_state
         self._join = join_state
         self._raw = raw
+
+    def startFlush(self) -> bool:  # noqa: N802 (the Java method's name)
+        """Nothing to flush outside Flink."""
+        return False
 
     def write(self, packed: bytes) -> int:
         at, written, unpack_int = 0, 0, _INT.unpack_from

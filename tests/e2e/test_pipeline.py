@@ -108,8 +108,15 @@ def _written_ahead(settings: Settings) -> float:
     return job_metric_total(settings, "streamscore_state_written_ahead_total")
 
 
+def _flushed_ahead(settings: Settings) -> float:
+    """RocksDB memtable flushes started ahead of barriers so far (``ScoringOperator.flush_ahead``,
+    through ``StateWrites.startFlush`` and Flink's own RocksDB backend)."""
+    return job_metric_total(settings, "streamscore_state_flushed_ahead_total")
+
+
 def _run_scenario(settings: Settings, job_id: str) -> None:
     written_ahead_before = _written_ahead(settings)
+    flushed_ahead_before = _flushed_ahead(settings)
     events_codec = Codec("event")
     valid = recent_events(seed=101, count=1500, users=60)
     rng = random.Random(7)
@@ -235,6 +242,9 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     # The users' state was written ahead of barriers (conftest's state_write_ahead_ms); the
     # chaos and upgrade tests restore from state written so.
     assert _written_ahead(settings) > written_ahead_before
+    # Once caught up, each interval's write-ahead started a flush of RocksDB's memtables: the
+    # Java side reached the backend's database (a Flink upgrade that moves it shows here).
+    assert _flushed_ahead(settings) > flushed_ahead_before
 
 
 def _predictions_of(

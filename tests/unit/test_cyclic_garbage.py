@@ -62,7 +62,11 @@ def test_the_scoring_function_freezes_each_batch_s_survivors_and_raises_the_thre
         assert gc.get_threshold()[0] == Settings().python_gc_young_threshold
         frozen = gc.get_freeze_count()
         for start in range(0, len(records), 50):
-            function.process_element(pack_records(records[start : start + 50]), _Context(_Timers()))
+            list(
+                function.process_element(
+                    pack_records(records[start : start + 50]), _Context(_Timers())
+                )
+            )
             assert gc.get_count()[0] == 0
         assert gc.get_freeze_count() > frozen  # the batches' survivors (the users' state)
     finally:

@@ -5,9 +5,16 @@ import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.runtime.state.KeyedStateBackend;
 import org.apache.flink.types.Row;
 
+import org.rocksdb.ColumnFamilyHandle;
+import org.rocksdb.FlushOptions;
+import org.rocksdb.RocksDB;
+
+import java.lang.reflect.Field;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -42,6 +49,12 @@ public class StateWrites {
     private byte[] packed;
     private int at;
 
+    /** The backend's RocksDB and its column families, for {@link #startFlush}; null if none. */
+    private RocksDB db;
+    private List<ColumnFamilyHandle> families;
+    private FlushOptions noWait;
+    private boolean flushUnavailable;
+
     /**
      * Made by reflection ({@code Class.newInstance}) from Python, which reaches this class only
      * through the job's class loader, as a class object it cannot call; then {@link #bind}.
@@ -54,6 +67,59 @@ public class StateWrites {
         this.backend = (KeyedStateBackend<Row>) backend;
         this.users = (ValueState<byte[]>) users;
         this.joinEntries = (MapState<String, byte[]>) joinEntries;
+    }
+
+    /**
+     * Starts a flush of RocksDB's memtables in RocksDB's background threads and returns at once.
+     * An incremental checkpoint's synchronous part flushes the memtables and waits for that on
+     * the task's thread, holding up every record behind the barrier; flushed ahead, what is left
+     * for it is only what was written since. False when the backend is not RocksDB's (the
+     * changelog backend, the heap) or its database cannot be reached.
+     */
+    public boolean startFlush() throws Exception {
+        if (flushUnavailable) {
+            return false;
+        }
+        if (db == null && !findDatabase()) {
+            flushUnavailable = true;
+            return false;
+        }
+        db.flush(noWait, families);
+        return true;
+    }
+
+    @SuppressWarnings("unchecked")
+    private boolean findDatabase() {
+        try {
+            Object database = field(backend, "db");
+            Object states = field(backend, "kvStateInformation");
+            if (!(database instanceof RocksDB) || !(states instanceof Map)) {
+                return false;
+            }
+            List<ColumnFamilyHandle> handles = new ArrayList<>();
+            for (Object info : ((Map<String, Object>) states).values()) {
+                handles.add((ColumnFamilyHandle) field(info, "columnFamilyHandle"));
+            }
+            families = handles;
+            noWait = new FlushOptions().setWaitForFlush(false).setAllowWriteStall(true);
+            db = (RocksDB) database;
+            return true;
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    private static Object field(Object owner, String name) throws ReflectiveOperationException {
+        for (Class<?> c = owner.getClass(); c != null; c = c.getSuperclass()) {
+            try {
+                Field f = c.getDeclaredField(name);
+                f.setAccessible(true);
+                return f.get(owner);
+            } catch (NoSuchFieldException e) {
+                // look in the superclass
+            }
+        }
+        throw new NoSuchFieldException(name);
     }
 
     /** Applies the packed writes (see the class comment); returns how many users it wrote. */
