@@ -23,6 +23,10 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streamscore.serde import Codec
 
+# The record type of a collector of the labels a system refused: its dead letters whose reason
+# starts with "label:", each known by the event id of the label it carries.
+LABEL_DEAD_LETTER = "label_dead_letter"
+
 # What the output collector reports for every run, copied into each result.
 COLLECTOR_FIGURES = ("duplicates", "foreign", "undecodable", "errors", "degraded", "model_versions")
 
@@ -43,7 +47,11 @@ def collector_main(cfg: dict[str, Any], count: Any, ready: Any, stop: Any, out: 
             "isolation.level": "read_committed" if cfg["read_committed"] else "read_uncommitted",
         }
     )
-    codec = Codec(cfg["record_type"])
+    # A label dead letter is counted by the event id of the label it carries; other dead
+    # letters are foreign.
+    label_dead_letters = cfg["record_type"] == LABEL_DEAD_LETTER
+    codec = Codec("dead_letter" if label_dead_letters else cfg["record_type"])
+    label_codec = Codec("label")
     prediction = cfg["record_type"] == "prediction"
     prefix = cfg["prefix"]
     recv, ingest, scored = array("d"), array("q"), array("q")
@@ -69,6 +77,11 @@ def collector_main(cfg: dict[str, Any], count: Any, ready: Any, stop: Any, out: 
                     continue
                 try:
                     record = codec.decode(m.value())
+                    if label_dead_letters:
+                        if not record["reason"].startswith("label:"):
+                            foreign += 1
+                            continue
+                        record = label_codec.decode(record["original"])
                 except Exception:
                     undecodable += 1
                     continue
@@ -151,12 +164,14 @@ class Collector:
         idle_s: float,
         first_s: float | None = None,
         what: str = "",
+        also: Collector | None = None,
     ) -> bool:
-        """Until ``expected`` outputs arrived; False on a timeout or a stall."""
+        """Until ``expected`` outputs arrived, those of ``also`` counted too; False on a timeout
+        or a stall."""
         start = last_change = last_report = time.monotonic()
         last = -1
         while True:
-            n = self.count.value
+            n = self.count.value + (also.count.value if also is not None else 0)
             now = time.monotonic()
             if n >= expected:
                 return True

@@ -34,7 +34,7 @@ import numpy as np
 from streamscore.config import Settings
 from streamscore.kafka_io import client_config, new_producer
 
-from collect import COLLECTOR_FIGURES, Collector
+from collect import COLLECTOR_FIGURES, LABEL_DEAD_LETTER, Collector
 from drain_rate import drain_rate, scoring_rate
 from load import encode_events, event_id_prefix, produce_backlog, send_paced
 from process_cost import ProcessCost
@@ -86,16 +86,21 @@ class Bench:
         return self.seed
 
     def collector(
-        self, system: System, prefix: str, topic: str | None = None, record_type: str = ""
+        self,
+        system: System,
+        prefix: str,
+        topic: str | None = None,
+        record_type: str = "",
+        start: dict[int, int] | None = None,
     ) -> Collector:
         """An output consumer for one measurement, from the current end of the system's output
-        topic (or of ``topic``, whose records are ``record_type``)."""
+        topic (or of ``topic``, whose records are ``record_type``), or from ``start``."""
         topic = topic or system.output_topic
         return Collector(
             self.ctx,
             client_config(self.s),
             topic,
-            self.kafka.end_offsets(topic),
+            start if start is not None else self.kafka.end_offsets(topic),
             record_type or system.record_type,
             system.read_committed,
             prefix,
@@ -135,6 +140,10 @@ class Bench:
             outcomes = self.collector(
                 system, event_id_prefix(seed), system.outcomes_topic, "outcome"
             )
+        # Where its refused labels start: read only once the predictions are in (below).
+        refused_topic = system.label_dead_letters_topic if outcomes is not None else None
+        refused_start = self.kafka.end_offsets(refused_topic) if refused_topic else None
+        refused_labels: int | None = None
         outcome_data: dict[str, Any] | None = None
         cost: ProcessCost | None = None
         process_cost: dict[str, Any] | None = None
@@ -156,14 +165,31 @@ class Bench:
             # CPU up to the last prediction, as before the outcomes were timed.
             process_cost = cost.stop(int(collector.count.value))
             if outcomes is not None and complete:
-                # Not all labels join (a few expire): this ends at the first stall, which does
-                # not move the last outcome's time.
-                outcomes.wait(
-                    stats.labels,
-                    deadline_s=self.args.drain_timeout,
-                    idle_s=idle,
-                    what=f"{system.name} drain (outcomes)",
+                # Every label ends as an outcome or as a dead letter (expired, duplicate,
+                # unknown event): the wait counts both, so it ends with the last of them rather
+                # than after a stall of ``idle`` seconds.
+                refused = (
+                    self.collector(
+                        system,
+                        event_id_prefix(seed),
+                        refused_topic,
+                        LABEL_DEAD_LETTER,
+                        start=refused_start,
+                    )
+                    if refused_topic
+                    else None
                 )
+                try:
+                    outcomes.wait(
+                        stats.labels,
+                        deadline_s=self.args.drain_timeout,
+                        idle_s=idle,
+                        what=f"{system.name} drain (outcomes and refused labels)",
+                        also=refused,
+                    )
+                finally:
+                    if refused is not None:
+                        refused_labels = int(refused.result()["recv"].size)
         finally:
             data = collector.result()
             if outcomes is not None:
@@ -177,6 +203,9 @@ class Bench:
             # drain's span (counted by "to the last outcome"). The shorter the backlog's span
             # of event time against the labels' delays, the more of them (--backlog-rate).
             "labels_after_events": stats.labels_after_events,
+            # Labels the system refused (dead letters) during the drain, counted in the wait
+            # for the last outcome.
+            "labels_refused": refused_labels,
             "backlog_produce_seconds": round(stats.seconds, 2),
             "received": int(recv.size),
             "complete": complete,

@@ -103,6 +103,8 @@ class System:
     labels_topic: str | None = None  # where the load sends labels (None: the system reads none)
     # where it writes the labels it joined, one "outcome" per label (None: it joins none)
     outcomes_topic: str | None = None
+    # where it writes the labels it refused, as dead letters (None: it refuses none)
+    label_dead_letters_topic: str | None = None
 
     def setup(self, kafka: Kafka) -> None:
         """Create the system's topics."""
@@ -217,6 +219,7 @@ class FlinkSystem(System):
         self.labels_topic = f"{prefix}-labels"
         self.control = f"{prefix}-control"
         self.outcomes_topic = f"{prefix}-outcomes"
+        self.label_dead_letters_topic = self.dead_letters
         # The user's --set first, the bench's own after them (later wins).
         self.overrides = [
             *user_overrides,

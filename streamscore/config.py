@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     feature_ttl_s: int = Field(2 * 86400, ge=1)
     redis_flush_max_records: int = Field(2000, ge=1)
     redis_flush_interval_ms: int = Field(20, ge=1)
+    # While the job catches up on a backlog (the scoring operator's batches are full), the
+    # feature writes go out this often instead, each user's newest (feature_store.FlushPace).
+    redis_catch_up_flush_interval_ms: int = Field(1000, ge=1)
     # Users whose newest feature write is kept while Redis is unreachable, to be written when it
     # is back; past it the oldest pending user is dropped and counted (dropped_pending).
     redis_pending_max_users: int = Field(100_000, ge=1)

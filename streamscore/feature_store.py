@@ -11,7 +11,10 @@ with a TTL (``feature_ttl_s``) refreshed on every write.
 Writes go through a Lua script that refuses to replace a newer event's features with an older
 one's, so replays after a failure and out-of-order events are harmless: the stored vector is
 always that of the newest event seen. The scoring path only appends to an in-memory queue; a
-background thread sends batches in one pipelined round trip. When Redis is down the job keeps
+background thread sends batches in one pipelined round trip, every ``redis_flush_interval_ms``
+while the job keeps up; while it catches up on a backlog, every
+``redis_catch_up_flush_interval_ms``, so that each user's writes within it collapse into one
+(``FlushPace``). When Redis is down the job keeps
 scoring, predictions say ``degraded: ["redis"]``, and the writes that failed are not lost: the
 newest one per user is kept (``PendingWrites``, at most ``redis_pending_max_users`` users, the
 oldest dropped and counted past it) and written once Redis answers again, through the same
@@ -24,8 +27,8 @@ import logging
 import threading
 import time
 from array import array
-from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any, cast
 
@@ -221,6 +224,69 @@ class PendingWrites:
             del self._writes[user_id]
 
 
+class FlushPace:
+    """When the writer thread sends what is queued.
+
+    While the job keeps up, every ``interval_s``: the store trails the job by about that much.
+    While it catches up on a backlog, every ``catch_up_interval_s``: a drain scores each user
+    many times a second, and writing each of those vectors, soon replaced, cost the writer's CPU
+    and Redis's and, through the GIL, the scoring thread's (bench/HISTORY.md, thirty-third
+    session). The store then trails the job by up to that interval, while the job trails its
+    input by more. The job catches up from the moment the scoring operator reports a full batch
+    (``behind``: its input was waiting, the same sign by which it stops writing state ahead of
+    the barrier) until ``catch_up_interval_s`` has passed without one. With ``max_queued`` half
+    full it sends at once, so that catching up never drops a write."""
+
+    def __init__(
+        self,
+        interval_s: float,
+        catch_up_interval_s: float,
+        max_queued: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval_s = interval_s
+        self._catch_up_s = max(catch_up_interval_s, interval_s)
+        self._queue_limit = max(1, max_queued // 2)
+        self._clock = clock
+        self._sent_at = clock()
+        self._behind_at: float | None = None
+        self.catching_up = False
+
+    def behind(self) -> None:
+        """The scoring operator had a full batch: its input is waiting."""
+        self._behind_at = self._clock()
+
+    def due(self, queued: int) -> bool:
+        """Whether to send the ``queued`` writes now; notes a change of pace in the log."""
+        now = self._clock()
+        behind_at = self._behind_at
+        catching_up = behind_at is not None and now - behind_at < self._catch_up_s
+        if catching_up != self.catching_up:
+            self.catching_up = catching_up
+            if catching_up:
+                log.info(
+                    "catching up on a backlog: feature writes sent every %.0f ms, each user's "
+                    "newest",
+                    self._catch_up_s * 1000,
+                )
+            else:
+                log.info("caught up: feature writes sent every %.0f ms", self.interval_s * 1000)
+        if catching_up and queued < self._queue_limit and now - self._sent_at < self._catch_up_s:
+            return False
+        self._sent_at = now
+        return True
+
+    def wait_s(self) -> float:
+        """How long the writer thread sleeps before its next ``due``: the flush interval, or
+        while catching up the rest of the catch-up interval. Each wake takes the GIL from the
+        scoring thread (most of what woke it in a drain: bench/HISTORY.md, thirty-third
+        session), so it does not wake to find nothing due; it finds the job caught up at most
+        that much later."""
+        if not self.catching_up:
+            return self.interval_s
+        return max(self.interval_s, self._catch_up_s - (self._clock() - self._sent_at))
+
+
 def _default_pending_max_users() -> int:
     return int(Settings.model_fields["redis_pending_max_users"].default)
 
@@ -232,10 +298,13 @@ class FeatureStoreWriter:
     ``retry_interval_s`` has passed since the last failure; queued writes are merged into them
     meanwhile, so memory is bounded by users, not by the length of the outage.
 
-    Metrics (``streamscore_feature_store_writes_total{result}``): ``written``; ``stale`` (Redis
-    had a newer event); ``failed`` (a first attempt failed: the write is kept pending);
-    ``rejected`` (Redis refused it for good, e.g. WRONGTYPE: not retried); ``dropped`` (queue
-    overflow: scoring outran the writer); ``dropped_pending`` (past ``max_pending_users``)."""
+    Metrics (``streamscore_feature_store_writes_total{result}``): ``written``; ``superseded``
+    (a newer write of the same user was queued before it was sent: only the newest goes);
+    ``stale`` (Redis had a newer event); ``failed`` (a first attempt failed: the write is kept
+    pending); ``rejected`` (Redis refused it for good, e.g. WRONGTYPE: not retried); ``dropped``
+    (more than ``max_queued`` users waiting: scoring outran the writer); ``dropped_pending`` (past
+    ``max_pending_users``). ``streamscore_feature_store_catch_ups_total``: the times the writer
+    went to its catch-up pace (``FlushPace``)."""
 
     def __init__(
         self,
@@ -251,6 +320,7 @@ class FeatureStoreWriter:
         max_pending_users: int | None = None,
         retry_interval_s: float = 1.0,
         background: bool = True,
+        catch_up_flush_interval_ms: int = 1000,
     ) -> None:
         """``background=False`` starts no thread: the caller flushes (tests, batch tools)."""
         self._writer = ConditionalWriter(
@@ -258,9 +328,17 @@ class FeatureStoreWriter:
         )
         self._metrics = metrics
         self._flush_max = flush_max_records
-        self._interval_s = flush_interval_ms / 1000.0
+        self._pace = FlushPace(
+            flush_interval_ms / 1000.0, catch_up_flush_interval_ms / 1000.0, max_queued
+        )
         self._max_queued = max_queued
-        self._queue: deque[tuple[str, PendingWrite]] = deque()
+        # The newest write per user not yet taken by the writer: the scoring thread puts, the
+        # writer pops (``_take``), each in steps the GIL keeps whole, so neither takes a lock.
+        self._queue: dict[str, PendingWrite] = {}
+        # Writes replaced before they were taken: counted by the scoring thread alone, reported
+        # by the writer (the difference since its last report).
+        self._superseded = 0
+        self._superseded_reported = 0
         self._pending = PendingWrites(max_pending_users or _default_pending_max_users())
         self._retry_interval_s = retry_interval_s
         self._retry_at = 0.0  # time.monotonic() before which pending writes are not retried
@@ -283,20 +361,38 @@ class FeatureStoreWriter:
         return len(self._pending)
 
     def submit(self, user_id: str, event_time: int, event_id: str, vector: list[float]) -> None:
-        """Queue a write; never blocks. Oldest writes are dropped if the writer cannot keep up.
+        """Queue a write; never blocks. Past ``max_queued`` users waiting, the user queued
+        longest ago is dropped.
 
-        Only the vector is queued: the JSON is built at flush time, once per user per batch on
-        the writer thread, instead of once per event on the scoring path."""
-        if len(self._queue) >= self._max_queued:
-            self._queue.popleft()
+        Only the vector is queued, and only the user's newest (the store's rule, ``newer``): a
+        write the writer has not taken yet is replaced in place, so a drain's many writes of a
+        user between two flushes cost the writer nothing (it used to take each from a queue
+        and drop all but the newest). The JSON is built at flush time, on the writer thread."""
+        queue = self._queue
+        current = queue.get(user_id)
+        if current is not None:
+            self._superseded += 1
+            if event_time >= current[0]:
+                queue[user_id] = (event_time, event_id, vector)
+            return
+        if len(queue) >= self._max_queued:
+            try:
+                del queue[next(iter(queue))]
+            except (KeyError, StopIteration):  # the writer took it meanwhile
+                pass
             self._metrics.feature_store_writes.labels("dropped").inc()
-        self._queue.append((user_id, (event_time, event_id, vector)))
-        if len(self._queue) == self._flush_max:
+        queue[user_id] = (event_time, event_id, vector)
+        if len(queue) == self._flush_max:
             # Once, when the queue fills: threading.Event.set() is Python (a lock and a
             # notify), and called for every record while the writer had not yet taken the
             # queue it cost the scoring thread more than the record's submit itself. Missed
             # (the writer took records meanwhile), the writer flushes on its interval anyway.
             self._wake.set()
+
+    def behind(self) -> None:
+        """The job is catching up on a backlog (``FlushPace``): called by the scoring operator
+        after each full batch."""
+        self._pace.behind()
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
@@ -331,13 +427,23 @@ class FeatureStoreWriter:
                     return
 
     def _take(self, count: int) -> dict[str, PendingWrite]:
-        """Up to ``count`` queued writes, deduplicated per user (the newest kept)."""
+        """Up to ``count`` queued writes (one per user, its newest)."""
         batch: dict[str, PendingWrite] = {}
         queue = self._queue
-        for _ in range(min(len(queue), count)):
-            user_id, write = queue.popleft()
-            if newer(write, batch.get(user_id)):
+        # The users in the order they were queued (a replay after an outage keeps it). The
+        # slice is copied in one step under the GIL; each write is then popped, so that one the
+        # scoring thread replaced meanwhile goes in its newest form, and a user queued again
+        # after the pop waits for the next flush.
+        for user_id, _ in list(islice(queue.items(), count)):
+            write = queue.pop(user_id, None)
+            if write is not None:
                 batch[user_id] = write
+        superseded = self._superseded
+        if superseded != self._superseded_reported:
+            self._metrics.feature_store_writes.labels("superseded").inc(
+                superseded - self._superseded_reported
+            )
+            self._superseded_reported = superseded
         return batch
 
     def _keep(self, writes: Mapping[str, PendingWrite]) -> None:
@@ -416,11 +522,18 @@ class FeatureStoreWriter:
         self.healthy = False
 
     def _run(self) -> None:
+        pace = self._pace
         while not self._stop.is_set():
             self._wake.wait(
-                self._interval_s if self.healthy else max(self._retry_interval_s, self._interval_s)
+                pace.wait_s() if self.healthy else max(self._retry_interval_s, pace.interval_s)
             )
             self._wake.clear()
+            was_catching_up = pace.catching_up
+            due = pace.due(len(self._queue))
+            if pace.catching_up and not was_catching_up:
+                self._metrics.feature_store_catch_ups.inc()
+            if not due:
+                continue
             try:
                 self.flush()
             except Exception:  # the thread must survive anything to keep the store fresh

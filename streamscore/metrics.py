@@ -57,6 +57,12 @@ class Metrics(Collector):
         self.feature_store_writes = LabelledCounter(
             "streamscore_feature_store_writes", "Feature store writes by result", ("result",)
         )
+        self.feature_store_catch_ups = LabelledCounter(
+            "streamscore_feature_store_catch_ups",
+            "Times the feature store writer went to redis_catch_up_flush_interval_ms: the job "
+            "was catching up on a backlog",
+            (),
+        )
         self.expired_users = LabelledCounter(
             "streamscore_expired_users", "Users whose state expired after inactivity", ()
         )
@@ -108,9 +114,9 @@ class Metrics(Collector):
         )
         self._families: list[Family] = [
             self.events, self.dead_letters, self.late_events, self.predictions, self.degraded,
-            self.feature_store_writes, self.expired_users, self.latency, self.state_writes,
-            self.state_written_ahead, self.state_flushed_ahead, self.scores,
-            self.model_info, self.challenger_info, self.labels, self.control,
+            self.feature_store_writes, self.feature_store_catch_ups, self.expired_users,
+            self.latency, self.state_writes, self.state_written_ahead, self.state_flushed_ahead,
+            self.scores, self.model_info, self.challenger_info, self.labels, self.control,
         ]  # fmt: skip
         # Readouts computed when Prometheus scrapes, by name: the learner's live quality
         # ("quality", "concept_drift") and the scorer's data drift ("drift"). An operator sets

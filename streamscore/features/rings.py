@@ -92,9 +92,7 @@ class Merged:
 @cython.inline
 @cython.cdivision(True)
 @cython.exceptval(check=False)
-def _cell(
-    base: cython.Py_ssize_t, k: cython.longlong, ring: cython.longlong
-) -> cython.Py_ssize_t:
+def _cell(base: cython.Py_ssize_t, k: cython.longlong, ring: cython.longlong) -> cython.Py_ssize_t:
     """Where bucket ``k``'s cell starts in the array: in the window at ``base``, at its ring's
     place ``k mod ring`` (never negative)."""
     i: cython.longlong = k % ring

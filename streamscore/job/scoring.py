@@ -279,6 +279,7 @@ class ScoringOperator:
             s.redis_flush_max_records,
             s.redis_flush_interval_ms,
             max_pending_users=s.redis_pending_max_users,
+            catch_up_flush_interval_ms=s.redis_catch_up_flush_interval_ms,
         )
         self._metrics.sources["drift"] = self._drift_samples
 
@@ -402,6 +403,8 @@ class ScoringOperator:
         # over 250, unordered, were never written ahead and waited for the barrier: 20-48 ms of
         # write-out there after a 300,000-event drain instead of 0.7-25; bench/HISTORY.md.)
         ordered = records < self._full_batch
+        if not ordered:
+            self._store.behind()
         self._state.ordered = ordered
         self._join_map.ordered = ordered
         unscored = self._unscored
