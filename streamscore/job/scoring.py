@@ -212,7 +212,6 @@ class ScoringOperator:
         self._writer = StateWriter(state_writes, keys)
         # The memtables are flushed once per interval, when writing ahead has caught up
         # (write_ahead), so that the checkpoint's own flush, which the barrier waits for, is small.
-        self._state_writes = state_writes
         self._flushed_ahead = False
         self._flush_ahead_possible = True
         # Whether the last batch may be followed by a write-ahead (after_batch).
@@ -486,7 +485,7 @@ class ScoringOperator:
         self._flushed_ahead = True
         if not self._flush_ahead_possible:
             return
-        if self._state_writes.startFlush():
+        if self._writer.start_flush():
             self._metrics.state_flushed_ahead.inc()
         else:
             self._flush_ahead_possible = False

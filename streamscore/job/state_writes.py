@@ -105,6 +105,12 @@ class StateWriter:
         else:
             slot[1].extend(records)
 
+    def start_flush(self) -> bool:
+        """Start a flush of the state backend's memtables in its background threads, not
+        waiting for it (``StateWrites.startFlush``); False if the backend cannot (not RocksDB's
+        own)."""
+        return bool(self._jvm.startFlush())
+
     def flush(self) -> int:
         """Writes what is staged in one call into the JVM; returns the number of users."""
         staged = self._staged

@@ -112,8 +112,7 @@ def test_memtables_are_flushed_once_per_interval_when_writing_ahead_has_caught_u
     function = opened_score_events({**_ALWAYS_AHEAD, "state_write_ahead_users": 10})
     try:
         scoring = function._scoring
-        spy = _FlushSpy(scoring._state_writes)
-        scoring._state_writes = spy
+        spy = _FlushSpy(scoring._writer._jvm)
         scoring._writer._jvm = spy
         list(function.process_element(pack_records(records[:60]), _Context(_Timers())))
         assert spy.flushes == 0  # ten of the batch's users written: more wait
@@ -133,8 +132,8 @@ def test_a_backend_that_cannot_flush_ahead_is_asked_once() -> None:
     function = opened_score_events(_ALWAYS_AHEAD)
     try:
         scoring = function._scoring
-        spy = _FlushSpy(scoring._state_writes, possible=False)
-        scoring._state_writes = spy
+        spy = _FlushSpy(scoring._writer._jvm, possible=False)
+        scoring._writer._jvm = spy
         _one_at_a_time(function, records[:20])
         list(function.process_element(b"", _Context(_Timers())))
         _one_at_a_time(function, records[20:40])
@@ -153,8 +152,8 @@ def test_memtables_are_flushed_ahead_shortly_before_the_barrier_even_if_not_caug
     function = opened_score_events({"state_write_ahead_ms": 2_000, "state_write_ahead_users": 1})
     try:
         scoring = function._scoring
-        spy = _FlushSpy(scoring._state_writes)
-        scoring._state_writes = spy
+        spy = _FlushSpy(scoring._writer._jvm)
+        scoring._writer._jvm = spy
         scoring._write_ahead_window = WriteAheadWindow(5.0, 2.0, clock=lambda: now[0])
         now[0] = 3.5  # the window is open, the barrier due in 1.5 s
         _one_at_a_time(function, records[:40])
