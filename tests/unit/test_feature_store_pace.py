@@ -7,9 +7,8 @@ features."""
 
 from __future__ import annotations
 
-from streamscore.feature_store import FeatureStoreWriter, FlushPace
-from streamscore.metrics import Metrics
-from tests.unit.test_feature_store_pending import PREFIX, FakeRedis
+from streamscore.feature_store import FlushPace
+from tests.unit.test_feature_store_pending import FakeRedis, make_writer
 
 
 class Clock:
@@ -86,15 +85,7 @@ def test_the_catch_up_interval_is_never_shorter_than_the_flush_interval() -> Non
 
 def test_only_each_users_newest_queued_write_is_sent_and_the_rest_counted() -> None:
     client = FakeRedis()
-    writer = FeatureStoreWriter(
-        client,  # type: ignore[arg-type]
-        PREFIX,
-        "fs-v1",
-        ("a",),
-        60,
-        Metrics(),
-        background=False,
-    )
+    writer = make_writer(client)
     for event_time in range(1, 11):
         for user_id in ("u1", "u2", "u3"):
             writer.submit(user_id, event_time, f"{user_id}@{event_time}", [float(event_time)])
@@ -113,16 +104,7 @@ def test_only_each_users_newest_queued_write_is_sent_and_the_rest_counted() -> N
 
 def test_past_max_queued_users_the_user_queued_longest_ago_is_dropped() -> None:
     client = FakeRedis()
-    writer = FeatureStoreWriter(
-        client,  # type: ignore[arg-type]
-        PREFIX,
-        "fs-v1",
-        ("a",),
-        60,
-        Metrics(),
-        max_queued=3,
-        background=False,
-    )
+    writer = make_writer(client, max_queued=3)
     for user_id in ("u1", "u2", "u3"):
         writer.submit(user_id, 1, f"{user_id}@1", [1.0])
     writer.submit("u1", 2, "u1@2", [2.0])  # replaced in place: nothing dropped

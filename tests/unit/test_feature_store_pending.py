@@ -73,7 +73,10 @@ class FakeRedis:
 
 
 def make_writer(
-    client: FakeRedis, max_pending_users: int = 100, retry_interval_s: float = 0.0
+    client: FakeRedis,
+    max_pending_users: int = 100,
+    retry_interval_s: float = 0.0,
+    max_queued: int = 200_000,
 ) -> FeatureStoreWriter:
     return FeatureStoreWriter(
         client,  # type: ignore[arg-type]
@@ -82,6 +85,7 @@ def make_writer(
         ("a",),
         60,
         Metrics(),
+        max_queued=max_queued,
         max_pending_users=max_pending_users,
         retry_interval_s=retry_interval_s,
         background=False,
