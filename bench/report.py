@@ -101,6 +101,21 @@ def window_rate(times: np.ndarray, start: float, end: float, min_span_s: float) 
     return float((inside > inside[0]).sum() / (inside[-1] - inside[0]))
 
 
+def kept_up(
+    complete: bool, offered: float, output_rate: float | None, scored_rate: float | None
+) -> bool | None:
+    """Whether a step's system kept up with the offered rate: every output arrived, at 95 % of
+    the offered rate or more. ``scored_rate`` (outputs per second by the time each was scored,
+    inside the same window), when given, decides instead of the arrivals: read-committed output
+    arrives once per commit, and whether a commit falls just inside or just outside the window
+    moved the arrivals' rate by a fifth either way (0.91x and 1.16x of the offered rate in two
+    runs that both kept up: bench/HISTORY.md, thirty-third session). None without a rate."""
+    rate = scored_rate if scored_rate is not None else output_rate
+    if rate is None:
+        return None
+    return bool(complete and rate >= 0.95 * offered)
+
+
 def add_ratios(report: dict[str, Any]) -> None:
     """Each system's figures relative to the pass-through's at the same rate (``vs_baseline``):
     absolute figures depend on the machine, the ratios much less."""
