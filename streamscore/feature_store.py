@@ -369,11 +369,12 @@ class FeatureStoreWriter:
         user between two flushes cost the writer nothing (it used to take each from a queue
         and drop all but the newest). The JSON is built at flush time, on the writer thread."""
         queue = self._queue
+        write = (event_time, event_id, vector)
         current = queue.get(user_id)
         if current is not None:
             self._superseded += 1
-            if event_time >= current[0]:
-                queue[user_id] = (event_time, event_id, vector)
+            if newer(write, current):
+                queue[user_id] = write
             return
         if len(queue) >= self._max_queued:
             try:
@@ -381,7 +382,7 @@ class FeatureStoreWriter:
             except (KeyError, StopIteration):  # the writer took it meanwhile
                 pass
             self._metrics.feature_store_writes.labels("dropped").inc()
-        queue[user_id] = (event_time, event_id, vector)
+        queue[user_id] = write
         if len(queue) == self._flush_max:
             # Once, when the queue fills: threading.Event.set() is Python (a lock and a
             # notify), and called for every record while the writer had not yet taken the
