@@ -134,3 +134,24 @@ def test_the_writer_sleeps_through_the_catch_up_interval() -> None:
     clock.now += 1.5  # no full batch for longer than the interval
     assert p.due(queued=1) and not p.catching_up
     assert p.wait_s() == 0.02
+
+
+def test_a_full_scoring_batch_sends_the_writer_to_its_catch_up_pace() -> None:
+    """The scoring operator (outside Flink, as in test_write_ahead_order) reports a full batch
+    to the feature store's writer, and only a full one."""
+    from streamscore.job.batches import pack_records
+    from tests.unit.test_timer_summary import _Context, _records, _Timers, opened_score_events
+
+    records = [record for _, record in _records(seed=31, events=200)]
+    function = opened_score_events({"scoring_batch_max_records": 100})
+    try:
+        pace = function._scoring._store._pace
+        ctx = _Context(_Timers())
+        list(function.process_element(pack_records(records[:99]), ctx))  # cut by its wait
+        pace.due(queued=1)
+        assert not pace.catching_up
+        list(function.process_element(pack_records(records[99:199]), ctx))  # full
+        pace.due(queued=1)
+        assert pace.catching_up
+    finally:
+        function.close()
