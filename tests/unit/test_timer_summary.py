@@ -147,13 +147,20 @@ def _run(
     count_cyclic_garbage: bool = False,
     model: Any = None,
     assignment: Any = None,
+    timers_at_once: bool = False,
+    fire_after_end: bool = False,
 ) -> dict[str, Any]:
     """The records through the operator in batches of 25, each user's timers fired as the
     watermark passes them and a checkpoint barrier every 500 records. With
     ``count_cyclic_garbage``, the collector is off while they run, and what is left in reference
     cycles is counted at the end (frozen objects too: the operator freezes its survivors).
     ``model``: the job's model (a ``ModelBundle``; None: the fallback rules); ``assignment``: a
-    ``control.Assignment`` applied before the first record. The predictions are among the
+    ``control.Assignment`` applied before the first record. ``timers_at_once``: every firing's
+    changes written at once, as when no barrier announcement is due (``on_timer``);
+    ``fire_after_end``: the timers left after the last barrier fired too (as the end of input's
+    watermark does), with no record after them; ``left_waiting``: whether any of their changes
+    were left unwritten. The Flink state after each barrier (and at the end) is in
+    ``snapshots``. The predictions are among the
     outputs without the two fields that are not the records' (``scored_time``, the wall clock,
     and ``degraded``, which says whether the unreachable feature store was yet found down)."""
     s = Settings().with_overrides(
@@ -192,6 +199,12 @@ def _run(
                     value = repr(sorted((k, v) for k, v in dead.items() if "time" not in k))
                 outputs[(topic, key.decode(), value)] += 1
 
+    snapshots: list[tuple[dict[str, bytes], dict[tuple[str, str], bytes]]] = []
+    left_waiting = False
+
+    def snapshot() -> tuple[dict[str, bytes], dict[tuple[str, str], bytes]]:
+        return dict(runtime.value_state._values), dict(runtime.map_state._entries)
+
     _CountedMapState.walks = 0
     for start in range(0, len(records), 25):
         batch = [record for _, record in records[start : start + 25]]
@@ -206,10 +219,23 @@ def _run(
                 state = operator._state.get(user)
                 if state is not None:
                     state.due = None
+            if timers_at_once:
+                operator._barrier_announced = False
             take(function.on_timer(timestamp, _TimerContext(ctx, user)))
         if start % 500 == 0:
             take(function.process_element(b"", ctx))  # a checkpoint barrier: the write-out
+            snapshots.append(snapshot())
     take(function.process_element(b"", ctx))
+    snapshots.append(snapshot())
+    if fire_after_end:
+        while timers.queue:
+            timestamp, user = heapq.heappop(timers.queue)
+            timers.registered.discard((timestamp, user))
+            operator_cost._Key.current = user
+            take(function.on_timer(timestamp, _TimerContext(ctx, user)))
+        snapshots.append(snapshot())
+        operator.write_deferred()  # what was still waiting, which nothing would have written
+        left_waiting = snapshot() != snapshots[-1]
     cyclic_garbage = -1
     if count_cyclic_garbage:
         gc.unfreeze()
@@ -227,6 +253,8 @@ def _run(
         "values": dict(runtime.value_state._values),
         "value_writes": runtime.value_state.updates,
         "flushes": operator._writer.flushes,
+        "snapshots": snapshots,
+        "left_waiting": left_waiting,
         "cyclic_garbage": cyclic_garbage,
     }
 
@@ -263,3 +291,24 @@ def test_timers_with_the_summary_do_what_walking_every_firing_did_with_fewer_wal
     # count: every firing at a labelled event's deadline would walk.)
     assert summary["walks"] * 10 < walking["walks"] * 9, (summary["walks"], walking["walks"])
     assert summary["walks"] * 4 < EVENTS, summary["walks"]
+
+
+def test_timer_changes_wait_for_the_announced_barrier_and_checkpoints_hold_the_same_state() -> None:
+    """A firing after records keeps its changes for the write-out before the next barrier,
+    which the batcher announces; one with no announcement due (after the last barrier) writes
+    them at once. Either way the state at each barrier is the state of writing every firing's
+    changes at once, with fewer writes."""
+    records = _records(seed=12, events=EVENTS)
+    waiting = _run(records, walk_always=False, fire_after_end=True)
+    at_once = _run(records, walk_always=False, fire_after_end=True, timers_at_once=True)
+    assert waiting["outputs"] == at_once["outputs"]
+    assert waiting["labels"] == at_once["labels"]
+    assert len(waiting["snapshots"]) == len(at_once["snapshots"]) > 20
+    for barrier, (got, want) in enumerate(zip(waiting["snapshots"], at_once["snapshots"])):
+        assert got == want, barrier
+    # The firings after the last barrier changed the state, with no barrier to write it then:
+    # they wrote it themselves.
+    assert waiting["snapshots"][-1] != waiting["snapshots"][-2]
+    assert not waiting["left_waiting"]
+    assert waiting["value_writes"] * 10 < at_once["value_writes"] * 9, (
+        waiting["value_writes"], at_once["value_writes"])  # fmt: skip
