@@ -773,9 +773,9 @@ class ScoringOperator:
         channel the records came by, ahead of it. Otherwise (no record yet in this run, none
         since the last barrier, or the end of input's timers after its last announcement) no
         announcement would come, and the changes are written at once, with whatever of the
-        user's state was waiting. Written at once every time, as before, the timers of a drain
-        pickled their users' states again and again: 6 % of the scoring thread in a
-        1,000,000-event drain (bench/HISTORY.md, thirty-fourth session)."""
+        user's state was waiting. When every firing wrote at once (until the thirty-fourth
+        session), the timers of a drain pickled their users' states again and again: 6 % of
+        the scoring thread in a 1,000,000-event drain (bench/HISTORY.md)."""
         self._keys.assume(user_id)
         try:
             return self._on_timer(user_id, timestamp, ctx)
