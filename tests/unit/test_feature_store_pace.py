@@ -1,9 +1,9 @@
 """The feature store writer's pace: every flush interval while the job keeps up, each user's
 newest write once per catch-up interval while it catches up on a backlog (``FlushPace``).
 
-Pure logic on a fake clock; tests/e2e/test_pipeline.py checks against the real job that a burst
-sends the writer to its catch-up pace and that Redis still ends with each user's newest
-features."""
+Pure logic on a fake clock, and the scoring operator outside Flink reporting its full batches;
+tests/e2e/test_pipeline.py checks against the real job that Redis still ends with each user's
+newest features."""
 
 from __future__ import annotations
 

@@ -205,12 +205,8 @@ def _run(
     def snapshot() -> tuple[dict[str, bytes], dict[tuple[str, str], bytes]]:
         return dict(runtime.value_state._values), dict(runtime.map_state._entries)
 
-    _CountedMapState.walks = 0
-    for start in range(0, len(records), 25):
-        batch = [record for _, record in records[start : start + 25]]
-        take(function.process_element(pack_records(batch), ctx))
-        # The watermark: the newest time read, less the out-of-orderness, as the job's sources.
-        timers.watermark = max(timers.watermark, records[start + len(batch) - 1][0] - 5_000)
+    def fire_timers() -> None:
+        """Each user's timers at or before the watermark, in time order."""
         while timers.queue and timers.queue[0][0] <= timers.watermark:
             timestamp, user = heapq.heappop(timers.queue)
             timers.registered.discard((timestamp, user))
@@ -222,17 +218,22 @@ def _run(
             if timers_at_once:
                 operator._barrier_announced = False
             take(function.on_timer(timestamp, _TimerContext(ctx, user)))
+
+    _CountedMapState.walks = 0
+    for start in range(0, len(records), 25):
+        batch = [record for _, record in records[start : start + 25]]
+        take(function.process_element(pack_records(batch), ctx))
+        # The watermark: the newest time read, less the out-of-orderness, as the job's sources.
+        timers.watermark = max(timers.watermark, records[start + len(batch) - 1][0] - 5_000)
+        fire_timers()
         if start % 500 == 0:
             take(function.process_element(b"", ctx))  # a checkpoint barrier: the write-out
             snapshots.append(snapshot())
     take(function.process_element(b"", ctx))
     snapshots.append(snapshot())
     if fire_after_end:
-        while timers.queue:
-            timestamp, user = heapq.heappop(timers.queue)
-            timers.registered.discard((timestamp, user))
-            operator_cost._Key.current = user
-            take(function.on_timer(timestamp, _TimerContext(ctx, user)))
+        timers.watermark = 2**62  # the end of input's watermark fires every timer left
+        fire_timers()
         snapshots.append(snapshot())
         operator.write_deferred()  # what was still waiting, which nothing would have written
         left_waiting = snapshot() != snapshots[-1]
