@@ -35,9 +35,134 @@ log = logging.getLogger("bench")
 
 
 # --- child process (spawned: top-level function only) -----------------------------------------
+def leading_string(value: bytes) -> bytes | None:
+    """The bytes of the Avro string at the start of ``value`` (a zig-zag varint length, then the
+    bytes), or None if ``value`` does not start with a whole one.
+
+    A prediction's and an outcome's first field is the event id: the collector reads it alone
+    while outputs arrive and decodes the rest after the measurement (``OutputLog``)."""
+    shift = length = 0
+    for position, byte in enumerate(value[:10]):
+        length |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            length = (length >> 1) ^ -(length & 1)
+            start = position + 1
+            if length < 0 or start + length > len(value):
+                return None
+            return value[start : start + length]
+        shift += 7
+    return None
+
+
+class OutputLog:
+    """What one collector saw: each output of the measurement once, with its receive time.
+
+    Predictions and outcomes are kept as bytes while they arrive, known by their event id (their
+    first field) alone, and decoded in ``figures()`` once the measurement is over. Decoding each
+    as it came cost the collector about 7 µs a prediction and more an outcome: with both
+    collectors a quarter of a core in a drain, taken from the two cores the measured system runs
+    on (bench/HISTORY.md, thirty-fifth session). Other record types (the label dead letters,
+    few) are decoded as they come, as their event id is inside."""
+
+    def __init__(self, record_type: str, prefix: str) -> None:
+        self._label_dead_letters = record_type == LABEL_DEAD_LETTER
+        self._codec = Codec("dead_letter" if self._label_dead_letters else record_type)
+        self._label_codec = Codec("label")
+        self._prediction = record_type == "prediction"
+        self._deferred = record_type in ("prediction", "outcome")
+        self._prefix = prefix.encode()
+        self.recv = array("d")
+        self._kafka_ms = array("q")  # each output's Kafka timestamp (not for predictions)
+        self._values: list[bytes] = []
+        self._seen: set[bytes] = set()
+        self.duplicates = self.foreign = self.undecodable = self.errors = 0
+
+    def __len__(self) -> int:
+        return len(self.recv)
+
+    def take(self, message: Any, now: float) -> None:
+        """One consumed message, received at ``now``."""
+        if message.error():
+            self.errors += 1
+            return
+        value = message.value()
+        if self._deferred:
+            event_id = leading_string(value)
+        else:
+            event_id = self._label_event_id(value)
+        if event_id is None:
+            self.undecodable += 1
+            return
+        if not event_id.startswith(self._prefix):
+            self.foreign += 1
+            return
+        if event_id in self._seen:
+            self.duplicates += 1
+            return
+        self._seen.add(event_id)
+        self.recv.append(now)
+        if self._prediction:
+            self._values.append(value)
+        else:
+            self._kafka_ms.append(message.timestamp()[1])
+            if self._deferred:
+                self._values.append(value)
+
+    def _label_event_id(self, value: bytes) -> bytes | None:
+        """The event id of the label a label dead letter carries; b"" for another dead letter
+        (foreign: no measurement's prefix is empty), None for undecodable bytes."""
+        try:
+            record = self._codec.decode(value)
+            if not record["reason"].startswith("label:"):
+                return b""
+            return self._label_codec.decode(record["original"])["event_id"].encode()
+        except Exception:
+            return None
+
+    def figures(self) -> dict[str, Any]:
+        """Receive times, ingest times (a prediction's own, or the output's Kafka timestamp),
+        scored times (predictions) and the counts, with the kept outputs decoded now: one
+        that does not decode is dropped from the times and counted as undecodable."""
+        keep = array("d")
+        ingest, scored = array("q"), array("q")
+        degraded: Counter[str] = Counter()
+        models: Counter[str] = Counter()
+        undecodable = self.undecodable
+        if not self._deferred:
+            keep, ingest = self.recv, self._kafka_ms
+        for index, value in enumerate(self._values):
+            try:
+                record = self._codec.decode(value)
+            except Exception:
+                undecodable += 1
+                continue
+            keep.append(self.recv[index])
+            if self._prediction:
+                ingest.append(record["ingest_time"])
+                scored.append(record["scored_time"])
+                models[record["model_version"]] += 1
+                for what in record["degraded"]:
+                    degraded[what] += 1
+            else:
+                ingest.append(self._kafka_ms[index])
+        return {
+            "recv": np.frombuffer(keep, dtype=np.float64).copy(),
+            "ingest_ms": np.frombuffer(ingest, dtype=np.int64).copy(),
+            # When the job scored each prediction (none for other outputs).
+            "scored_ms": np.frombuffer(scored, dtype=np.int64).copy(),
+            "duplicates": self.duplicates,
+            "foreign": self.foreign,
+            "undecodable": undecodable,
+            "errors": self.errors,
+            "degraded": dict(degraded),
+            "model_versions": dict(models),
+        }
+
+
 def collector_main(cfg: dict[str, Any], count: Any, ready: Any, stop: Any, out: Any) -> None:
-    """Read the output topic from the given offsets; note receive time and ingest time of every
-    output whose event id has the step's prefix. Sends the arrays through ``out`` when stopped."""
+    """Read the output topic from the given offsets; note the receive time of every output whose
+    event id has the step's prefix (``OutputLog``). Sends its figures through ``out`` when
+    stopped."""
     consumer = Consumer(
         {
             **cfg["kafka"],
@@ -47,18 +172,7 @@ def collector_main(cfg: dict[str, Any], count: Any, ready: Any, stop: Any, out: 
             "isolation.level": "read_committed" if cfg["read_committed"] else "read_uncommitted",
         }
     )
-    # A label dead letter is counted by the event id of the label it carries; other dead
-    # letters are foreign.
-    label_dead_letters = cfg["record_type"] == LABEL_DEAD_LETTER
-    codec = Codec("dead_letter" if label_dead_letters else cfg["record_type"])
-    label_codec = Codec("label")
-    prediction = cfg["record_type"] == "prediction"
-    prefix = cfg["prefix"]
-    recv, ingest, scored = array("d"), array("q"), array("q")
-    seen: set[str] = set()
-    duplicates = foreign = undecodable = errors = 0
-    degraded: Counter[str] = Counter()
-    models: Counter[str] = Counter()
+    outputs = OutputLog(cfg["record_type"], cfg["prefix"])
     consumer.assign([TopicPartition(cfg["topic"], p, o) for p, o in cfg["start"].items()])
     first = True
     try:
@@ -72,53 +186,11 @@ def collector_main(cfg: dict[str, Any], count: Any, ready: Any, stop: Any, out: 
                 continue
             # Everything already fetched, without waiting: the batch shares one receive time.
             for m in [msg, *consumer.consume(num_messages=10_000, timeout=0)]:
-                if m.error():
-                    errors += 1
-                    continue
-                try:
-                    record = codec.decode(m.value())
-                    if label_dead_letters:
-                        if not record["reason"].startswith("label:"):
-                            foreign += 1
-                            continue
-                        record = label_codec.decode(record["original"])
-                except Exception:
-                    undecodable += 1
-                    continue
-                event_id = record["event_id"]
-                if not event_id.startswith(prefix):
-                    foreign += 1
-                    continue
-                if event_id in seen:
-                    duplicates += 1
-                    continue
-                seen.add(event_id)
-                recv.append(now)
-                if prediction:
-                    ingest.append(record["ingest_time"])
-                    scored.append(record["scored_time"])
-                    models[record["model_version"]] += 1
-                    for what in record["degraded"]:
-                        degraded[what] += 1
-                else:
-                    ingest.append(m.timestamp()[1])
-            count.value = len(recv)
+                outputs.take(m, now)
+            count.value = len(outputs)
     finally:
         consumer.close()
-        out.put(
-            {
-                "recv": np.frombuffer(recv, dtype=np.float64).copy(),
-                "ingest_ms": np.frombuffer(ingest, dtype=np.int64).copy(),
-                # When the job scored each prediction (none for other outputs).
-                "scored_ms": np.frombuffer(scored, dtype=np.int64).copy(),
-                "duplicates": duplicates,
-                "foreign": foreign,
-                "undecodable": undecodable,
-                "errors": errors,
-                "degraded": dict(degraded),
-                "model_versions": dict(models),
-            }
-        )
+        out.put(outputs.figures())
 
 
 # --- parent side ------------------------------------------------------------------------------
@@ -155,6 +227,11 @@ class Collector:
         if not self._ready.wait(60):
             self.close()
             raise RuntimeError("the output consumer did not start")
+
+    @property
+    def pid(self) -> int:
+        """The collector's process, whose CPU the drain's cost reports apart (``ProcessCost``)."""
+        return int(self._proc.pid)
 
     def wait(
         self,

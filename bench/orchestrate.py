@@ -153,7 +153,10 @@ class Bench:
             started = time.time()
             system.start()
             # From the moment it runs: its start-up (job submission) is not the drain's cost.
-            cost = ProcessCost(system.processes())
+            observers = {"bench collector (outputs)": collector.pid}
+            if outcomes is not None:
+                observers["bench collector (outcomes)"] = outcomes.pid
+            cost = ProcessCost(system.processes(), observers)
             cost.start()
             idle = max(30.0, 3 * self._checkpoint_s(system))
             complete = collector.wait(

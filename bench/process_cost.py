@@ -134,8 +134,12 @@ def rss_bytes(pid: int) -> int | None:
 class ProcessCost:
     """``start()`` before the system starts, ``stop(outputs)`` once its outputs are in."""
 
-    def __init__(self, processes: dict[str, int]) -> None:
+    def __init__(self, processes: dict[str, int], observers: dict[str, int] | None = None) -> None:
         self._processes = dict(processes)
+        # The bench's own processes on the same box (its output collectors): reported apart,
+        # not in the total, so that a reader sees what measuring took from the system measured.
+        self._observers = dict(observers or {})
+        self._observer_cpu0: dict[str, float] = {}
         self._servers = {pid: name for name, pid in processes.items()}
         self._cpu0: dict[str, float] = {}
         # A child's CPU seconds when last sampled: one that ends before the drain does is
@@ -157,6 +161,10 @@ class ProcessCost:
             cpu = cpu_seconds(pid)
             if cpu is not None:
                 self._cpu0[name] = cpu
+        for name, pid in self._observers.items():
+            cpu = cpu_seconds(pid)
+            if cpu is not None:
+                self._observer_cpu0[name] = cpu
         self._sampler.start()
 
     def _adopt_children(self) -> None:
@@ -204,6 +212,17 @@ class ProcessCost:
                 "peak_rss_mib": round(self._peak.get(name, 0) / 2**20),
             }
         total = sum(r.get("cpu_seconds", 0.0) for r in rows.values())
+        observers: dict[str, Any] = {}
+        for name, pid in self._observers.items():
+            cpu = cpu_seconds(pid)
+            if cpu is None or name not in self._observer_cpu0:
+                continue
+            used = cpu - self._observer_cpu0[name]
+            observers[name] = {
+                "cpu_seconds": round(used, 2),
+                "us_per_event": round(used / outputs * 1e6, 1) if outputs else None,
+                "cores": round(used / wall, 2),
+            }
         return {
             "wall_seconds": round(wall, 1),
             "processes": rows,
@@ -212,4 +231,5 @@ class ProcessCost:
             # All CPUs' time by kind: idle near 0 means the drain was bound by the CPUs.
             "box": box,
             "threads": threads,
+            "observers": observers,
         }

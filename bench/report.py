@@ -289,8 +289,21 @@ def _cost_lines(systems: dict[str, Any]) -> list[str]:
                 f"{row['peak_rss_mib']:,} |"
             )
         lines.append("")
+        lines += _observer_lines(cost.get("observers"))
         lines += _thread_lines(cost.get("threads"))
     return lines
+
+
+def _observer_lines(observers: dict[str, Any] | None) -> list[str]:
+    """What the bench's own collectors took of the same box while the system drained: not in the
+    total above, but not free for the system either."""
+    if not observers:
+        return []
+    parts = [
+        f"{name} {fmt(row['us_per_event'])} µs per event ({row['cores']:.2f} cores)"
+        for name, row in observers.items()
+    ]
+    return ["The bench's own processes meanwhile, not counted above: " + "; ".join(parts) + ".", ""]
 
 
 def _thread_lines(threads: list[dict[str, Any]] | None) -> list[str]:
