@@ -57,8 +57,9 @@ def leading_string(value: bytes) -> bytes | None:
 class OutputLog:
     """What one collector saw: each output of the measurement once, with its receive time.
 
-    Predictions and outcomes are kept as bytes while they arrive, known by their event id (their
-    first field) alone, and decoded in ``figures()`` once the measurement is over. Decoding each
+    Predictions, outcomes and the pass-through's events are kept as bytes while they arrive,
+    known by their event id (their first field) alone, and decoded in ``figures()`` once the
+    measurement is over. Decoding each
     as it came cost the collector about 7 µs a prediction and more an outcome: with both
     collectors a quarter of a core in a drain, taken from the two cores the measured system runs
     on (bench/HISTORY.md, thirty-fifth session). Other record types (the label dead letters,
@@ -69,10 +70,11 @@ class OutputLog:
         self._codec = Codec("dead_letter" if self._label_dead_letters else record_type)
         self._label_codec = Codec("label")
         self._prediction = record_type == "prediction"
-        self._deferred = record_type in ("prediction", "outcome")
+        # Predictions, outcomes and the pass-through's events all start with the event id.
+        self._deferred = not self._label_dead_letters
         self._prefix = prefix.encode()
         self.recv = array("d")
-        self._kafka_ms = array("q")  # each output's Kafka timestamp (not for predictions)
+        self._kafka_ms = array("q")  # each output's Kafka timestamp (not kept for predictions)
         self._values: list[bytes] = []
         self._seen: set[bytes] = set()
         self.duplicates = self.foreign = self.undecodable = self.errors = 0

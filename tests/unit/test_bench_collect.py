@@ -156,3 +156,27 @@ def test_label_dead_letters_are_known_by_the_label_they_carry() -> None:
     assert figures["recv"].tolist() == [1.0]
     assert figures["ingest_ms"].tolist() == [11]
     assert figures["foreign"] == 1
+
+
+def test_the_pass_through_events_are_known_by_their_event_id() -> None:
+    """The pass-through copies the input's events: they start with the event id too."""
+    codec = Codec("event")
+    event = {
+        "event_id": f"{PREFIX}5",
+        "user_id": "u-1",
+        "event_time": 1_000,
+        "amount": 12.5,
+        "currency": "EUR",
+        "merchant_id": "m-1",
+        "merchant_category": "grocery",
+        "country": "FR",
+        "channel": "ONLINE",
+        "device_id": None,
+    }
+    log = OutputLog("event", PREFIX)
+    log.take(Message(codec.encode(event), kafka_ms=42), 2.0)
+    log.take(Message(codec.encode({**event, "event_id": "x-1"}), kafka_ms=43), 2.0)
+    figures = log.figures()
+    assert figures["recv"].tolist() == [2.0]
+    assert figures["ingest_ms"].tolist() == [42]
+    assert (figures["foreign"], figures["undecodable"]) == (1, 0)
