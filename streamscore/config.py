@@ -143,10 +143,10 @@ class Settings(BaseSettings):
     parallelism: int = Field(1, ge=1)  # the control and outcomes sources
     # The events and labels source, the scoring operator (decode, features, model, Redis) and its
     # sink run at this parallelism, one of each per slot. The job needs scoring_parallelism + 1 (the
-    # learner) slots (see flink_taskmanagers). One on a 2-core machine: measured side by side
-    # (bench/HISTORY.md, second session), one scoring subtask drained faster than two, at two thirds
-    # of the CPU per event, because two compete for the cores with the learner, Kafka and Redis.
-    # Raise it with the cores.
+    # learner) slots (see flink_taskmanagers). One on a 2-core machine: two drained 4 % faster in
+    # alternating runs of the thirty-fifth session (bench/HISTORY.md; slower in the second
+    # session's), for 7 % more CPU per event, a box with no idle CPU left (the learner then waits
+    # for one) and a fourth TaskManager to keep a spare. Raise it with the cores.
     scoring_parallelism: int = Field(1, ge=1)
     # A full collection of the TaskManager interpreter's cyclic garbage collector every this many
     # generation-1 collections (CPython: 10). Full collections walk every cached user's state;
