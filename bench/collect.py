@@ -39,8 +39,8 @@ def leading_string(value: bytes) -> bytes | None:
     """The bytes of the Avro string at the start of ``value`` (a zig-zag varint length, then the
     bytes), or None if ``value`` does not start with a whole one.
 
-    A prediction's and an outcome's first field is the event id: the collector reads it alone
-    while outputs arrive and decodes the rest after the measurement (``OutputLog``)."""
+    A prediction's, an outcome's and an event's first field is the event id: the collector reads
+    it alone while outputs arrive and decodes the rest after the measurement (``OutputLog``)."""
     shift = length = 0
     for position, byte in enumerate(value[:10]):
         length |= (byte & 0x7F) << shift
@@ -59,11 +59,10 @@ class OutputLog:
 
     Predictions, outcomes and the pass-through's events are kept as bytes while they arrive,
     known by their event id (their first field) alone, and decoded in ``figures()`` once the
-    measurement is over. Decoding each
-    as it came cost the collector about 7 µs a prediction and more an outcome: with both
-    collectors a quarter of a core in a drain, taken from the two cores the measured system runs
-    on (bench/HISTORY.md, thirty-fifth session). Other record types (the label dead letters,
-    few) are decoded as they come, as their event id is inside."""
+    measurement is over. Decoding each as it came cost the collector about 7 µs a prediction
+    and more an outcome: the two collectors of a drain took a quarter to a third of a core, from
+    the two cores the measured system runs on (bench/HISTORY.md, thirty-fifth session). The
+    label dead letters, few, are decoded as they come: their event id is inside."""
 
     def __init__(self, record_type: str, prefix: str) -> None:
         self._label_dead_letters = record_type == LABEL_DEAD_LETTER
