@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
-    # The broker's JVM compiles with C1 only (-XX:TieredStopAtLevel=1), as Flink's do
+    # The broker's JVM compiles with C1 only (-XX:TieredStopAtLevel=1), as Flink's can
     # (flink_jit_c1_only). On the shared 2-core box its C2 compiler took about 0.14 of a core
     # through each drain after a start: with C1 only the broker spent 9.7-13.6 µs of CPU per event
     # instead of 21.6-28.5, in 300,000-event drains (bench/HISTORY.md, twenty-fourth
@@ -124,12 +124,14 @@ class Settings(BaseSettings):
     flink_taskmanager_slots: int = Field(1, ge=1)
     flink_jobmanager_memory: str = "1024m"
     flink_taskmanager_memory: str = "1536m"
-    # Flink's JVMs compile with C1 only (-XX:TieredStopAtLevel=1), not C1 then C2. Measured on 2
-    # cores (bench/HISTORY.md, seventh session): C2 spent about 30 CPU seconds compiling in each
-    # start of the stack and its first minutes (the JobManager 9 of them), which the job's
-    # mostly-Python hot path hardly repays; a restarted TaskManager pays it again while it catches
-    # up. False for C2 (long-running jobs with cores to spare).
-    flink_jit_c1_only: bool = True
+    # True: Flink's JVMs compile with C1 only (-XX:TieredStopAtLevel=1), not C1 then C2. C1 only
+    # was the default from the seventh session, when the job's Python was most of each event and
+    # C2's compiles (about 30 CPU seconds in each start of the stack) did not pay. In the
+    # thirty-fifth session's alternating 600,000-event drains on 2 cores C2 was faster in all
+    # three pairs: +8.8 % exactly once, +4.1 % at least once (bench/HISTORY.md), the JVM's share of
+    # the scoring thread being larger now. True for machines where the compiles' CPU at each
+    # start matters more than the pace.
+    flink_jit_c1_only: bool = False
     # Extra JVM flags for every Flink process of the local stack (GC tuning, a profiler agent:
     # bench/README.md shows async-profiler), appended after the wheel's own flags.
     flink_extra_java_opts: str = ""
