@@ -131,6 +131,15 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+def _usage(used: float, outputs: int, wall: float) -> dict[str, Any]:
+    """A process's CPU seconds over the drain, per output event (µs) and as cores."""
+    return {
+        "cpu_seconds": round(used, 2),
+        "us_per_event": round(used / outputs * 1e6, 1) if outputs else None,
+        "cores": round(used / wall, 2),
+    }
+
+
 class ProcessCost:
     """``start()`` before the system starts, ``stop(outputs)`` once its outputs are in."""
 
@@ -204,11 +213,8 @@ class ProcessCost:
             if cpu is None or name not in self._cpu0:
                 rows[name] = {"note": "process gone during the drain"}
                 continue
-            used = cpu - self._cpu0[name]
             rows[name] = {
-                "cpu_seconds": round(used, 2),
-                "us_per_event": round(used / outputs * 1e6, 1) if outputs else None,
-                "cores": round(used / wall, 2),
+                **_usage(cpu - self._cpu0[name], outputs, wall),
                 "peak_rss_mib": round(self._peak.get(name, 0) / 2**20),
             }
         total = sum(r.get("cpu_seconds", 0.0) for r in rows.values())
@@ -217,12 +223,7 @@ class ProcessCost:
             cpu = cpu_seconds(pid)
             if cpu is None or name not in self._observer_cpu0:
                 continue
-            used = cpu - self._observer_cpu0[name]
-            observers[name] = {
-                "cpu_seconds": round(used, 2),
-                "us_per_event": round(used / outputs * 1e6, 1) if outputs else None,
-                "cores": round(used / wall, 2),
-            }
+            observers[name] = _usage(cpu - self._observer_cpu0[name], outputs, wall)
         return {
             "wall_seconds": round(wall, 1),
             "processes": rows,
