@@ -129,8 +129,9 @@ class Settings(BaseSettings):
     # C2's compiles (about 30 CPU seconds in each start of the stack) did not pay. In the
     # thirty-fifth session's alternating 600,000-event drains on 2 cores C2 was faster in all
     # three pairs: +8.8 % exactly once, +4.1 % at least once (bench/HISTORY.md), the JVM's share of
-    # the scoring thread being larger now. True for machines where the compiles' CPU at each
-    # start matters more than the pace.
+    # the scoring thread being larger now; with the bar's command in the thirty-sixth, +8.9 %
+    # exactly once and -1.3 % at least once (within the spread). True for machines where the
+    # compiles' CPU at each start matters more than the pace.
     flink_jit_c1_only: bool = False
     # Extra JVM flags for every Flink process of the local stack (GC tuning, a profiler agent:
     # bench/README.md shows async-profiler), appended after the wheel's own flags.
