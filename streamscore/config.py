@@ -124,15 +124,14 @@ class Settings(BaseSettings):
     flink_taskmanager_slots: int = Field(1, ge=1)
     flink_jobmanager_memory: str = "1024m"
     flink_taskmanager_memory: str = "1536m"
-    # True: Flink's JVMs compile with C1 only (-XX:TieredStopAtLevel=1), not C1 then C2. C1 only
-    # was the default from the seventh session, when the job's Python was most of each event and
-    # C2's compiles (about 30 CPU seconds in each start of the stack) did not pay. In the
-    # thirty-fifth session's alternating 600,000-event drains on 2 cores C2 was faster in all
-    # three pairs: +8.8 % exactly once, +4.1 % at least once (bench/HISTORY.md), the JVM's share of
-    # the scoring thread being larger now; with the bar's command in the thirty-sixth, +8.9 %
-    # exactly once and -1.3 % at least once (within the spread). True for machines where the
-    # compiles' CPU at each start matters more than the pace.
-    flink_jit_c1_only: bool = False
+    # Flink's JVMs compile with C1 only (-XX:TieredStopAtLevel=1), not C1 then C2. On 2 cores C2
+    # drains a backlog faster exactly once (+8.8 % and +8.9 % in alternating runs of the
+    # thirty-fifth and thirty-sixth sessions; at least once +4.1 % and -1.3 %), but at 5,000
+    # events/s at least once, after a 300,000-event drain, the p99 was 66-73 ms with C2 and 43-45
+    # ms with C1 only in alternating runs (the bar is 50), the checkpoints' asynchronous part
+    # twice as long (bench/HISTORY.md, thirty-sixth session). C1 only is the default for that
+    # latency; false for C2 where draining backlogs matters more, or with cores to spare.
+    flink_jit_c1_only: bool = True
     # Extra JVM flags for every Flink process of the local stack (GC tuning, a profiler agent:
     # bench/README.md shows async-profiler), appended after the wheel's own flags.
     flink_extra_java_opts: str = ""

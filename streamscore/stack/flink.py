@@ -52,7 +52,7 @@ def shipped_java_opts() -> str:
     return str(shipped.get("env", {}).get("java", {}).get("opts", {}).get("all", ""))
 
 
-# Flink's JVMs stop at C1 when ``flink_jit_c1_only`` asks for it.
+# Flink's JVMs stop at C1 (``flink_jit_c1_only``).
 C1_ONLY = "-XX:TieredStopAtLevel=1"
 
 

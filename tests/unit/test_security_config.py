@@ -366,12 +366,12 @@ def test_flink_jvms_get_the_jaas_file_only_when_secured(tmp_path: Path) -> None:
     assert opts.startswith(flink.shipped_java_opts())
 
 
-def test_flink_jvms_compile_with_c2_unless_c1_only_is_asked_for(tmp_path: Path) -> None:
+def test_flink_jvms_compile_with_c1_only_unless_turned_off(tmp_path: Path) -> None:
     layout = StackLayout(tmp_path)
     shipped = flink.shipped_java_opts().strip()
-    assert flink.java_opts(Settings(), layout) == shipped
-    c1_only = Settings().with_overrides({"flink_jit_c1_only": True})
-    assert flink.java_opts(c1_only, layout) == f"{shipped} -XX:TieredStopAtLevel=1"
+    assert flink.java_opts(Settings(), layout) == f"{shipped} -XX:TieredStopAtLevel=1"
+    tiered = Settings().with_overrides({"flink_jit_c1_only": False})
+    assert flink.java_opts(tiered, layout) == shipped
 
 
 def test_extra_flink_config_goes_over_the_stacks_own(
