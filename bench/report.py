@@ -26,7 +26,7 @@ from streamscore.job import SCORING_OPERATOR
 
 from environment import command_line, git_info, machine_info, versions
 from load import backlog_label_delays
-from systems import PASSTHROUGH
+from systems import HANDWRITTEN, PASSTHROUGH
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -116,9 +116,26 @@ def kept_up(
     return bool(complete and rate >= 0.95 * offered)
 
 
+def is_job(name: str) -> bool:
+    """Whether a system of the report is the scoring job (not a baseline it is compared to)."""
+    return name not in (PASSTHROUGH, HANDWRITTEN)
+
+
+def add_script_ratios(report: dict[str, Any]) -> None:
+    """Each job's drain relative to the hand-written script's in the same run (``vs_script``):
+    the comparison the throughput issue asks for, a user's alternative on the same box."""
+    script = (report["systems"].get(HANDWRITTEN) or {}).get("drain") or {}
+    base = script.get("throughput")
+    for name, system in report["systems"].items():
+        drain = system.get("drain")
+        if is_job(name) and drain and drain.get("throughput") and base:
+            drain["vs_script"] = {"throughput": drain["throughput"] / base}
+
+
 def add_ratios(report: dict[str, Any]) -> None:
     """Each system's figures relative to the pass-through's at the same rate (``vs_baseline``):
     absolute figures depend on the machine, the ratios much less."""
+    add_script_ratios(report)
     base = report["systems"].get(PASSTHROUGH)
     if base is None:
         return
@@ -169,6 +186,7 @@ def new_report(
             "users": args.users,
             "first_seed": args.seed,
             "passthrough_batch": args.passthrough_batch,
+            "handwritten_script": not args.no_script,
             "set": args.overrides,
         },
         "settings": s.as_dict(),
@@ -188,7 +206,7 @@ def finish_report(report: dict[str, Any], notes: list[str]) -> None:
     each job's totals (labels sent, outcomes, dead letters)."""
     report["notes"] = notes
     for name, system in report["systems"].items():
-        if name != PASSTHROUGH:
+        if is_job(name):
             system["totals"] = system_totals(system)
     report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     report["machine"]["load_average_at_end"] = os.getloadavg()
@@ -346,6 +364,23 @@ def host_line(report: dict[str, Any]) -> str:
         f"{host['gauge_us_end']:,.0f} µs after (`bench/host_speed.py`: lower is faster)"
         + (f"; over the whole run {box['steal']:g} % of CPU time stolen" if box else "")
     )
+
+
+def _script_lines(systems: dict[str, Any]) -> list[str]:
+    """Each job's drain against the hand-written script's (``add_script_ratios``)."""
+    ratios = [
+        f"{name} {d['vs_script']['throughput']:.2f}×"
+        for name, system in systems.items()
+        if (d := system.get("drain") or {}).get("vs_script")
+    ]
+    if not ratios:
+        return []
+    return [
+        "",
+        f"Against the {HANDWRITTEN} (`bench/handwritten.py`: one Python process, the same "
+        "features, batched predict and Redis, at least once, no durable state, no label join) "
+        f"in this run, each job's drain: {', '.join(ratios)}.",
+    ]
 
 
 def _labels_after_lines(systems: dict[str, Any]) -> list[str]:
@@ -539,6 +574,7 @@ def markdown(report: dict[str, Any]) -> str:
             "scoring operator's own pace over the middle 80 % of the predictions by the time each "
             "was scored, which the commits do not quantize (`drain_rate.scoring_rate`).",
         ]
+        lines += _script_lines(systems)
         lines += _labels_after_lines(systems)
         lines.append("")
         lines += _cost_lines(systems)
@@ -568,7 +604,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     lines += _checkpoint_lines(systems)
     lines += _checkpoint_phase_lines(systems)
-    jobs = {name: system for name, system in systems.items() if name != PASSTHROUGH}
+    jobs = {name: system for name, system in systems.items() if is_job(name)}
     if jobs:
         lines += [
             "### Labels and outcomes (whole run; outcomes, dead letters: topic sizes at the end)",

@@ -6,7 +6,8 @@ bench/ is ``sys.path[0]`` and the parts are plain top-level modules; the spawned
 get the parent's ``sys.path`` and import them the same way.
 
 * ``orchestrate``: the measurements (backlog drain, rate steps) and their order;
-* ``systems``: the systems under test (the scoring job per delivery guarantee, the pass-through);
+* ``systems``: the systems under test (the scoring job per delivery guarantee, the pass-through,
+  the hand-written script of ``handwritten``);
 * ``load``: the events offered; ``collect``: the outputs received; ``topics``: the run's topics;
 * ``report``: figures, ratios, the JSON document and the Markdown table;
 * ``environment``: machine, versions, git, command line, model and stale-code checks;
@@ -32,7 +33,7 @@ from environment import ensure_model, stale_code
 from host_speed import HostSpeed
 from orchestrate import Bench
 from report import finish_report, markdown, new_report, write_report
-from systems import FlinkSystem, PassthroughSystem, System
+from systems import FlinkSystem, HandwrittenSystem, PassthroughSystem, System
 
 log = logging.getLogger("bench")
 BENCH_DIR = Path(__file__).resolve().parent
@@ -78,6 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="delivery guarantees to measure, comma-separated",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the pass-through")
+    parser.add_argument(
+        "--no-script",
+        action="store_true",
+        help="skip the hand-written script (bench/handwritten.py: what a user could run instead "
+        "of the job, measured on the same box)",
+    )
     parser.add_argument(
         "--no-labels",
         action="store_true",
@@ -177,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     systems: list[System] = []
     if not args.no_baseline:
         systems.append(PassthroughSystem(s, run, bench.ctx, args.passthrough_batch))
+    if not args.no_script:
+        systems.append(HandwrittenSystem(s, run, bench.ctx, model_version))
     systems += [FlinkSystem(s, run, mode, args.overrides) for mode in args.modes]
     host = HostSpeed()
     host.start()

@@ -14,6 +14,7 @@ of this module.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -33,6 +34,7 @@ log = logging.getLogger("bench")
 
 PASSTHROUGH = "pass-through"
 PASSTHROUGH_PARTITIONS = 4
+HANDWRITTEN = "hand-written script"
 
 
 # --- child process (spawned: top-level function only) -----------------------------------------
@@ -187,6 +189,93 @@ class PassthroughSystem(System):
 
         kafka = {k: v for k, v in stack_processes(self._s).items() if k == "kafka"}
         return {"pass-through": self._proc.pid, **kafka} if self._proc else kafka
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._stop.set()
+        self._proc.join(40)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
+        self._proc = None
+
+
+class HandwrittenSystem(System):
+    """The hand-written script (``handwritten.py``) in a spawned process: what a user could run
+    instead of the job. It reads no labels; its predictions go to a topic of its own and its
+    features to Redis under a key prefix of its own."""
+
+    def __init__(self, s: Settings, run: str, ctx: Any, model_version: str) -> None:
+        super().__init__(
+            HANDWRITTEN,
+            f"bench-{run}-hw-events",
+            f"bench-{run}-hw-predictions",
+            "prediction",
+            read_committed=False,
+        )
+        from handwritten import ScriptConfig
+
+        from streamscore.model.decisions import CostModel
+        from streamscore.model.registry import resolve
+
+        self._s, self._ctx = s, ctx
+        password = s.redis_password
+        self.config = ScriptConfig(
+            kafka=client_config(s),
+            source=self.input_topic,
+            sink=self.output_topic,
+            redis={
+                "host": s.redis_host,
+                "port": s.redis_port,
+                "db": s.redis_db,
+                "username": s.redis_username,
+                "password": password.get_secret_value() if password is not None else None,
+            },
+            redis_key_prefix=f"bench-{run}-hw:",
+            feature_ttl_s=s.feature_ttl_s,
+            model_path=str(resolve(s.models_dir, model_version).model_path),
+            model_version=model_version,
+            costs=dataclasses.asdict(CostModel.from_settings(s)),
+        )
+        self._proc: Any = None
+        self.info = {
+            "batch": self.config.batch,
+            "producer": PRODUCER_CONFIG,
+            "input_topic": self.input_topic,
+            "output_topic": self.output_topic,
+            "redis_key_prefix": self.config.redis_key_prefix,
+        }
+
+    def setup(self, kafka: Kafka) -> None:
+        kafka.create(self.input_topic, self._s.events_partitions)
+        kafka.create(self.output_topic, self._s.predictions_partitions)
+
+    def start(self) -> None:
+        from handwritten import script_main
+
+        self._ready, self._stop = self._ctx.Event(), self._ctx.Event()
+        self._scored = self._ctx.Value("q", 0, lock=False)
+        self._proc = self._ctx.Process(
+            target=script_main,
+            name="bench-handwritten",
+            daemon=True,
+            args=(self.config, self._ready, self._stop, self._scored),
+        )
+        self._proc.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the hand-written script did not start")
+
+    def check(self) -> dict[str, Any]:
+        alive = self._proc is not None and self._proc.is_alive()
+        return {"running": alive, "scored": self._scored.value if self._proc else 0}
+
+    def processes(self) -> dict[str, int]:
+        from process_cost import stack_processes
+
+        wanted = ("kafka", "redis")
+        stack = {k: v for k, v in stack_processes(self._s).items() if k in wanted}
+        return {"hand-written script": self._proc.pid, **stack} if self._proc else stack
 
     def stop(self) -> None:
         if self._proc is None:
