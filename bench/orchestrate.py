@@ -1,7 +1,8 @@
 """The measurements: what is done to each system under test, in which order, and what is kept.
 
-For the scoring job in exactly-once and at-least-once mode and for a plain Python pass-through
-(consumer → producer copying raw bytes, the baseline):
+For the scoring job in exactly-once and at-least-once mode, a plain Python pass-through
+(consumer → producer copying raw bytes, the baseline) and the hand-written script a user could
+run instead of the job (``handwritten.py``):
 
 * drain throughput: N events are produced into a fresh input topic first, then the system is
   started from the earliest offset; throughput = outputs between the first and the last output a

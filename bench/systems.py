@@ -286,6 +286,23 @@ class HandwrittenSystem(System):
             self._proc.terminate()
             self._proc.join(5)
         self._proc = None
+        self._delete_features()
+
+    def _delete_features(self) -> None:
+        """The script's Redis keys, which are the run's like its topics."""
+        import redis
+
+        from streamscore.feature_store import connect
+
+        client = connect(self._s)
+        try:
+            keys = list(client.scan_iter(f"{self.config.redis_key_prefix}*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.unlink(*keys[start : start + 1000])
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not delete the hand-written script's Redis keys: %s", exc)
+        finally:
+            client.close()
 
 
 class FlinkSystem(System):
