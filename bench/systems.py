@@ -134,19 +134,77 @@ class System:
         """Stop; a no-op when not running."""
 
 
-class PassthroughSystem(System):
+class ChildProcessSystem(System):
+    """A baseline that runs in a spawned process of the bench: its entry point takes its own
+    arguments, then the ``ready`` and ``stop`` events and a counter it keeps up to date."""
+
+    # What the counter counts (``check``), the process's row in the CPU table (``processes``),
+    # and the stack's servers it uses (their CPU counts too).
+    counter_name = "count"
+    process_name = "child"
+    servers: tuple[str, ...] = ("kafka",)
+
+    def __init__(self, s: Settings, ctx: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._s, self._ctx = s, ctx
+        self._proc: Any = None
+        self._count: Any = None
+
+    def _spawn(self, target: Any, name: str, *leading: Any) -> None:
+        self._ready, self._stop = self._ctx.Event(), self._ctx.Event()
+        self._count = self._ctx.Value("q", 0, lock=False)
+        self._proc = self._ctx.Process(
+            target=target,
+            name=name,
+            daemon=True,
+            args=(*leading, self._ready, self._stop, self._count),
+        )
+        self._proc.start()
+        if not self._ready.wait(60):
+            raise RuntimeError(f"the {self.name} did not start")
+
+    def check(self) -> dict[str, Any]:
+        alive = self._proc is not None and self._proc.is_alive()
+        return {"running": alive, self.counter_name: self._count.value if self._proc else 0}
+
+    def processes(self) -> dict[str, int]:
+        from process_cost import stack_processes
+
+        stack = {k: v for k, v in stack_processes(self._s).items() if k in self.servers}
+        return {self.process_name: self._proc.pid, **stack} if self._proc else stack
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._stop.set()
+        self._proc.join(40)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
+        self._proc = None
+        self.stopped()
+
+    def stopped(self) -> None:
+        """What is left to clean up once the process has ended."""
+
+
+class PassthroughSystem(ChildProcessSystem):
     """The baseline: ``passthrough_main`` in a spawned process."""
+
+    counter_name = "copied"
+    process_name = PASSTHROUGH
 
     def __init__(self, s: Settings, run: str, ctx: Any, batch: int) -> None:
         super().__init__(
+            s,
+            ctx,
             PASSTHROUGH,
             f"bench-{run}-pt-events",
             f"bench-{run}-passthrough",
             "event",
             read_committed=False,
         )
-        self._s, self._ctx, self._batch = s, ctx, batch
-        self._proc: Any = None
+        self._batch = batch
         self.info = {
             "batch": batch,
             "producer": PRODUCER_CONFIG,
@@ -160,54 +218,29 @@ class PassthroughSystem(System):
         kafka.create(self.output_topic, PASSTHROUGH_PARTITIONS)
 
     def start(self) -> None:
-        self._ready, self._stop = self._ctx.Event(), self._ctx.Event()
-        self._copied = self._ctx.Value("q", 0, lock=False)
-        self._proc = self._ctx.Process(
-            target=passthrough_main,
-            name="bench-passthrough",
-            daemon=True,
-            args=(
-                client_config(self._s),
-                self.input_topic,
-                self.output_topic,
-                self._batch,
-                self._ready,
-                self._stop,
-                self._copied,
-            ),
+        self._spawn(
+            passthrough_main,
+            "bench-passthrough",
+            client_config(self._s),
+            self.input_topic,
+            self.output_topic,
+            self._batch,
         )
-        self._proc.start()
-        if not self._ready.wait(60):
-            raise RuntimeError("the pass-through did not start")
-
-    def check(self) -> dict[str, Any]:
-        alive = self._proc is not None and self._proc.is_alive()
-        return {"running": alive, "copied": self._copied.value if self._proc else 0}
-
-    def processes(self) -> dict[str, int]:
-        from process_cost import stack_processes
-
-        kafka = {k: v for k, v in stack_processes(self._s).items() if k == "kafka"}
-        return {"pass-through": self._proc.pid, **kafka} if self._proc else kafka
-
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._stop.set()
-        self._proc.join(40)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(5)
-        self._proc = None
 
 
-class HandwrittenSystem(System):
+class HandwrittenSystem(ChildProcessSystem):
     """The hand-written script (``handwritten.py``) in a spawned process: what a user could run
     instead of the job. It reads no labels; its predictions go to a topic of its own and its
     features to Redis under a key prefix of its own."""
 
+    counter_name = "scored"
+    process_name = HANDWRITTEN
+    servers = ("kafka", "redis")
+
     def __init__(self, s: Settings, run: str, ctx: Any, model_version: str) -> None:
         super().__init__(
+            s,
+            ctx,
             HANDWRITTEN,
             f"bench-{run}-hw-events",
             f"bench-{run}-hw-predictions",
@@ -219,7 +252,6 @@ class HandwrittenSystem(System):
         from streamscore.model.decisions import CostModel
         from streamscore.model.registry import resolve
 
-        self._s, self._ctx = s, ctx
         password = s.redis_password
         self.config = ScriptConfig(
             kafka=client_config(s),
@@ -238,7 +270,6 @@ class HandwrittenSystem(System):
             model_version=model_version,
             costs=dataclasses.asdict(CostModel.from_settings(s)),
         )
-        self._proc: Any = None
         self.info = {
             "batch": self.config.batch,
             "producer": PRODUCER_CONFIG,
@@ -254,38 +285,9 @@ class HandwrittenSystem(System):
     def start(self) -> None:
         from handwritten import script_main
 
-        self._ready, self._stop = self._ctx.Event(), self._ctx.Event()
-        self._scored = self._ctx.Value("q", 0, lock=False)
-        self._proc = self._ctx.Process(
-            target=script_main,
-            name="bench-handwritten",
-            daemon=True,
-            args=(self.config, self._ready, self._stop, self._scored),
-        )
-        self._proc.start()
-        if not self._ready.wait(60):
-            raise RuntimeError("the hand-written script did not start")
+        self._spawn(script_main, "bench-handwritten", self.config)
 
-    def check(self) -> dict[str, Any]:
-        alive = self._proc is not None and self._proc.is_alive()
-        return {"running": alive, "scored": self._scored.value if self._proc else 0}
-
-    def processes(self) -> dict[str, int]:
-        from process_cost import stack_processes
-
-        wanted = ("kafka", "redis")
-        stack = {k: v for k, v in stack_processes(self._s).items() if k in wanted}
-        return {"hand-written script": self._proc.pid, **stack} if self._proc else stack
-
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._stop.set()
-        self._proc.join(40)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(5)
-        self._proc = None
+    def stopped(self) -> None:
         self._delete_features()
 
     def _delete_features(self) -> None:
