@@ -13,7 +13,7 @@ topic (undecodable input is counted and skipped), no checkpoints and no web UI.
 
 So it does what the issue's script did ("a single Python process with batched Redis and batched
 predict, at-least-once, no durable state"), with our compiled feature engine, which a user of
-this package would import: a stronger script than one written from nothing.
+this package would import rather than write windows of their own.
 
 ``script_main`` is the child's entry point in the benchmark (``systems.HandwrittenSystem``); the
 child is spawned, so it must stay a top-level function of this module. ``run`` is the loop, for
