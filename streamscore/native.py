@@ -58,7 +58,11 @@ MYPYC_MODULES: tuple[str, ...] = (
 )
 # Modules that need what mypyc cannot give: C arrays read without boxing each number. Written in
 # Cython's "pure Python" mode, so their sources run as they are when not compiled.
-CYTHON_MODULES: tuple[str, ...] = ("streamscore.features.rings",)
+CYTHON_MODULES: tuple[str, ...] = (
+    "streamscore.features.rings",
+    "streamscore.monitoring.bin_counts",
+    "streamscore.model.logistic_score",
+)
 COMPILED_MODULES: tuple[str, ...] = MYPYC_MODULES + CYTHON_MODULES
 # The shared library that holds the compiled code of all of them (mypyc's "group").
 GROUP = "streamscore._scoring_path"

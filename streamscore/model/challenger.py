@@ -24,6 +24,7 @@ from typing import Any, Final
 from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import as_list
+from streamscore.model.logistic_score import LogisticScore
 
 log = logging.getLogger(__name__)
 
@@ -172,16 +173,6 @@ class ColumnReader:
         return [column.read(values) for column in self.columns]
 
 
-class _Term:
-    """One column's term of the logistic score: the column, its weight and its scaling."""
-
-    def __init__(self, column: Column, weight: float, mean: float, std: float) -> None:
-        self.column = column
-        self.weight = weight
-        self.mean = mean
-        self.std = std
-
-
 class CompiledLogistic:
     """A ``logistic`` snapshot's score, computed as river computes it, without river's dicts.
 
@@ -190,9 +181,10 @@ class CompiledLogistic:
     arithmetic in the same order — per column ``w * safe_div(x - mean, var ** 0.5)``, summed
     from 0 in the order of the weights, plus the intercept, through river's sigmoid — so the
     score is the same float (tests/unit/test_challenger.py checks it against river on trained
-    snapshots), in one loop over native term objects (``_Term``) that compiles to unboxed float
-    arithmetic (as list operations it was the scoring operator's largest cost after LightGBM:
-    bench/HISTORY.md, thirteenth and nineteenth sessions). Built only for the exact pipeline
+    snapshots), in one loop over arrays of doubles in C (``logistic_score.LogisticScore``; as
+    list operations it was the scoring operator's largest cost after LightGBM, bench/HISTORY.md,
+    thirteenth and nineteenth sessions, and as native term objects compiled by mypyc still 0.9
+    µs per event, thirty-eighth session). Built only for the exact pipeline
     ``new_learner("logistic")`` makes; anything else is scored by river (``compile_snapshot``
     returns None)."""
 
@@ -200,29 +192,23 @@ class CompiledLogistic:
         self, columns: list[tuple[int, int, Any]], weights: list[float], means: list[float],
         stds: list[float], intercept: float,
     ) -> None:  # fmt: skip
-        reader = ColumnReader(columns)
-        self._terms = [
-            _Term(column, weight, mean, std)
-            for column, weight, mean, std in zip(reader.columns, weights, means, stds)
-        ]
-        self._intercept = intercept
+        read = ColumnReader(columns).columns
+        self._score = LogisticScore(
+            [column.index for column in read],
+            [column.kind for column in read],
+            [column.hit_code for column in read],
+            [sorted(column.known_codes) for column in read],
+            weights,
+            means,
+            stds,
+            intercept,
+        )
 
     def score(self, vector: Sequence[float]) -> float:
-        values = as_list(vector)
         # 0 + t1 + t2 + ... left to right, as river's dot product adds (a plain loop: Python
-        # 3.12's sum() compensates rounding, so it would differ from river there).
-        total = 0.0
-        for term in self._terms:
-            std = term.std
-            scaled = (term.column.read(values) - term.mean) / std if std else 0.0
-            total += term.weight * scaled
-        raw = total + self._intercept
-        # river.utils.math.sigmoid, the Log loss's mean function
-        if raw < -30:
-            return 0.0
-        if raw > 30:
-            return 1.0
-        return 1 / (1 + math.exp(-raw))
+        # 3.12's sum() compensates rounding, so it would differ from river there), in C
+        # (logistic_score.py).
+        return float(self._score.score(as_list(vector)))
 
 
 def logistic_steps(model: Any) -> tuple[Any, Any] | None:

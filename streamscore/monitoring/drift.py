@@ -37,6 +37,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from streamscore.features.engine import as_list
+from streamscore.monitoring.bin_counts import BinCounter, new_counts
 
 BINS = 10
 SMOOTHING = 0.5
@@ -84,8 +85,8 @@ class Reference:
 def bin_of(edges: list[float], value: float) -> int:
     """The bin of ``value``: ``i`` for ``edges[i-1] < value <= edges[i]``; NaN gets the last.
 
-    ``bisect_left`` written out, so that, compiled, it compares unboxed floats rather than
-    calling into ``bisect`` once per variable and scored event."""
+    The definition, and the training reference's binning; per scored event the job bins with
+    ``bin_counts.BinCounter``, the same search in C."""
     if value != value:  # NaN
         return len(edges) + 1
     low, high = 0, len(edges)
@@ -191,9 +192,16 @@ class DriftMonitor:
         self._windows_ms = sorted(int(w) * 1000 for w in windows_s)
         self._slot_ms = max(1000, self._windows_ms[0] // SLOTS_PER_WINDOW)
         self._min_events = min_events
-        self._slots: dict[int, list[int]] = {}
+        # The features' blocks one after another from the first bin, then the score's.
+        feature_offsets = [sum(self._feature_bins[:i]) for i in range(len(self._features))]
+        self._counter = BinCounter(
+            self._edges, self._score_edges, [*feature_offsets, self._score_offset]
+        )
+        # slot of event time -> its flat counts (``bin_counts.new_counts``)
+        self._slots: dict[int, Any] = {}
         self._slot_id = -1
-        self._slot: list[int] = []
+        self._slot: Any = new_counts(self._width)
+        self._counter.use(self._slot)
         self._newest = -1
 
     def observe(self, event_time: int, vector: Sequence[float], score: float | None) -> None:
@@ -203,25 +211,13 @@ class DriftMonitor:
             if slot is None:
                 if self._newest >= 0 and event_time <= self._newest - self._windows_ms[-1]:
                     return  # older than the longest window: no gauge would count it
-                slot = self._slots[slot_id] = [0] * self._width
+                slot = self._slots[slot_id] = new_counts(self._width)
                 self._prune(slot_id)
             self._slot_id, self._slot = slot_id, slot
-        slot = self._slot
+            self._counter.use(slot)
         if event_time > self._newest:
             self._newest = event_time
-        offset = 0
-        all_edges, all_bins = self._edges, self._feature_bins
-        values = as_list(vector)
-        # ``slot[j] = slot[j] + 1`` rather than ``slot[j] += 1``: compiled, the augmented form
-        # adds through Python's generic ``PyNumber_InPlaceAdd``, this one on machine integers
-        # (bench/HISTORY.md, twenty-second session).
-        for i in range(min(len(all_edges), len(values))):
-            j = offset + bin_of(all_edges[i], values[i])
-            slot[j] = slot[j] + 1
-            offset += all_bins[i]
-        if score is not None and self._score_edges is not None:
-            j = self._score_offset + bin_of(self._score_edges, score)
-            slot[j] = slot[j] + 1
+        self._counter.count(as_list(vector), score)
 
     def _prune(self, newest_slot: int) -> None:
         keep_from = newest_slot - self._windows_ms[-1] // self._slot_ms - 1
