@@ -3,7 +3,7 @@ without boxing.
 
 Why: the challenger in shadow scores every event. Compiled by mypyc, ``CompiledLogistic`` read
 each column through a native object and boxed nothing in its sum, but still paid a list access
-and an unboxing per term field: about 5,600 instructions per event, 0.9 µs
+and an unboxing per term field: about 11,000 instructions per event, 0.9 µs
 (``bench/ml_loop_cost.py``), 4.6 % of the scoring operator's instructions per event
 (bench/HISTORY.md, thirty-eighth session). Here every term's fields are arrays of doubles.
 

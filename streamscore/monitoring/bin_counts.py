@@ -2,7 +2,7 @@
 
 Why: ``DriftMonitor.observe`` runs once per scored event and bins every feature and the score
 (a binary search over the variable's training edges, ``drift.bin_of``). Compiled by mypyc, each
-edge read is a list access and an unboxing, each count a boxed integer: about 7,400
+edge read is a list access and an unboxing, each count a boxed integer: about 15,000
 instructions per event, 1.2 µs (``bench/drift_cost.py``), 6 % of the scoring operator's
 instructions per event (bench/HISTORY.md, thirty-eighth session). Here the edges are one array
 of doubles and a slot's counts one array of 64-bit integers, read and written unboxed.
@@ -10,7 +10,7 @@ of doubles and a slot's counts one array of 64-bit integers, read and written un
 Compiled by Cython from this same file (its "pure Python" mode), like ``features/rings.py``: the
 source runs unchanged when the package runs from its sources (``STREAMSCORE_PURE_PYTHON=1``).
 The bins are ``drift.bin_of``'s: ``i`` for ``edges[i-1] < value <= edges[i]``, the last bin for
-NaN (``tests/unit/test_monitoring_drift.py`` checks the two against each other).
+NaN (``tests/unit/test_bin_counts.py`` checks the two against each other).
 """
 
 from __future__ import annotations
