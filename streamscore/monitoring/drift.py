@@ -177,8 +177,6 @@ class DriftMonitor:
     ) -> None:
         self._references = list(references)
         self._features = [r for r in self._references if r.kind == KIND_FEATURE]
-        self._edges: list[list[float]] = [[float(e) for e in r.edges] for r in self._features]
-        self._feature_bins: list[int] = [r.bins for r in self._features]
         # Each variable's first bin in a slot's flat count list; the score's block comes last.
         self._offsets = []
         offset = 0
@@ -186,16 +184,17 @@ class DriftMonitor:
             self._offsets.append(offset)
             offset += reference.bins
         self._width = offset
-        score = [r for r in self._references if r.kind == KIND_SCORE]
-        self._score_edges = [float(e) for e in score[0].edges] if score else None
-        self._score_offset = self._offsets[self._references.index(score[0])] if score else 0
         self._windows_ms = sorted(int(w) * 1000 for w in windows_s)
         self._slot_ms = max(1000, self._windows_ms[0] // SLOTS_PER_WINDOW)
         self._min_events = min_events
-        # The features' blocks one after another from the first bin, then the score's.
-        feature_offsets = [sum(self._feature_bins[:i]) for i in range(len(self._features))]
+        # The counter bins the features in the vector's order, then the score, each into its
+        # block of the counts (the offsets above).
+        offset_of = {id(r): o for r, o in zip(self._references, self._offsets)}
+        score = [r for r in self._references if r.kind == KIND_SCORE]
         self._counter = BinCounter(
-            self._edges, self._score_edges, [*feature_offsets, self._score_offset]
+            [[float(e) for e in r.edges] for r in self._features],
+            [float(e) for e in score[0].edges] if score else None,
+            [offset_of[id(r)] for r in (*self._features, *score[:1])],
         )
         # slot of event time -> its flat counts (``bin_counts.new_counts``)
         self._slots: dict[int, Any] = {}
