@@ -22,7 +22,8 @@ from collections.abc import Callable
 from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.job import records
-from streamscore.job.avro_encoders import OutcomeDecoder, OutcomeEncoder
+from streamscore.job.avro_decoders import OutcomeDecoder
+from streamscore.job.avro_encoders import OutcomeEncoder
 from streamscore.job.state import ParkedLabel, PendingOutcome, ScoringState, pending_entry
 from streamscore.model.challenger import ShadowScorer, new_learner
 from streamscore.model.compiled_learning import ChallengerLearner

@@ -1,498 +1,348 @@
-"""Avro binary of the job's hot-path records, written (and the outcome read) field by field for
-their fixed layouts.
+"""Avro binary of the job's hot-path outputs, written byte by byte into one buffer for their fixed
+layouts: a prediction per scored event, a labelled outcome per joined label.
 
-fastavro's ``schemaless_writer`` walks the schema for every record; a prediction (one per
-event) and a labelled outcome (one per label) have the same fields every time, and most of their
-strings repeat (model and feature set versions, arm, decision), so their bytes are kept once
-encoded, and an outcome's feature vector is packed in one ``struct`` call. The output is
-byte-for-byte what fastavro writes for the same record (``tests/unit/test_avro_encoders.py``
-holds them to it), so any Avro reader with the schema reads it. The scoring operator reads each
-event and label with ``EventDecoder`` and ``LabelDecoder``, the learner each outcome with
-``OutcomeDecoder``: each gives the dict fastavro's reader gives (tested likewise, on broken bytes
-too).
-Each layout is checked against its schema once, when the encoder or decoder is built: a schema
-change fails there, not in a consumer.
+Why: fastavro's ``schemaless_writer`` walks the schema for every record. The mypyc-compiled
+encoders before these joined a bytes object per field: about 10,600 instructions per prediction
+and 13,000 per outcome, a tenth of the scoring operator's instructions (bench/HISTORY.md,
+thirty-ninth session). Here each field is written unboxed into a buffer the encoder keeps, and
+the record is copied out once. Strings that repeat (decisions, versions, arms, reasons) are
+kept encoded, length and bytes, and copied.
+
+The output is byte for byte what fastavro writes for the same record
+(``tests/unit/test_avro_encoders.py``), so any Avro reader with the schema reads it. Each
+layout is checked against its schema once, when the encoder is built (``avro_layouts``). The
+inputs' decoders are ``avro_decoders``.
+
+Compiled by Cython from this same file (its "pure Python" mode), like ``features/rings.py``: the
+source runs unchanged when the package runs from its sources (``STREAMSCORE_PURE_PYTHON=1``).
+Only a double's bytes and the final copy differ between the two (``memcpy`` compiled, ``struct``
+and a slice from the sources); ``tests/unit/test_native.py`` compares their bytes.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import Any
 
-_DOUBLE = struct.Struct("<d").pack
+import cython
 
-# The prediction schema's fields and Avro types, in order, as its encoder writes them.
-PREDICTION_LAYOUT = (
-    ("event_id", "string"),
-    ("user_id", "string"),
-    ("event_time", "long"),
-    ("score", "double"),
-    ("decision", "enum"),
-    ("model_version", "string"),
-    ("feature_set_version", "string"),
-    ("degraded", "array<string>"),
-    ("ingest_time", "long"),
-    ("scored_time", "long"),
-    ("amount", "null|double"),
-    ("arm", "string"),
-    ("challenger_score", "null|double"),
-    ("challenger_version", "null|string"),
-)
+from streamscore.job.avro_layouts import OUTCOME_LAYOUT, PREDICTION_LAYOUT, check_layout
+
+if cython.compiled:
+    from cython.cimports.cpython.bytes import PyBytes_FromStringAndSize
+    from cython.cimports.libc.string import memcpy
+
+# Doubles are written as the machine holds them: Avro's are little-endian, as is every machine
+# the job runs on (x86-64, arm64); a big-endian one would fail here, not write wrong bytes.
+if struct.pack("=d", 1.0) != struct.pack("<d", 1.0):
+    raise ImportError("streamscore writes Avro doubles on little-endian machines only")
+
+# The most bytes a field other than a string's or an array's items takes: a long's varint.
+_MOST_FIXED = cython.declare(cython.Py_ssize_t, 10)
+# Room for all fixed-size fields of a prediction or an outcome (each at most 10 bytes, 16 of them).
+_FIXED_ROOM = cython.declare(cython.Py_ssize_t, 16 * 10)
 
 
-# The event and label schemas' fields, as their decoders read them.
-EVENT_LAYOUT = (
-    ("event_id", "string"),
-    ("user_id", "string"),
-    ("event_time", "long"),
-    ("amount", "double"),
-    ("currency", "string"),
-    ("merchant_id", "string"),
-    ("merchant_category", "string"),
-    ("country", "string"),
-    ("channel", "enum"),
-    ("device_id", "null|string"),
-)
-LABEL_LAYOUT = (
-    ("event_id", "string"),
-    ("user_id", "string"),
-    ("is_fraud", "boolean"),
-    ("label_time", "long"),
-)
+@cython.cfunc
+@cython.inline
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.exceptval(check=False)
+def _put_long(
+    view: cython.uchar[::1], at: cython.Py_ssize_t, value: cython.longlong
+) -> cython.Py_ssize_t:
+    """Avro's ``long`` at ``at``: zig-zag, then a little-endian base-128 varint; where it ends."""
+    # Unsigned in C, so that shifting a negative value is defined; from the sources the same
+    # formula gives the same non-negative number.
+    n: cython.ulonglong = (cython.cast(cython.ulonglong, value) << 1) ^ cython.cast(
+        cython.ulonglong, value >> 63
+    )
+    while n > 0x7F:
+        view[at] = (n & 0x7F) | 0x80
+        at += 1
+        n >>= 7
+    view[at] = n
+    return at + 1
 
 
-def _avro_type(node: Any) -> str:
-    if isinstance(node, list):
-        return "|".join(_avro_type(branch) for branch in node)
-    if isinstance(node, dict):
-        if node["type"] == "array":
-            return f"array<{_avro_type(node['items'])}>"
-        return str(node["type"])
-    return str(node)
+@cython.cfunc
+@cython.inline
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _put_bytes(view: cython.uchar[::1], at: cython.Py_ssize_t, data: bytes) -> cython.Py_ssize_t:
+    """``data`` copied as it is at ``at``; where it ends."""
+    size: cython.Py_ssize_t = len(data)
+    if cython.compiled:
+        source: cython.p_char = data  # the bytes object's own bytes
+        memcpy(cython.address(view[at]), source, size)
+    else:
+        view[at : at + size] = data
+    return at + size
 
 
-# Avro's encoding of each long from -64 to 63 (zig-zag values 0 to 127): one byte.
-_ONE_BYTE_LONGS = [bytes((n,)) for n in range(128)]
+@cython.cfunc
+@cython.inline
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _put_double(
+    view: cython.uchar[::1], at: cython.Py_ssize_t, value: cython.double
+) -> cython.Py_ssize_t:
+    """Avro's ``double`` (8 bytes, little-endian) at ``at``; where it ends."""
+    if cython.compiled:
+        memcpy(cython.address(view[at]), cython.address(value), 8)
+    else:
+        struct.pack_into("<d", view, at, value)
+    return at + 8
+
+
+@cython.cfunc
+@cython.inline
+def _put_optional_double(
+    view: cython.uchar[::1], at: cython.Py_ssize_t, value: object
+) -> cython.Py_ssize_t:
+    """Avro's ``["null", "double"]``: the branch, then (not None) the double."""
+    if value is None:
+        view[at] = 0
+        return at + 1
+    view[at] = 2
+    return _put_double(view, at + 1, value)
 
 
 def avro_long(value: int) -> bytes:
-    """Avro's ``long``: zig-zag, then a little-endian base-128 varint.
-
-    The varint's bytes are gathered in one integer and converted once, rather than appended
-    one by one (a method call per byte: a timestamp has six), and the small values that fit in
-    one byte (lengths, counts) are looked up."""
-    n = (value << 1) ^ (value >> 63)  # never negative: both operands have value's sign
-    if n < 0x80:
-        return _ONE_BYTE_LONGS[n]
-    gathered = 0
-    shift = 0
-    while n > 0x7F:
-        gathered |= ((n & 0x7F) | 0x80) << shift
-        shift += 8
-        n >>= 7
-    gathered |= n << shift
-    return gathered.to_bytes(shift // 8 + 1, "little")
+    """Avro's ``long`` on its own: zig-zag, then a little-endian base-128 varint."""
+    out = bytearray(_MOST_FIXED)
+    end = _put_long(out, 0, value)
+    return bytes(out[:end])
 
 
 def avro_string(text: str) -> bytes:
+    """Avro's ``string`` on its own: the length of its UTF-8 bytes, then the bytes."""
     data = text.encode()
     return avro_long(len(data)) + data
 
 
-def _check_layout(schema: dict[str, Any], expected: tuple[tuple[str, str], ...]) -> None:
-    layout = tuple((f["name"], _avro_type(f["type"])) for f in schema["fields"])
-    if layout != expected:
-        raise ValueError(f"the {schema['name']} schema changed; the encoder writes {expected}")
+@cython.cclass
+class _Buffer:
+    """The bytes of the record being written, reused from one record to the next, grown when a
+    record needs more room (long strings), and copied out once per record."""
+
+    _data = cython.declare(bytearray)
+    view = cython.declare(cython.uchar[::1])
+
+    def __init__(self) -> None:
+        self._data = bytearray(1024)
+        self.view = self._data
+
+    @cython.cfunc
+    def reserve(self, size: cython.Py_ssize_t) -> cython.uchar[::1]:
+        """The view, at least ``size`` bytes long."""
+        if size > len(self._data):
+            self._data = bytearray(max(size, 2 * len(self._data)))
+            self.view = self._data
+        return self.view
+
+    @cython.cfunc
+    def copy(self, size: cython.Py_ssize_t) -> bytes:
+        """The first ``size`` bytes written, as a new bytes object."""
+        if cython.compiled:
+            return PyBytes_FromStringAndSize(
+                cython.cast(cython.p_char, cython.address(self.view[0])), size
+            )
+        return bytes(self._data[:size])
 
 
+@cython.cclass
 class _RepeatedStrings:
-    """The encoded bytes of strings that repeat (versions, arms, decisions, reasons), bounded:
-    versions come and go."""
+    """Strings that repeat (versions, arms, decisions, reasons), each kept encoded as Avro's
+    ``string`` (length and UTF-8 bytes), bounded: versions come and go."""
+
+    _strings = cython.declare(dict)
+    _capacity = cython.declare(cython.Py_ssize_t)
 
     def __init__(self, capacity: int = 1000) -> None:
-        self._strings: dict[str, bytes] = {}
+        self._strings = {}
         self._capacity = capacity
 
+    @cython.cfunc
     def encoded(self, text: str) -> bytes:
         encoded = self._strings.get(text)
         if encoded is None:
             if len(self._strings) > self._capacity:
                 self._strings.clear()
-            encoded = self._strings[text] = avro_string(text)
+            encoded = avro_string(text)
+            self._strings[text] = encoded
         return encoded
 
 
+@cython.cclass
 class PredictionEncoder:
+    """A prediction (``schemas/prediction.avsc``) per call of ``encode``."""
+
+    _decisions = cython.declare(dict)
+    _cached = cython.declare(_RepeatedStrings)
+    _buffer = cython.declare(_Buffer)
+
     def __init__(self, schema: dict[str, Any]) -> None:
-        _check_layout(schema, PREDICTION_LAYOUT)
+        check_layout(schema, PREDICTION_LAYOUT)
         symbols = schema["fields"][4]["type"]["symbols"]
         self._decisions = {symbol: avro_long(i) for i, symbol in enumerate(symbols)}
         self._cached = _RepeatedStrings()
+        self._buffer = _Buffer()
 
+    @cython.ccall
     def encode(
         self,
         event_id: str,
         user_id: str,
-        event_time: int,
-        score: float,
+        event_time: cython.longlong,
+        score: cython.double,
         decision: str,
         model_version: str,
         feature_set_version: str,
-        degraded: list[str],
-        ingest_time: int,
-        scored_time: int,
-        amount: float | None,
+        degraded: list,
+        ingest_time: cython.longlong,
+        scored_time: cython.longlong,
+        amount: object,
         arm: str,
-        challenger_score: float | None,
-        challenger_version: str | None,
+        challenger_score: object,
+        challenger_version: object,
     ) -> bytes:
         cached = self._cached
-        parts = [
-            avro_string(event_id),
-            avro_string(user_id),
-            avro_long(event_time),
-            _DOUBLE(score),
-            self._decisions[decision],
-            cached.encoded(model_version),
-            cached.encoded(feature_set_version),
-        ]
-        if degraded:
-            parts.append(avro_long(len(degraded)))
-            parts.extend(cached.encoded(reason) for reason in degraded)
-        parts.append(b"\x00")
-        parts.append(avro_long(ingest_time))
-        parts.append(avro_long(scored_time))
-        parts.append(b"\x00" if amount is None else b"\x02" + _DOUBLE(amount))
-        parts.append(cached.encoded(arm))
-        parts.append(b"\x00" if challenger_score is None else b"\x02" + _DOUBLE(challenger_score))
-        parts.append(
-            b"\x00" if challenger_version is None else b"\x02" + cached.encoded(challenger_version)
+        event_bytes: bytes = event_id.encode()
+        user_bytes: bytes = user_id.encode()
+        decision_bytes: bytes = self._decisions[decision]
+        model_bytes = cached.encoded(model_version)
+        feature_set_bytes = cached.encoded(feature_set_version)
+        arm_bytes = cached.encoded(arm)
+        challenger_bytes: bytes = (
+            b"" if challenger_version is None else cached.encoded(challenger_version)
         )
-        return b"".join(parts)
+        reasons: list = [cached.encoded(why) for why in degraded]
+        size: cython.Py_ssize_t = (
+            _FIXED_ROOM
+            + len(event_bytes)
+            + len(user_bytes)
+            + len(model_bytes)
+            + len(feature_set_bytes)
+            + len(arm_bytes)
+            + len(challenger_bytes)
+        )
+        reason: bytes
+        for reason in reasons:
+            size += len(reason)
+        view = self._buffer.reserve(size)
+        at: cython.Py_ssize_t = _put_long(view, 0, len(event_bytes))
+        at = _put_bytes(view, at, event_bytes)
+        at = _put_long(view, at, len(user_bytes))
+        at = _put_bytes(view, at, user_bytes)
+        at = _put_long(view, at, event_time)
+        at = _put_double(view, at, score)
+        at = _put_bytes(view, at, decision_bytes)
+        at = _put_bytes(view, at, model_bytes)
+        at = _put_bytes(view, at, feature_set_bytes)
+        if reasons:
+            at = _put_long(view, at, len(reasons))
+            for reason in reasons:
+                at = _put_bytes(view, at, reason)
+        view[at] = 0  # the array's end
+        at = _put_long(view, at + 1, ingest_time)
+        at = _put_long(view, at, scored_time)
+        at = _put_optional_double(view, at, amount)
+        at = _put_bytes(view, at, arm_bytes)
+        at = _put_optional_double(view, at, challenger_score)
+        if challenger_version is None:
+            view[at] = 0
+            at += 1
+        else:
+            view[at] = 2
+            at = _put_bytes(view, at + 1, challenger_bytes)
+        return self._buffer.copy(at)
 
 
-# The labelled outcome schema's fields and Avro types, in order, as its encoder writes them.
-OUTCOME_LAYOUT = (
-    ("event_id", "string"),
-    ("user_id", "string"),
-    ("event_time", "long"),
-    ("label_time", "long"),
-    ("is_fraud", "boolean"),
-    ("amount", "double"),
-    ("score", "double"),
-    ("decision", "string"),
-    ("model_version", "string"),
-    ("arm", "string"),
-    ("canary_percent", "int"),
-    ("champion_score", "null|double"),
-    ("challenger_score", "null|double"),
-    ("challenger_version", "null|string"),
-    ("feature_set_version", "string"),
-    ("features", "array<double>"),
-)
-
-
+@cython.cclass
 class OutcomeEncoder:
+    """A labelled outcome (``schemas/outcome.avsc``) per call of ``encode``: its features as one
+    block of doubles, as fastavro writes an array."""
+
+    _cached = cython.declare(_RepeatedStrings)
+    _buffer = cython.declare(_Buffer)
+
     def __init__(self, schema: dict[str, Any]) -> None:
-        _check_layout(schema, OUTCOME_LAYOUT)
+        check_layout(schema, OUTCOME_LAYOUT)
         self._cached = _RepeatedStrings()
-        self._doubles: dict[int, Any] = {}  # vector length -> its struct's pack
+        self._buffer = _Buffer()
 
-    def _features(self, vector: list[float]) -> bytes:
-        """One Avro block of ``len(vector)`` doubles, then the end-of-array 0 (as fastavro)."""
-        count = len(vector)
-        if not count:
-            return b"\x00"
-        pack = self._doubles.get(count)
-        if pack is None:
-            pack = self._doubles[count] = struct.Struct(f"<{count}d").pack
-        return avro_long(count) + pack(*vector) + b"\x00"
-
+    @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
     def encode(
         self,
         event_id: str,
         user_id: str,
-        event_time: int,
-        label_time: int,
-        is_fraud: bool,
-        amount: float,
-        score: float,
+        event_time: cython.longlong,
+        label_time: cython.longlong,
+        is_fraud: cython.bint,
+        amount: cython.double,
+        score: cython.double,
         decision: str,
         model_version: str,
         arm: str,
-        canary_percent: int,
-        champion_score: float | None,
-        challenger_score: float | None,
-        challenger_version: str | None,
+        canary_percent: cython.longlong,
+        champion_score: object,
+        challenger_score: object,
+        challenger_version: object,
         feature_set_version: str,
-        features: list[float],
+        features: list,
     ) -> bytes:
         cached = self._cached
-        return b"".join(
-            (
-                avro_string(event_id),
-                avro_string(user_id),
-                avro_long(event_time),
-                avro_long(label_time),
-                b"\x01" if is_fraud else b"\x00",
-                _DOUBLE(amount),
-                _DOUBLE(score),
-                cached.encoded(decision),
-                cached.encoded(model_version),
-                cached.encoded(arm),
-                avro_long(canary_percent),
-                b"\x00" if champion_score is None else b"\x02" + _DOUBLE(champion_score),
-                b"\x00" if challenger_score is None else b"\x02" + _DOUBLE(challenger_score),
-                b"\x00"
-                if challenger_version is None
-                else b"\x02" + cached.encoded(challenger_version),
-                cached.encoded(feature_set_version),
-                self._features(features),
-            )
+        event_bytes: bytes = event_id.encode()
+        user_bytes: bytes = user_id.encode()
+        decision_bytes = cached.encoded(decision)
+        model_bytes = cached.encoded(model_version)
+        arm_bytes = cached.encoded(arm)
+        challenger_bytes: bytes = (
+            b"" if challenger_version is None else cached.encoded(challenger_version)
         )
-
-
-class OutcomeDecoder:
-    """Reads a labelled outcome into the dict fastavro's reader gives for it (logical types as
-    plain numbers, as ``serde.Codec`` reads them), for the learner: one per label. Any Avro
-    encoding of the layout is read, not only ``OutcomeEncoder``'s (e.g. an array in several
-    blocks); bytes that are not one whole record raise ``ValueError``."""
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        _check_layout(schema, OUTCOME_LAYOUT)
-        self._repeated = _RepeatedTexts()
-        self._doubles: dict[int, Any] = {}  # block length -> its struct's unpack_from
-
-    def decode(self, payload: bytes) -> dict[str, Any]:
-        return _whole_record(self._read, payload, "a labelled outcome")
-
-    def _read(self, data: bytes) -> tuple[dict[str, Any], int]:
-        long_at, text_at, repeated_at = _long_at, _text_at, self._repeated.at
-        double_at = _DOUBLE_AT
-        event_id, at = text_at(data, 0)
-        user_id, at = text_at(data, at)
-        event_time, at = long_at(data, at)
-        label_time, at = long_at(data, at)
-        is_fraud = data[at] == 1
-        if data[at] > 1:
-            raise ValueError(f"is_fraud is byte {data[at]}, not a boolean")
-        (amount,) = double_at(data, at + 1)
-        (score,) = double_at(data, at + 9)
-        decision, at = repeated_at(data, at + 17)
-        model_version, at = repeated_at(data, at)
-        arm, at = repeated_at(data, at)
-        canary_percent, at = long_at(data, at)
-        champion_score, at = _optional_at(_double_at, data, at, "champion_score")
-        challenger_score, at = _optional_at(_double_at, data, at, "challenger_score")
-        challenger_version, at = _optional_at(repeated_at, data, at, "challenger_version")
-        feature_set_version, at = repeated_at(data, at)
-        features, at = self._doubles_at(data, at)
-        return {
-            "event_id": event_id,
-            "user_id": user_id,
-            "event_time": event_time,
-            "label_time": label_time,
-            "is_fraud": is_fraud,
-            "amount": amount,
-            "score": score,
-            "decision": decision,
-            "model_version": model_version,
-            "arm": arm,
-            "canary_percent": canary_percent,
-            "champion_score": champion_score,
-            "challenger_score": challenger_score,
-            "challenger_version": challenger_version,
-            "feature_set_version": feature_set_version,
-            "features": features,
-        }, at
-
-    def _doubles_at(self, data: bytes, at: int) -> tuple[list[float], int]:
-        """An Avro array of doubles: blocks of (count, items), a negative count followed by the
-        block's size in bytes, until a count of 0."""
-        values: list[float] = []
-        while True:
-            count, at = _long_at(data, at)
-            if count == 0:
-                return values, at
-            if count < 0:
-                count = -count
-                _, at = _long_at(data, at)
-            unpack = self._doubles.get(count)
-            if unpack is None:
-                unpack = self._doubles[count] = struct.Struct(f"<{count}d").unpack_from
-            values.extend(unpack(data, at))
-            at += 8 * count
-
-
-_DOUBLE_AT = struct.Struct("<d").unpack_from
-# What a decoder's parts raise on bytes that are not a record of the layout.
-_BROKEN = (IndexError, struct.error, UnicodeDecodeError)
-
-
-def _whole_record(
-    read: Callable[[bytes], tuple[dict[str, Any], int]], payload: bytes, what: str
-) -> dict[str, Any]:
-    """The record ``read`` finds in all of ``payload``; ``ValueError`` for bytes that are not
-    one whole record."""
-    try:
-        record, end = read(payload)
-    except _BROKEN as exc:
-        raise ValueError(f"not {what}: {type(exc).__name__}: {exc}") from None
-    _check_end(payload, end)
-    return record
-
-
-def _check_end(payload: bytes, end: int) -> None:
-    if end != len(payload):
-        raise ValueError(f"{len(payload) - end} trailing bytes after the record")
-
-
-class _RepeatedTexts:
-    """Strings that repeat (versions, arms, decisions, currencies, countries), each decoded
-    once, bounded: versions come and go."""
-
-    def __init__(self, capacity: int = 1000) -> None:
-        self._texts: dict[bytes, str] = {}
-        self._capacity = capacity
-
-    def at(self, data: bytes, at: int) -> tuple[str, int]:
-        raw, at = _bytes_at(data, at)
-        text = self._texts.get(raw)
-        if text is None:
-            if len(self._texts) > self._capacity:
-                self._texts.clear()
-            text = self._texts[raw] = raw.decode()
-        return text, at
-
-
-class EventDecoder:
-    """Reads an event into the dict fastavro's reader gives for it (``event_time`` as plain
-    millis, as ``serde.Codec`` reads it), for the scoring operator: one per event. Bytes that are
-    not one whole record of the layout raise ``ValueError``."""
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        _check_layout(schema, EVENT_LAYOUT)
-        self._channels: tuple[str, ...] = tuple(schema["fields"][8]["type"]["symbols"])
-        self._repeated = _RepeatedTexts()
-
-    def decode(self, payload: bytes) -> dict[str, Any]:
-        # _whole_record inlined: passing the bound method made each event's read a generic
-        # Python call (as did calling the repeated texts' and the union's readers through
-        # variables); compiled, these are direct calls.
-        try:
-            record, end = self._read(payload)
-        except _BROKEN as exc:
-            raise ValueError(f"not an event: {type(exc).__name__}: {exc}") from None
-        _check_end(payload, end)
-        return record
-
-    def _read(self, data: bytes) -> tuple[dict[str, Any], int]:
-        repeated = self._repeated
-        event_id, at = _text_at(data, 0)
-        user_id, at = _text_at(data, at)
-        event_time, at = _long_at(data, at)
-        (amount,) = _DOUBLE_AT(data, at)
-        currency, at = repeated.at(data, at + 8)
-        merchant_id, at = _text_at(data, at)
-        merchant_category, at = repeated.at(data, at)
-        country, at = repeated.at(data, at)
-        index, at = _long_at(data, at)
-        if not 0 <= index < len(self._channels):
-            raise ValueError(f"channel: no symbol {index}")
-        branch, at = _long_at(data, at)  # device_id: ["null", "string"]
-        device_id: str | None = None
-        if branch == 1:
-            device_id, at = _text_at(data, at)
-        elif branch != 0:
-            raise ValueError(f"device_id: no union branch {branch}")
-        return {
-            "event_id": event_id,
-            "user_id": user_id,
-            "event_time": event_time,
-            "amount": amount,
-            "currency": currency,
-            "merchant_id": merchant_id,
-            "merchant_category": merchant_category,
-            "country": country,
-            "channel": self._channels[index],
-            "device_id": device_id,
-        }, at
-
-
-class LabelDecoder:
-    """Reads a label into the dict fastavro's reader gives for it (``label_time`` as plain
-    millis), for the scoring operator: one per label. Bytes that are not one whole record of the
-    layout raise ``ValueError``."""
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        _check_layout(schema, LABEL_LAYOUT)
-
-    def decode(self, payload: bytes) -> dict[str, Any]:
-        # _whole_record inlined, as in EventDecoder.decode
-        try:
-            record, end = self._read(payload)
-        except _BROKEN as exc:
-            raise ValueError(f"not a label: {type(exc).__name__}: {exc}") from None
-        _check_end(payload, end)
-        return record
-
-    def _read(self, data: bytes) -> tuple[dict[str, Any], int]:
-        event_id, at = _text_at(data, 0)
-        user_id, at = _text_at(data, at)
-        flag = data[at]
-        if flag > 1:
-            raise ValueError(f"is_fraud is byte {flag}, not a boolean")
-        label_time, at = _long_at(data, at + 1)
-        return {
-            "event_id": event_id,
-            "user_id": user_id,
-            "is_fraud": flag == 1,
-            "label_time": label_time,
-        }, at
-
-
-def _long_at(data: bytes, at: int) -> tuple[int, int]:
-    """Avro's ``long`` at ``at``: a zig-zag little-endian base-128 varint; and where it ends."""
-    byte = data[at]
-    at += 1
-    n = byte & 0x7F
-    shift = 7
-    while byte & 0x80:
-        byte = data[at]
-        at += 1
-        n |= (byte & 0x7F) << shift
-        shift += 7
-    if n >> 64:
-        raise ValueError("a varint longer than a long")
-    return (n >> 1) ^ -(n & 1), at
-
-
-def _bytes_at(data: bytes, at: int) -> tuple[bytes, int]:
-    """Avro's ``bytes`` (a string's UTF-8) at ``at``: its length, then that many bytes."""
-    n, at = _long_at(data, at)
-    raw = data[at : at + n] if n >= 0 else b""
-    if len(raw) != n:
-        raise ValueError("a string runs past the record")
-    return raw, at + n
-
-
-def _text_at(data: bytes, at: int) -> tuple[str, int]:
-    raw, at = _bytes_at(data, at)
-    return raw.decode(), at
-
-
-def _double_at(data: bytes, at: int) -> tuple[float, int]:
-    return _DOUBLE_AT(data, at)[0], at + 8
-
-
-def _optional_at(
-    read: Callable[[bytes, int], tuple[Any, int]], data: bytes, at: int, field: str
-) -> tuple[Any, int]:
-    """Avro's ``["null", T]``: the branch, then (branch 1) ``T`` as ``read`` reads it."""
-    branch, at = _long_at(data, at)
-    if branch == 0:
-        return None, at
-    if branch == 1:
-        return read(data, at)
-    raise ValueError(f"{field}: no union branch {branch}")
+        feature_set_bytes = cached.encoded(feature_set_version)
+        count: cython.Py_ssize_t = len(features)
+        size: cython.Py_ssize_t = (
+            _FIXED_ROOM
+            + len(event_bytes)
+            + len(user_bytes)
+            + len(decision_bytes)
+            + len(model_bytes)
+            + len(arm_bytes)
+            + len(challenger_bytes)
+            + len(feature_set_bytes)
+            + 8 * count
+        )
+        view = self._buffer.reserve(size)
+        at: cython.Py_ssize_t = _put_long(view, 0, len(event_bytes))
+        at = _put_bytes(view, at, event_bytes)
+        at = _put_long(view, at, len(user_bytes))
+        at = _put_bytes(view, at, user_bytes)
+        at = _put_long(view, at, event_time)
+        at = _put_long(view, at, label_time)
+        view[at] = 1 if is_fraud else 0
+        at = _put_double(view, at + 1, amount)
+        at = _put_double(view, at, score)
+        at = _put_bytes(view, at, decision_bytes)
+        at = _put_bytes(view, at, model_bytes)
+        at = _put_bytes(view, at, arm_bytes)
+        at = _put_long(view, at, canary_percent)
+        at = _put_optional_double(view, at, champion_score)
+        at = _put_optional_double(view, at, challenger_score)
+        if challenger_version is None:
+            view[at] = 0
+            at += 1
+        else:
+            view[at] = 2
+            at = _put_bytes(view, at + 1, challenger_bytes)
+        at = _put_bytes(view, at, feature_set_bytes)
+        if count:
+            at = _put_long(view, at, count)
+            i: cython.Py_ssize_t
+            for i in range(count):
+                at = _put_double(view, at, features[i])
+        view[at] = 0  # the array's end
+        return self._buffer.copy(at + 1)

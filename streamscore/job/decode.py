@@ -16,7 +16,7 @@ from streamscore.validation import validate_event, validate_label
 
 class RecordReader(Protocol):
     """Bytes to the record's dict, raising on bytes that are not one: ``serde.Codec`` (fastavro)
-    or a hand-written decoder of ``avro_encoders`` (the scoring operator's)."""
+    or a hand-written decoder of ``avro_decoders`` (the scoring operator's)."""
 
     def decode(self, payload: bytes) -> dict[str, Any]: ...
 

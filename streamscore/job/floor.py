@@ -29,7 +29,8 @@ from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine, UserState
 from streamscore.job import records
-from streamscore.job.avro_encoders import EventDecoder, LabelDecoder, PredictionEncoder
+from streamscore.job.avro_decoders import EventDecoder, LabelDecoder
+from streamscore.job.avro_encoders import PredictionEncoder
 from streamscore.job.batches import OutputPacker, OutputRecord, unpack_records
 from streamscore.job.decode import read_event, read_label
 from streamscore.job.records import DeadLetters

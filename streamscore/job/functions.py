@@ -38,7 +38,7 @@ from streamscore.config import Settings
 from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.job import interpreter, records, thread_priority
-from streamscore.job.avro_encoders import OutcomeDecoder
+from streamscore.job.avro_decoders import OutcomeDecoder
 from streamscore.job.batches import (
     CurrentKey,
     KeySwitch,

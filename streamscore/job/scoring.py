@@ -27,12 +27,8 @@ from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import FeatureEngine
 from streamscore.job import records
-from streamscore.job.avro_encoders import (
-    EventDecoder,
-    LabelDecoder,
-    OutcomeEncoder,
-    PredictionEncoder,
-)
+from streamscore.job.avro_decoders import EventDecoder, LabelDecoder
+from streamscore.job.avro_encoders import OutcomeEncoder, PredictionEncoder
 from streamscore.job.batches import CurrentKey, OutputPacker, OutputRecord, unpack_records
 from streamscore.job.decode import read_event, read_label
 from streamscore.job.records import DeadLetters
@@ -227,7 +223,7 @@ class ScoringOperator:
         # CPU's caches while it walks them for one event after another.
         self._unscored = UnscoredEvents()
         self._scores_per_batch = s.scoring_scores_per_batch
-        # Read by hand (avro_encoders): what fastavro's reader gives, at a fraction of its cost.
+        # Read by hand (avro_decoders): what fastavro's reader gives, at a fraction of its cost.
         self._events = EventDecoder(self._schemas["event"])
         self._labels = LabelDecoder(self._schemas["label"])
         self._topic_labels = s.topic_labels

@@ -8,13 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamscore.job.avro_encoders import (
-    EventDecoder,
-    LabelDecoder,
-    OutcomeDecoder,
-    OutcomeEncoder,
-    PredictionEncoder,
-)
+from streamscore.job.avro_decoders import EventDecoder, LabelDecoder, OutcomeDecoder
+from streamscore.job.avro_encoders import OutcomeEncoder, PredictionEncoder
 from streamscore.resources import schema
 from streamscore.serde import Codec
 
@@ -27,24 +22,29 @@ TEXT = st.text(max_size=40)
 LONGS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 DOUBLES = st.floats(allow_nan=False)
 
-PREDICTIONS = st.fixed_dictionaries(
-    {
-        "event_id": TEXT,
-        "user_id": TEXT,
-        "event_time": LONGS,
-        "score": DOUBLES,
-        "decision": st.sampled_from(["APPROVE", "REVIEW", "DECLINE"]),
-        "model_version": TEXT,
-        "feature_set_version": TEXT,
-        "degraded": st.lists(st.sampled_from(["model", "redis", "ünïcode"]), max_size=3),
-        "ingest_time": LONGS,
-        "scored_time": LONGS,
-        "amount": st.none() | DOUBLES,
-        "arm": st.sampled_from(["champion", "candidate"]),
-        "challenger_score": st.none() | DOUBLES,
-        "challenger_version": st.none() | TEXT,
-    }
-)
+
+def _predictions(text: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {
+            "event_id": text,
+            "user_id": text,
+            "event_time": LONGS,
+            "score": DOUBLES,
+            "decision": st.sampled_from(["APPROVE", "REVIEW", "DECLINE"]),
+            "model_version": text,
+            "feature_set_version": text,
+            "degraded": st.lists(st.sampled_from(["model", "redis", "ünïcode"]), max_size=3),
+            "ingest_time": LONGS,
+            "scored_time": LONGS,
+            "amount": st.none() | DOUBLES,
+            "arm": st.sampled_from(["champion", "candidate"]),
+            "challenger_score": st.none() | DOUBLES,
+            "challenger_version": st.none() | text,
+        }
+    )
+
+
+PREDICTIONS = _predictions(TEXT)
 
 
 @settings(max_examples=2000, derandomize=True, database=None, deadline=None)
@@ -54,26 +54,32 @@ def test_the_bytes_are_fastavros(prediction: dict[str, Any]) -> None:
 
 
 INTS = st.integers(min_value=-(2**31), max_value=2**31 - 1)
-OUTCOMES = st.fixed_dictionaries(
-    {
-        "event_id": TEXT,
-        "user_id": TEXT,
-        "event_time": LONGS,
-        "label_time": LONGS,
-        "is_fraud": st.booleans(),
-        "amount": DOUBLES,
-        "score": DOUBLES,
-        "decision": st.sampled_from(["APPROVE", "REVIEW", "DECLINE"]),
-        "model_version": TEXT,
-        "arm": st.sampled_from(["champion", "candidate"]),
-        "canary_percent": INTS,
-        "champion_score": st.none() | DOUBLES,
-        "challenger_score": st.none() | DOUBLES,
-        "challenger_version": st.none() | TEXT,
-        "feature_set_version": TEXT,
-        "features": st.lists(DOUBLES, max_size=40),
-    }
-)
+
+
+def _outcomes(text: st.SearchStrategy[str], max_features: int) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {
+            "event_id": text,
+            "user_id": text,
+            "event_time": LONGS,
+            "label_time": LONGS,
+            "is_fraud": st.booleans(),
+            "amount": DOUBLES,
+            "score": DOUBLES,
+            "decision": st.sampled_from(["APPROVE", "REVIEW", "DECLINE"]),
+            "model_version": text,
+            "arm": st.sampled_from(["champion", "candidate"]),
+            "canary_percent": INTS,
+            "champion_score": st.none() | DOUBLES,
+            "challenger_score": st.none() | DOUBLES,
+            "challenger_version": st.none() | text,
+            "feature_set_version": text,
+            "features": st.lists(DOUBLES, max_size=max_features),
+        }
+    )
+
+
+OUTCOMES = _outcomes(TEXT, 40)
 
 
 @settings(max_examples=2000, derandomize=True, database=None, deadline=None)
@@ -82,6 +88,29 @@ def test_the_outcome_bytes_are_fastavros(outcome: dict[str, Any]) -> None:
     encoded = OUTCOME_ENCODER.encode(**outcome)
     assert encoded == OUTCOME_CODEC.encode(outcome)
     assert OUTCOME_CODEC.decode(encoded) == outcome
+
+
+# Strings and vectors far past the encoders' first buffer (1 KiB), one record after another
+# through one encoder: the buffer grows, and a long record leaves nothing in the next one.
+LONG_TEXT = st.text(max_size=3000)
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None)
+@given(
+    st.lists(_predictions(LONG_TEXT) | PREDICTIONS, min_size=2, max_size=6),
+    st.lists(_outcomes(LONG_TEXT, 400) | OUTCOMES, min_size=2, max_size=6),
+)
+def test_one_encoder_writes_records_of_any_length_one_after_another(
+    predictions: list[dict[str, Any]], outcomes: list[dict[str, Any]]
+) -> None:
+    encoder, outcome_encoder = (
+        PredictionEncoder(schema("prediction")),
+        OutcomeEncoder(schema("outcome")),
+    )
+    for prediction in predictions:
+        assert encoder.encode(**prediction) == CODEC.encode(prediction)
+    for outcome in outcomes:
+        assert outcome_encoder.encode(**outcome) == OUTCOME_CODEC.encode(outcome)
 
 
 @settings(max_examples=2000, derandomize=True, database=None, deadline=None)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from streamscore.config import Settings
 from streamscore.errors import Rejection
 from streamscore.generator import TransactionGenerator
-from streamscore.job.avro_encoders import EventDecoder, LabelDecoder
+from streamscore.job.avro_decoders import EventDecoder, LabelDecoder
 from streamscore.job.decode import decode_event, decode_label
 from streamscore.resources import schema
 from streamscore.serde import Codec

@@ -97,12 +97,13 @@ import json, pickle
 from streamscore import native
 from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
-from streamscore.job.avro_encoders import PredictionEncoder
+from streamscore.job.avro_encoders import OutcomeEncoder, PredictionEncoder
 from streamscore.job.state import PendingOutcome, ScoringState, pending_entry, pending_outcome
 from streamscore.resources import schema
 
 engine = FeatureEngine()
 predictions = PredictionEncoder(schema("prediction"))
+outcomes = OutcomeEncoder(schema("outcome"))
 generator = TransactionGenerator(GeneratorConfig(users=50, seed=11, start_ms=1_700_000_000_000))
 states, vectors, encoded = {}, [], []
 for i in range(3000):
@@ -118,6 +119,10 @@ for i in range(3000):
         event["event_id"], event["user_id"], event["event_time"], score, "APPROVE", "m-1",
         "fs-1", ["redis"] if i % 5 else [], i, i + 1, event["amount"], "champion",
         None if i % 3 else score, "c-1").hex())
+    encoded.append(outcomes.encode(
+        event["event_id"], event["user_id"], event["event_time"], i, i % 2 == 0, event["amount"],
+        score, "REVIEW", "m-1", "champion", i % 100, None if i % 2 else score, score / 2,
+        None if i % 3 else "c-1", "fs-1", vector).hex())
 print(json.dumps({"mode": native.mode, "vectors": vectors, "encoded": encoded,
                   "states": pickle.dumps(states, 5).hex()}))
 """
@@ -125,8 +130,8 @@ print(json.dumps({"mode": native.mode, "vectors": vectors, "encoded": encoded,
 
 def test_the_compiled_build_gives_what_its_sources_give() -> None:
     """Feature vectors, the users' pickled state (what a savepoint holds) and the encoded
-    predictions, from the build and from the sources: equal, so either can restore the other's
-    checkpoints."""
+    predictions and outcomes, from the build and from the sources: equal, so either can restore
+    the other's checkpoints and writes the same bytes."""
 
     def run(pure: bool) -> dict[str, object]:
         # (one hash seed: the state holds sets of strings, pickled in their iteration order)
