@@ -38,7 +38,6 @@ MYPYC_MODULES: tuple[str, ...] = (
     "streamscore.features.aggregations",
     "streamscore.features.compiled",
     "streamscore.features.engine",
-    "streamscore.job.avro_decoders",
     "streamscore.job.state",
     "streamscore.job.state_writes",
     "streamscore.job.batches",
@@ -63,6 +62,7 @@ CYTHON_MODULES: tuple[str, ...] = (
     "streamscore.monitoring.bin_counts",
     "streamscore.model.logistic_score",
     "streamscore.job.avro_encoders",
+    "streamscore.job.avro_decoders",
 )
 COMPILED_MODULES: tuple[str, ...] = MYPYC_MODULES + CYTHON_MODULES
 # The shared library that holds the compiled code of all of them (mypyc's "group").

@@ -97,15 +97,20 @@ import json, pickle
 from streamscore import native
 from streamscore.features.engine import FeatureEngine
 from streamscore.generator import GeneratorConfig, TransactionGenerator
+from streamscore.job.avro_decoders import EventDecoder, LabelDecoder, OutcomeDecoder
 from streamscore.job.avro_encoders import OutcomeEncoder, PredictionEncoder
 from streamscore.job.state import PendingOutcome, ScoringState, pending_entry, pending_outcome
 from streamscore.resources import schema
+from streamscore.serde import Codec
 
 engine = FeatureEngine()
 predictions = PredictionEncoder(schema("prediction"))
 outcomes = OutcomeEncoder(schema("outcome"))
+event_codec, label_codec = Codec("event"), Codec("label")
+readers = (EventDecoder(schema("event")), LabelDecoder(schema("label")),
+           OutcomeDecoder(schema("outcome")))
 generator = TransactionGenerator(GeneratorConfig(users=50, seed=11, start_ms=1_700_000_000_000))
-states, vectors, encoded = {}, [], []
+states, vectors, encoded, decoded = {}, [], [], []
 for i in range(3000):
     event = next(generator).event
     state = states.setdefault(event["user_id"], ScoringState(engine.new_state()))
@@ -123,15 +128,21 @@ for i in range(3000):
         event["event_id"], event["user_id"], event["event_time"], i, i % 2 == 0, event["amount"],
         score, "REVIEW", "m-1", "champion", i % 100, None if i % 2 else score, score / 2,
         None if i % 3 else "c-1", "fs-1", vector).hex())
-print(json.dumps({"mode": native.mode, "vectors": vectors, "encoded": encoded,
+    label = {"event_id": event["event_id"], "user_id": event["user_id"], "is_fraud": i % 7 == 0,
+             "label_time": event["event_time"] + i}
+    for reader, payload in zip(readers, (event_codec.encode(event), label_codec.encode(label),
+                                         bytes.fromhex(encoded[-1]))):
+        decoded.append(repr(reader.decode(payload)))
+print(json.dumps({"mode": native.mode, "vectors": vectors, "encoded": encoded, "decoded": decoded,
                   "states": pickle.dumps(states, 5).hex()}))
 """
 
 
 def test_the_compiled_build_gives_what_its_sources_give() -> None:
-    """Feature vectors, the users' pickled state (what a savepoint holds) and the encoded
-    predictions and outcomes, from the build and from the sources: equal, so either can restore
-    the other's checkpoints and writes the same bytes."""
+    """Feature vectors, the users' pickled state (what a savepoint holds), the encoded
+    predictions and outcomes and the decoded events, labels and outcomes, from the build and
+    from the sources: equal, so either can restore the other's checkpoints, writes the same
+    bytes and reads the same records."""
 
     def run(pure: bool) -> dict[str, object]:
         # (one hash seed: the state holds sets of strings, pickled in their iteration order)
@@ -148,4 +159,5 @@ def test_the_compiled_build_gives_what_its_sources_give() -> None:
         assert compiled["mode"] == "compiled"
     assert compiled["vectors"] == sources["vectors"]
     assert compiled["encoded"] == sources["encoded"]
+    assert compiled["decoded"] == sources["decoded"]
     assert compiled["states"] == sources["states"]
