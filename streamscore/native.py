@@ -63,6 +63,7 @@ CYTHON_MODULES: tuple[str, ...] = (
     "streamscore.model.logistic_score",
     "streamscore.job.avro_encoders",
     "streamscore.job.avro_decoders",
+    "streamscore.job.entry_records",
 )
 COMPILED_MODULES: tuple[str, ...] = MYPYC_MODULES + CYTHON_MODULES
 # The shared library that holds the compiled code of all of them (mypyc's "group").

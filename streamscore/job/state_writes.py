@@ -10,9 +10,10 @@ have written. A timer's walk of a user's join map is one call too. Measured (ben
 ninth session), the crossings were a small part of the write-out, which still holds
 up every record behind it (about 230 ms per checkpoint at 5,000 events/s over 10,000 users):
 about half is pickling the users' state, the rest RocksDB's writes. Since the tenth session
-join entry changes are packed when made (``entry_record``), and since the eleventh, while the
-operator keeps up, the changes are written after each batch in the last stretch before a
-barrier is due (``ScoringOperator.write_ahead``), so little waits for the barrier.
+join entry changes are packed when made (``entry_records.entry_record``), and since the
+eleventh, while the operator keeps up, the changes are written after each batch in the last
+stretch before a barrier is due (``ScoringOperator.write_ahead``), so little waits for the
+barrier.
 
 ``PythonStateWrites`` is that Java class in Python, over PyFlink-like state objects: for tests
 and probes outside Flink, and the reference for the packed form.
@@ -25,15 +26,15 @@ import struct
 from typing import Any, Protocol
 
 from streamscore.job.batches import CurrentKey
+from streamscore.job.entry_records import UNCHANGED, entry_record
 
 # The join map's entries (event id → entry), tagged tuples that pickle small (state.py makes
 # and reads them; it imports this module, so the alias lives here).
 JoinEntry = tuple[Any, ...]
 
 _INT = struct.Struct(">i")
-# A value's length in the packed form when it is not a value: unchanged (or, for a join entry,
-# removed), and cleared.
-UNCHANGED = -1
+# A value's length in the packed form when it is not a value: unchanged (``UNCHANGED``, from
+# entry_records, where it also marks a removed join entry), and cleared.
 CLEARED = -2
 # What ``StateWriter`` stages for a cleared value.
 _CLEAR = b""
@@ -45,18 +46,6 @@ _NO_ENTRIES = _INT.pack(0)
 def pickled(value: object) -> bytes:
     """``value`` as PyFlink's state API pickles it (and reads it back)."""
     return pickle.dumps(value)
-
-
-def entry_record(event_id: str, entry: JoinEntry | None) -> bytes:
-    """One join entry's change as ``StateWriter`` packs it: its event id (length and UTF-8
-    bytes) and its pickled entry (length and bytes), or ``UNCHANGED`` to remove it. Made when
-    the entry changes (``state.JoinMap``), so that the write-out before a barrier, which holds
-    up every record, only copies it."""
-    key = event_id.encode()
-    if entry is None:
-        return _INT.pack(len(key)) + key + _INT.pack(UNCHANGED)
-    raw = pickled(entry)
-    return _INT.pack(len(key)) + key + _INT.pack(len(raw)) + raw
 
 
 class JvmStateWrites(Protocol):
@@ -97,8 +86,8 @@ class StateWriter:
         self.stage_records(user, [entry_record(k, entry) for k, entry in changes.items()])
 
     def stage_records(self, user: str, records: list[bytes]) -> None:
-        """Changed join entries of ``user``, packed (``entry_record``); written in order, so
-        of two changes of one entry the later wins."""
+        """Changed join entries of ``user``, packed (``entry_records.entry_record``); written in
+        order, so of two changes of one entry the later wins."""
         slot = self._slot(user)
         if slot[1] is None:
             slot[1] = records
