@@ -47,7 +47,6 @@ MYPYC_MODULES: tuple[str, ...] = (
     "streamscore.job.floor",
     "streamscore.metric_values",
     "streamscore.feature_store",
-    "streamscore.validation",
     "streamscore.serde",
     "streamscore.model.scorer",
     "streamscore.model.decisions",
@@ -55,8 +54,9 @@ MYPYC_MODULES: tuple[str, ...] = (
     "streamscore.model.compiled_learning",
     "streamscore.monitoring.drift",
 )
-# Modules that need what mypyc cannot give: C arrays read without boxing each number. Written in
-# Cython's "pure Python" mode, so their sources run as they are when not compiled.
+# Modules that need what mypyc cannot give: arrays, bytes and strings read and written in C
+# without boxing each number, byte or character. Written in Cython's "pure Python" mode, so their
+# sources run as they are when not compiled.
 CYTHON_MODULES: tuple[str, ...] = (
     "streamscore.features.rings",
     "streamscore.monitoring.bin_counts",
@@ -64,6 +64,7 @@ CYTHON_MODULES: tuple[str, ...] = (
     "streamscore.job.avro_encoders",
     "streamscore.job.avro_decoders",
     "streamscore.job.entry_records",
+    "streamscore.validation",
 )
 COMPILED_MODULES: tuple[str, ...] = MYPYC_MODULES + CYTHON_MODULES
 # The shared library that holds the compiled code of all of them (mypyc's "group").
