@@ -40,7 +40,6 @@ MYPYC_MODULES: tuple[str, ...] = (
     "streamscore.features.engine",
     "streamscore.job.state",
     "streamscore.job.state_writes",
-    "streamscore.job.batches",
     "streamscore.job.decode",
     "streamscore.job.records",
     "streamscore.job.scoring",
@@ -65,6 +64,7 @@ CYTHON_MODULES: tuple[str, ...] = (
     "streamscore.job.avro_decoders",
     "streamscore.job.entry_records",
     "streamscore.validation",
+    "streamscore.job.batches",
 )
 COMPILED_MODULES: tuple[str, ...] = MYPYC_MODULES + CYTHON_MODULES
 # The shared library that holds the compiled code of all of them (mypyc's "group").

@@ -15,12 +15,26 @@ outputs:
   turns back into the (topic, key, value) rows of the Kafka sink.
 
 The two layouts here must match the Java sources (big-endian lengths and numbers).
+
+Compiled by Cython from this same file (its "pure Python" mode), like ``features/rings.py``: a
+batch's records are read and its outputs written once per record, and compiled by mypyc each
+field was a slice or a packed length joined with the others, about 6,800 instructions per
+record for both (bench/HISTORY.md, thirty-ninth session). Here they are read and written in C.
+Only the copies of bytes differ between the build and the sources (``memcpy`` and
+``PyBytes_FromStringAndSize`` compiled, slices from the sources; ``tests/unit/test_batches.py``
+round-trips both layouts and checks their bytes).
 """
 
 from __future__ import annotations
 
 import struct
 from typing import Any, Protocol
+
+import cython
+
+if cython.compiled:
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
+    from cython.cimports.libc.string import memcpy
 
 # One input record: (key, payload or None, topic, partition, offset, Kafka timestamp).
 InputRecord = tuple[str, bytes | None, str, int, int, int]
@@ -31,38 +45,70 @@ _LENGTH = struct.Struct(">i")
 _POSITION = struct.Struct(">iqq")  # partition, offset, Kafka timestamp
 
 
-def _int_at(batch: bytes, at: int, size: int) -> int:
-    """The big-endian signed integer of ``size`` bytes at ``at``. Read byte by byte: compiled,
-    each byte is a primitive read, where ``struct`` is a Python call that builds a tuple."""
-    value = 0
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.exceptval(check=False)
+def _int_at(batch: bytes, at: cython.Py_ssize_t, size: cython.int) -> cython.longlong:
+    """The big-endian signed integer of ``size`` (4 or 8) bytes at ``at`` (``unpack_records``
+    checks that they are there)."""
+    value: cython.ulonglong = 0
+    i: cython.Py_ssize_t
     for i in range(at, at + size):
-        value = (value << 8) | batch[i]
-    if batch[at] >= 0x80:
-        value -= 1 << (8 * size)
-    return value
+        value = (value << 8) | cython.cast(cython.uchar, batch[i])
+    if size == 4:
+        return cython.cast(cython.int, value) if cython.compiled else _signed(value, 32)
+    return cython.cast(cython.longlong, value) if cython.compiled else _signed(value, 64)
+
+
+def _signed(value: int, bits: int) -> int:
+    """From the sources: an unsigned pattern of ``bits`` as the signed number."""
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+@cython.cfunc
+def _slice(batch: bytes, at: cython.Py_ssize_t, size: cython.Py_ssize_t) -> bytes:
+    """``batch[at:at + size]`` (a slice of a bytes object is a generic call when compiled)."""
+    if cython.compiled:
+        source: cython.p_char = batch
+        return PyBytes_FromStringAndSize(source + at, size)
+    return batch[at : at + size]
 
 
 def unpack_records(batch: bytes) -> list[InputRecord]:
     """The records ``RecordBatcher`` packed, in their order: per record the key, the payload
     (length -1 for none), the topic, each a length and its bytes, then partition, offset and
-    timestamp."""
-    records: list[InputRecord] = []
-    at, end = 0, len(batch)
+    timestamp. ``ValueError`` if a length points past the batch's end."""
+    records: list = []
+    at: cython.Py_ssize_t = 0
+    end: cython.Py_ssize_t = len(batch)
+    n: cython.Py_ssize_t
     while at < end:
+        if end - at < 12:
+            raise ValueError("a packed record ends inside its lengths")
         n = _int_at(batch, at, 4)
         at += 4
-        key = batch[at : at + n].decode()
+        if n < 0 or n > end - at:
+            raise ValueError("a packed key runs past the batch")
+        key = batch[at : at + n].decode("utf-8")
         at += n
+        if end - at < 4:
+            raise ValueError("a packed record ends inside its lengths")
         n = _int_at(batch, at, 4)
         at += 4
-        if n < 0:
-            payload = None
-        else:
-            payload = batch[at : at + n]
+        payload: bytes | None = None
+        if n >= 0:
+            if n > end - at:
+                raise ValueError("a packed payload runs past the batch")
+            payload = _slice(batch, at, n)
             at += n
+        if end - at < 4:
+            raise ValueError("a packed record ends inside its lengths")
         n = _int_at(batch, at, 4)
         at += 4
-        topic = batch[at : at + n].decode()
+        if n < 0 or n > end - at - 20:
+            raise ValueError("a packed topic runs past the batch")
+        topic = batch[at : at + n].decode("utf-8")
         at += n
         partition = _int_at(batch, at, 4)
         offset = _int_at(batch, at + 4, 8)
@@ -85,31 +131,72 @@ def pack_records(records: list[InputRecord]) -> bytes:
     return b"".join(parts)
 
 
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.exceptval(check=False)
+def _put_length(
+    view: cython.uchar[::1], at: cython.Py_ssize_t, length: cython.int
+) -> cython.Py_ssize_t:
+    """A 4-byte big-endian length at ``at``; where it ends."""
+    k: cython.int
+    for k in range(4):
+        view[at + k] = (length >> (24 - 8 * k)) & 0xFF
+    return at + 4
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _put_field(
+    view: cython.uchar[::1], at: cython.Py_ssize_t, field: bytes | None
+) -> cython.Py_ssize_t:
+    """A length (-1 for None) and the bytes at ``at``; where they end."""
+    if field is None:
+        return _put_length(view, at, -1)
+    size: cython.Py_ssize_t = len(field)
+    at = _put_length(view, at, size)
+    if cython.compiled:
+        memcpy(cython.address(view[at]), PyBytes_AS_STRING(field), size)
+    else:
+        view[at : at + size] = field
+    return at + size
+
+
+@cython.cclass
 class OutputPacker:
     """Packs a call's outputs for ``OutputUnpacker``: per record the topic, the key and the
     value, each a length (-1 for none) and its bytes. Topic names are encoded once."""
 
-    def __init__(self) -> None:
-        self._topics: dict[str, bytes] = {}
+    _topics = cython.declare(dict)
 
-    def pack(self, outputs: list[OutputRecord]) -> bytes:
-        length = _LENGTH.pack
+    def __init__(self) -> None:
+        self._topics = {}
+
+    @cython.ccall
+    def pack(self, outputs: list) -> bytes:
         topics = self._topics
-        parts: list[bytes] = []
-        append = parts.append
+        size: cython.Py_ssize_t = 0
+        topic: str
+        key: bytes | None
+        value: bytes | None
         for topic, key, value in outputs:
             head = topics.get(topic)
             if head is None:
-                encoded = topic.encode()
-                head = topics[topic] = length(len(encoded)) + encoded
-            append(head)
-            for field in (key, value):
-                if field is None:
-                    append(length(-1))
-                else:
-                    append(length(len(field)))
-                    append(field)
-        return b"".join(parts)
+                head = topics[topic] = topic.encode("utf-8")
+            size += 12 + len(head)
+            if key is not None:
+                size += len(key)
+            if value is not None:
+                size += len(value)
+        packed = bytearray(size)
+        view: cython.uchar[::1] = packed
+        at: cython.Py_ssize_t = 0
+        for topic, key, value in outputs:
+            at = _put_field(view, at, topics[topic])
+            at = _put_field(view, at, key)
+            at = _put_field(view, at, value)
+        return bytes(packed)
 
 
 def unpack_outputs(packed: bytes) -> list[OutputRecord]:

@@ -60,3 +60,17 @@ def test_the_layouts_are_big_endian_lengths_then_bytes() -> None:
     assert OutputPacker().pack([("t", None, b"v")]) == (
         b"\x00\x00\x00\x01t\xff\xff\xff\xff\x00\x00\x00\x01v"
     )
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(RECORDS.filter(bool), st.data())
+def test_a_cut_batch_is_refused(records: list, data: st.DataObject) -> None:
+    """A batch cut anywhere inside its last record is a ValueError, never records read from
+    bytes past its end."""
+    import pytest
+
+    packed = pack_records(records)
+    last = len(pack_records(records[-1:]))
+    cut = data.draw(st.integers(min_value=len(packed) - last + 1, max_value=len(packed) - 1))
+    with pytest.raises(ValueError):
+        unpack_records(packed[:cut])
