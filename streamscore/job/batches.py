@@ -18,7 +18,7 @@ The two layouts here must match the Java sources (big-endian lengths and numbers
 
 Compiled by Cython from this same file (its "pure Python" mode), like ``features/rings.py``: a
 batch's records are read and its outputs written once per record, and compiled by mypyc each
-field was a slice or a packed length joined with the others, about 6,800 instructions per
+field was a slice or a packed length joined with the others, about 6,900 instructions per
 record for both (bench/HISTORY.md, thirty-ninth session). Here they are read and written in C.
 Only the copies of bytes differ between the build and the sources (``memcpy`` and
 ``PyBytes_FromStringAndSize`` compiled, slices from the sources; ``tests/unit/test_batches.py``
