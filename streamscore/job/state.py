@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from streamscore.features.engine import UserState
+from streamscore.job.entry_records import OUTCOME_HEAD, packed_outcome
 from streamscore.job.state_writes import JoinEntry, StateWriter, entry_record
 
 # 1: the features' UserState alone (before the label join); 2: one value with the join's dicts;
@@ -105,34 +106,19 @@ class PendingOutcome:
 # A pending outcome is kept packed (``pending_entry``; until it is written, ``JoinMap`` also
 # keeps it as it is: ``fresh_pending_entry``): with a few unlabelled events per user, NamedTuples of
 # floats made the per-event state pickle round trip 56 µs at 30 pending (measured), packed
-# bytes far less (bench/ml_loop_cost.py). Layout: event_time, amount, score, champion_score
-# and challenger_score (NaN for none), decision, arm, canary_percent, then the vector.
-_HEAD = struct.Struct("<qddddBBB")
+# bytes far less (bench/ml_loop_cost.py). Layout (``entry_records.OUTCOME_HEAD``, then the
+# vector's doubles): event_time, amount, score, champion_score and challenger_score (NaN for
+# none), decision, arm, canary_percent. Packed in C (``entry_records.packed_outcome``).
+_HEAD = struct.Struct(OUTCOME_HEAD)
 _DECISIONS = ("APPROVE", "REVIEW", "DECLINE")
 _ARMS = ("champion", "candidate")
 # (packed numbers and vector, model_version, challenger_version)
 PackedOutcome = tuple[bytes, str, str | None]
 
 
-# The head and a vector of n doubles in one format, so that ``pack`` makes its bytes in one call
-# (bytes equal to the head's and then ``array("d", vector).tobytes()`` on a little-endian
-# machine, ``unpack``'s reading). Filling an ``array`` converted each value through
-# ``PyArg_Parse``: about 2,000 instructions per event, 2 % of the operator's
-# (bench/HISTORY.md, twenty-second session).
-_PACKED_BY_WIDTH: dict[int, struct.Struct] = {}
-
-
-def _packed_format(width: int) -> struct.Struct:
-    found = _PACKED_BY_WIDTH.get(width)
-    if found is None:
-        found = _PACKED_BY_WIDTH[width] = struct.Struct(f"{_HEAD.format}{width}d")
-    return found
-
-
 def pack(outcome: PendingOutcome) -> PackedOutcome:
     nan = math.nan
-    vector = outcome.vector
-    data = _packed_format(len(vector)).pack(
+    data = packed_outcome(
         outcome.event_time,
         outcome.amount,
         outcome.score,
@@ -141,7 +127,7 @@ def pack(outcome: PendingOutcome) -> PackedOutcome:
         _DECISIONS.index(outcome.decision),
         _ARMS.index(outcome.arm),
         outcome.canary_percent,
-        *vector,
+        outcome.vector,
     )
     return (data, outcome.model_version, outcome.challenger_version)
 

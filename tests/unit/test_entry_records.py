@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import struct
 from typing import Any
@@ -13,7 +14,13 @@ from hypothesis import strategies as st
 
 from streamscore import native
 from streamscore.job import entry_records
-from streamscore.job.entry_records import UNCHANGED, entry_record, pickled_tuple
+from streamscore.job.entry_records import (
+    OUTCOME_HEAD,
+    UNCHANGED,
+    entry_record,
+    packed_outcome,
+    pickled_tuple,
+)
 from streamscore.job.state import (
     ParkedLabel,
     PendingOutcome,
@@ -92,3 +99,26 @@ def test_the_build_writes_the_pickles_itself() -> None:
     """Compiled, the pickles are this module's (else the tests above only test pickle)."""
     if native.mode == "compiled":
         assert entry_records.__file__.endswith(".so")
+
+
+@settings(max_examples=1000, derandomize=True, database=None, deadline=None)
+@given(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=4, max_size=4),
+    st.lists(st.integers(min_value=0, max_value=255), min_size=3, max_size=3),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=40),
+)
+def test_a_packed_outcome_is_struct_s_bytes(
+    event_time: int, numbers: list[float], small: list[int], vector: list[float]
+) -> None:
+    """``packed_outcome`` is the head's and the vector's ``struct.pack``, which ``state.unpack``
+    reads."""
+    expected = struct.pack(f"{OUTCOME_HEAD}{len(vector)}d", event_time, *numbers, *small, *vector)
+    assert packed_outcome(event_time, *numbers, *small, vector) == expected
+
+
+def test_a_packed_outcome_refuses_what_is_not_a_byte() -> None:
+    import pytest
+
+    with pytest.raises(ValueError):
+        packed_outcome(0, 1.0, 0.5, math.nan, math.nan, 3, 0, 256, [])
