@@ -1,4 +1,5 @@
-"""A label-join entry's change packed for the state writer, its pickle written in C.
+"""A label-join entry's change packed for the state writer, its pickle written in C; and a
+pending outcome's numbers packed for its entry (``packed_outcome``).
 
 Why: every event's pending entry and every label's closed entry is packed for the state writer
 when it is made (``entry_record``; ``state.JoinMap``), so that the write-out before a barrier,
