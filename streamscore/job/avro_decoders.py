@@ -79,6 +79,16 @@ class _Reader:
         return 0
 
     @cython.cfunc
+    def _refused(self, exc: ValueError, what: str) -> ValueError:
+        """What a decoder raises for bytes that are not one whole record: ``exc``, or for bytes
+        that are not UTF-8 where a string is, a ``ValueError`` that says which record. Lets go
+        of the record."""
+        self._data = b""
+        if isinstance(exc, UnicodeDecodeError):
+            return ValueError(f"not {what}: {exc}")
+        return exc
+
+    @cython.cfunc
     @cython.exceptval(-1)
     @cython.boundscheck(False)
     @cython.wraparound(False)
@@ -234,12 +244,8 @@ class EventDecoder(_Reader):
                 raise ValueError(f"channel: no symbol {index}")
             device_id = self._text() if self._branch("device_id") else None
             self._end()
-        except UnicodeDecodeError as exc:
-            self._data = b""
-            raise ValueError(f"not an event: {exc}") from None
-        except ValueError:
-            self._data = b""
-            raise
+        except ValueError as exc:
+            raise self._refused(exc, "an event") from None
         return {
             "event_id": event_id,
             "user_id": user_id,
@@ -272,12 +278,8 @@ class LabelDecoder(_Reader):
             is_fraud = self._boolean("is_fraud")
             label_time = self._long()
             self._end()
-        except UnicodeDecodeError as exc:
-            self._data = b""
-            raise ValueError(f"not a label: {exc}") from None
-        except ValueError:
-            self._data = b""
-            raise
+        except ValueError as exc:
+            raise self._refused(exc, "a label") from None
         return {
             "event_id": event_id,
             "user_id": user_id,
@@ -318,12 +320,8 @@ class OutcomeDecoder(_Reader):
             feature_set_version = self._repeated()
             features = self._doubles()
             self._end()
-        except UnicodeDecodeError as exc:
-            self._data = b""
-            raise ValueError(f"not a labelled outcome: {exc}") from None
-        except ValueError:
-            self._data = b""
-            raise
+        except ValueError as exc:
+            raise self._refused(exc, "a labelled outcome") from None
         return {
             "event_id": event_id,
             "user_id": user_id,

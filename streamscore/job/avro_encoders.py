@@ -108,6 +108,20 @@ def _put_optional_double(
     return _put_double(view, at + 1, value)
 
 
+@cython.cfunc
+@cython.inline
+def _put_optional_bytes(
+    view: cython.uchar[::1], at: cython.Py_ssize_t, data: bytes | None
+) -> cython.Py_ssize_t:
+    """Avro's ``["null", T]`` of a ``T`` already encoded: the branch, then (not None) its
+    bytes."""
+    if data is None:
+        view[at] = 0
+        return at + 1
+    view[at] = 2
+    return _put_bytes(view, at + 1, data)
+
+
 def avro_long(value: int) -> bytes:
     """Avro's ``long`` on its own: zig-zag, then a little-endian base-128 varint."""
     out = bytearray(_MOST_FIXED)
@@ -214,8 +228,8 @@ class PredictionEncoder:
         model_bytes = cached.encoded(model_version)
         feature_set_bytes = cached.encoded(feature_set_version)
         arm_bytes = cached.encoded(arm)
-        challenger_bytes: bytes = (
-            b"" if challenger_version is None else cached.encoded(challenger_version)
+        challenger_bytes: bytes | None = (
+            None if challenger_version is None else cached.encoded(challenger_version)
         )
         reasons: list = [cached.encoded(why) for why in degraded]
         size: cython.Py_ssize_t = (
@@ -225,7 +239,7 @@ class PredictionEncoder:
             + len(model_bytes)
             + len(feature_set_bytes)
             + len(arm_bytes)
-            + len(challenger_bytes)
+            + (0 if challenger_bytes is None else len(challenger_bytes))
         )
         reason: bytes
         for reason in reasons:
@@ -250,12 +264,7 @@ class PredictionEncoder:
         at = _put_optional_double(view, at, amount)
         at = _put_bytes(view, at, arm_bytes)
         at = _put_optional_double(view, at, challenger_score)
-        if challenger_version is None:
-            view[at] = 0
-            at += 1
-        else:
-            view[at] = 2
-            at = _put_bytes(view, at + 1, challenger_bytes)
+        at = _put_optional_bytes(view, at, challenger_bytes)
         return self._buffer.copy(at)
 
 
@@ -300,8 +309,8 @@ class OutcomeEncoder:
         decision_bytes = cached.encoded(decision)
         model_bytes = cached.encoded(model_version)
         arm_bytes = cached.encoded(arm)
-        challenger_bytes: bytes = (
-            b"" if challenger_version is None else cached.encoded(challenger_version)
+        challenger_bytes: bytes | None = (
+            None if challenger_version is None else cached.encoded(challenger_version)
         )
         feature_set_bytes = cached.encoded(feature_set_version)
         count: cython.Py_ssize_t = len(features)
@@ -312,7 +321,7 @@ class OutcomeEncoder:
             + len(decision_bytes)
             + len(model_bytes)
             + len(arm_bytes)
-            + len(challenger_bytes)
+            + (0 if challenger_bytes is None else len(challenger_bytes))
             + len(feature_set_bytes)
             + 8 * count
         )
@@ -332,12 +341,7 @@ class OutcomeEncoder:
         at = _put_long(view, at, canary_percent)
         at = _put_optional_double(view, at, champion_score)
         at = _put_optional_double(view, at, challenger_score)
-        if challenger_version is None:
-            view[at] = 0
-            at += 1
-        else:
-            view[at] = 2
-            at = _put_bytes(view, at + 1, challenger_bytes)
+        at = _put_optional_bytes(view, at, challenger_bytes)
         at = _put_bytes(view, at, feature_set_bytes)
         if count:
             at = _put_long(view, at, count)
