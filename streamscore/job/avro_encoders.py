@@ -110,6 +110,13 @@ def _put_optional_double(
 
 @cython.cfunc
 @cython.inline
+def _put_string(view: cython.uchar[::1], at: cython.Py_ssize_t, data: bytes) -> cython.Py_ssize_t:
+    """Avro's ``string`` of UTF-8 bytes at ``at``: their length, then them; where it ends."""
+    return _put_bytes(view, _put_long(view, at, len(data)), data)
+
+
+@cython.cfunc
+@cython.inline
 def _put_optional_bytes(
     view: cython.uchar[::1], at: cython.Py_ssize_t, data: bytes | None
 ) -> cython.Py_ssize_t:
@@ -245,10 +252,8 @@ class PredictionEncoder:
         for reason in reasons:
             size += len(reason)
         view = self._buffer.reserve(size)
-        at: cython.Py_ssize_t = _put_long(view, 0, len(event_bytes))
-        at = _put_bytes(view, at, event_bytes)
-        at = _put_long(view, at, len(user_bytes))
-        at = _put_bytes(view, at, user_bytes)
+        at: cython.Py_ssize_t = _put_string(view, 0, event_bytes)
+        at = _put_string(view, at, user_bytes)
         at = _put_long(view, at, event_time)
         at = _put_double(view, at, score)
         at = _put_bytes(view, at, decision_bytes)
@@ -326,10 +331,8 @@ class OutcomeEncoder:
             + 8 * count
         )
         view = self._buffer.reserve(size)
-        at: cython.Py_ssize_t = _put_long(view, 0, len(event_bytes))
-        at = _put_bytes(view, at, event_bytes)
-        at = _put_long(view, at, len(user_bytes))
-        at = _put_bytes(view, at, user_bytes)
+        at: cython.Py_ssize_t = _put_string(view, 0, event_bytes)
+        at = _put_string(view, at, user_bytes)
         at = _put_long(view, at, event_time)
         at = _put_long(view, at, label_time)
         view[at] = 1 if is_fraud else 0
