@@ -57,12 +57,14 @@ RUN pip wheel --no-deps -w /tmp/wheels . \
  && pip install --no-deps /tmp/wheels/streamscore-*.whl \
  && rm -rf /tmp/wheels build
 
-# --- the job's own JVM operators (streamscore/job/jvm/), compiled against the installed PyFlink ----
+# --- the job's own JVM classes (streamscore/job/jvm/), compiled against the installed PyFlink ---
 FROM venv AS operators
 RUN mkdir -p /usr/share/man/man1 \
  && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jdk-headless \
  && rm -rf /var/lib/apt/lists/*
+# The Kafka sink's serializer is compiled against the connector's jar (job/jvm_jar.py kafka_jar).
+COPY --from=jars /opt/streamscore/jars/flink/ /opt/streamscore/jars/flink/
 RUN python -m streamscore.job.jvm_jar /opt/streamscore/jars/flink
 
 # --- the image ---------------------------------------------------------------------------------

@@ -241,6 +241,10 @@ class Settings(BaseSettings):
     # levels below, where a large state lives, stay compressed by the background compactions.
     # RocksDB's own default is SNAPPY_COMPRESSION on every level.
     rocksdb_compression_per_level: str = "NO_COMPRESSION;NO_COMPRESSION;SNAPPY_COMPRESSION"
+    # Bloom filters in RocksDB's files (Flink's state.backend.rocksdb.use-bloom-filter, 10 bits a
+    # key): a read of a key that is not there (a label whose event has not come yet, looked up in
+    # the join's map state) skips every file instead of searching each one's index and block.
+    rocksdb_bloom_filter: bool = True
     # The job's Kafka sinks' producers: batch.size and linger.ms. Exactly once, the sink flushes
     # its producer before each checkpoint barrier and the scoring task waits for that flush: in a
     # drain about a second of every eight with these defaults, none with 262144-byte batches,

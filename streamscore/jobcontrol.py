@@ -14,7 +14,7 @@ from typing import Any
 
 from streamscore.config import SECRET_FIELDS, Settings, parse_overrides
 from streamscore.errors import StackError
-from streamscore.job.jvm_jar import operators_jar
+from streamscore.job.jvm_jar import kafka_jar, operators_jar
 from streamscore.model.loading import load_for_job
 from streamscore.resources import job_entry_script
 from streamscore.stack import flink, maven
@@ -83,7 +83,9 @@ def submit(
         return str(existing["jid"])
     layout = layout_of(s)
     jar = maven.connector_jar(layout.flink_jars)
-    operators_jar(layout.flink_jars)  # built here, so a build failure shows before Flink's client
+    # Built here, so that a build failure shows before Flink's client.
+    operators_jar(layout.flink_jars)
+    kafka_jar(layout.flink_jars)
     args = run_arguments(s, overrides, jar, from_savepoint)
     result = flink.flink_cli(layout, *args, extra_env=s.secret_environment())
     match = re.search(r"JobID ([0-9a-f]{32})", result.stdout + result.stderr)

@@ -1,12 +1,16 @@
-"""The job's own JVM operators (``jvm/*.java``), compiled into a jar the job ships with it.
+"""The job's own JVM classes, compiled into two jars the job ships with it.
 
-They are small (``batches.py`` says why they exist) and are built from the sources in the
-package against the Flink jars of the installed PyFlink, so they always match the Flink they
-run in. The jar's name carries a digest of the sources: a changed source builds a new jar, an
-unchanged one is built once. Building needs ``javac`` (a JDK 11 or later: ``make setup``
-installs one); the Docker image builds the jar when it is made.
+* ``operators_jar``: the operators (``jvm/*.java``; ``batches.py`` says why they exist), built
+  against the Flink jars of the installed PyFlink, so they always match the Flink they run in.
+* ``kafka_jar``: the Kafka sink's record serializer (``jvm/kafka/*.java``), built against those
+  and the Kafka connector's jar in the same directory (its producer classes are shaded into it),
+  apart so that the operators build without the connector (the tests' own jobs need no Kafka).
 
-    python -m streamscore.job.jvm_jar DIRECTORY   # build (if needed) and print the jar's path
+Each jar's name carries a digest of its sources (and of the connector jar's name): a changed
+source builds a new jar, an unchanged one is built once. Building needs ``javac`` (a JDK 11 or
+later: ``make setup`` installs one); the Docker image builds both when it is made.
+
+    python -m streamscore.job.jvm_jar DIRECTORY   # build both (if needed) and print their paths
 """
 
 from __future__ import annotations
@@ -23,41 +27,63 @@ from importlib import resources
 from pathlib import Path
 
 from streamscore.errors import StackError
+from streamscore.stack.maven import connector_jar
 
 log = logging.getLogger(__name__)
 
 JAVA_RELEASE = "11"  # the oldest Java Flink 2 runs on
 
 
-def _sources() -> list[tuple[str, bytes]]:
-    folder = resources.files("streamscore.job") / "jvm"
+def _sources(*folder: str) -> list[tuple[str, bytes]]:
+    found = resources.files("streamscore.job").joinpath(*folder)
     return sorted(
         (entry.name, entry.read_bytes())
-        for entry in folder.iterdir()
+        for entry in found.iterdir()
         if entry.name.endswith(".java")
     )
 
 
-def jar_name() -> str:
+def _jar_name(prefix: str, sources: list[tuple[str, bytes]], extra: list[Path]) -> str:
     digest = hashlib.sha256()
-    for name, text in _sources():
+    for name, text in sources:
         digest.update(name.encode() + b"\0" + text + b"\0")
-    return f"streamscore-operators-{digest.hexdigest()[:12]}.jar"
+    for jar in extra:
+        digest.update(jar.name.encode() + b"\0")
+    return f"{prefix}-{digest.hexdigest()[:12]}.jar"
 
 
-def _flink_classpath() -> str:
+def jar_name() -> str:
+    """The operators' jar's name."""
+    return _jar_name("streamscore-operators", _sources("jvm"), [])
+
+
+def _flink_classpath() -> list[Path]:
     import pyflink
 
     home = Path(pyflink.__file__).parent
     jars = sorted(home.glob("lib/*.jar")) + sorted(home.glob("opt/flink-python-*.jar"))
     if not jars:
         raise StackError(f"no Flink jars under {home}: is apache-flink installed?")
-    return os.pathsep.join(str(jar) for jar in jars)
+    return jars
 
 
 def operators_jar(directory: Path) -> Path:
     """The operators' jar in ``directory``, compiled there first if it is not there yet."""
-    jar = directory / jar_name()
+    return _built(directory, "streamscore-operators", _sources("jvm"), [])
+
+
+def kafka_jar(directory: Path) -> Path:
+    """The Kafka sink serializer's jar in ``directory``, compiled there first if it is not there
+    yet, against the Kafka connector's jar in ``directory`` (``streamscore stack up`` fetches
+    it)."""
+    connector = connector_jar(directory)
+    return _built(directory, "streamscore-kafka", _sources("jvm", "kafka"), [connector])
+
+
+def _built(
+    directory: Path, prefix: str, sources: list[tuple[str, bytes]], extra: list[Path]
+) -> Path:
+    jar = directory / _jar_name(prefix, sources, extra)
     if jar.exists():
         return jar
     javac = shutil.which("javac")
@@ -67,10 +93,11 @@ def operators_jar(directory: Path) -> Path:
             "JDK (make setup does) or put the jar there"
         )
     directory.mkdir(parents=True, exist_ok=True)
+    classpath = os.pathsep.join(str(path) for path in _flink_classpath() + extra)
     with tempfile.TemporaryDirectory(prefix="streamscore-jvm-") as scratch:
         work = Path(scratch)
         source_files = []
-        for name, text in _sources():
+        for name, text in sources:
             path = work / "src" / name
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(text)
@@ -78,7 +105,7 @@ def operators_jar(directory: Path) -> Path:
         classes = work / "classes"
         result = subprocess.run(
             [javac, "--release", JAVA_RELEASE, "-Xlint:all", "-Werror",
-             "-cp", _flink_classpath(), "-d", str(classes), *source_files],
+             "-cp", classpath, "-d", str(classes), *source_files],
             capture_output=True,
             text=True,
             check=False,
@@ -97,4 +124,6 @@ def operators_jar(directory: Path) -> Path:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    print(operators_jar(Path(sys.argv[1]).resolve()))
+    target = Path(sys.argv[1]).resolve()
+    print(operators_jar(target))
+    print(kafka_jar(target))

@@ -32,7 +32,6 @@ from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
-from pyflink.util.java_utils import get_java_class
 
 from streamscore.config import DeliveryGuarantee as Guarantee
 from streamscore.config import Settings
@@ -48,7 +47,7 @@ from streamscore.job.functions import (
     LearnChallenger,
     ScoreEvents,
 )
-from streamscore.job.jvm_jar import operators_jar
+from streamscore.job.jvm_jar import kafka_jar, operators_jar
 from streamscore.job.load import SCORING_LOAD
 from streamscore.kafka_io import connector_properties
 from streamscore.model.loading import ModelBundle
@@ -293,18 +292,11 @@ def kafka_sink(s: Settings, topic: str | None, name: str) -> KafkaSink:
             .build()
         )
     else:
-        jvm = get_gateway().jvm
-        j_serializer = (
-            jvm.org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchemaBuilder()
+        # Ours (jvm/kafka/RoutedRecordSerializer.java): the connector's own, built with a topic
+        # selector, hashed every record's bytes twice to cache a topic the row already names.
+        builder._j_builder.setRecordSerializer(
+            get_gateway().jvm.streamscore.flink.kafka.RoutedRecordSerializer()
         )
-        j_serializer.setTopicSelector(
-            jvm.org.apache.flink.python.util.PythonConnectorUtils.createFirstColumnTopicSelector(
-                get_java_class(jvm.org.apache.flink.connector.kafka.sink.TopicSelector)
-            )
-        )
-        j_serializer.setKeySerializationSchema(RowFieldExtractorSchema(1)._j_serialization_schema)
-        j_serializer.setValueSerializationSchema(RowFieldExtractorSchema(2)._j_serialization_schema)
-        builder._j_builder.setRecordSerializer(j_serializer.build())
     for key, value in sink_properties(s).items():
         builder.set_property(key, value)
     if s.delivery_guarantee is Guarantee.EXACTLY_ONCE:
@@ -399,7 +391,8 @@ def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
     env.set_parallelism(s.parallelism)
     env.set_buffer_timeout(s.buffer_timeout_ms)
     # The job's own JVM operators (job/jvm/), shipped with the job like the connector jar.
-    env.add_jars(operators_jar(layout_of(s).flink_jars).as_uri())
+    jars = layout_of(s).flink_jars
+    env.add_jars(operators_jar(jars).as_uri(), kafka_jar(jars).as_uri())
     env.enable_checkpointing(s.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     conf = Configuration()
     conf.set_string("python.execution-mode", s.python_execution_mode)
@@ -410,6 +403,7 @@ def configure(env: StreamExecutionEnvironment, s: Settings) -> None:
     # channel the barrier follows; an unaligned barrier would overtake it (RecordBatcher.java).
     conf.set_string("execution.checkpointing.unaligned.enabled", "false")
     conf.set_string("state.backend.rocksdb.compression.per.level", s.rocksdb_compression_per_level)
+    conf.set_string("state.backend.rocksdb.use-bloom-filter", str(s.rocksdb_bloom_filter).lower())
     conf.set_string(
         "execution.checkpointing.min-pause", str(min(500, s.checkpoint_interval_ms // 2))
     )

@@ -393,6 +393,11 @@ def test_dockerfile_puts_files_where_the_cli_looks() -> None:
     operators = re.search(r"python -m streamscore\.job\.jvm_jar (\S+)", dockerfile_text())
     assert operators is not None and Path(operators.group(1)) == layout.flink_jars
     assert f"COPY --from=operators {layout.flink_jars}/ {layout.flink_jars}/" in dockerfile_text()
+    # The Kafka sink's serializer is compiled against the connector's jar (jvm_jar.kafka_jar):
+    # the stage that builds the jars has the connector's before it builds them.
+    text = dockerfile_text()
+    connector = text.find(f"COPY --from=jars {layout.flink_jars}/ {layout.flink_jars}/")
+    assert -1 < connector < text.find("python -m streamscore.job.jvm_jar")
     assert Path(env["FLINK_LIB_DIR"]) == layout.flink_work / "lib"  # what build_lib_dir() makes
     assert Path(env["FLINK_LOG_DIR"]) == layout.logs
     assert Path(env["FLINK_PID_DIR"]) == layout.pids
