@@ -71,7 +71,7 @@ class FloorOperator:
         self._packer = OutputPacker()
         self._engine = FeatureEngine(FEATURE_SET)
         self._users: dict[str, UserState] = {}
-        self._champion = Scorer(model, FEATURE_SET)
+        self._champion = Scorer(model, FEATURE_SET, s.model_compile_trees)
         self._costs = CostModel.from_settings(s)
         self._topic_labels = s.topic_labels
         self._topic_predictions = s.topic_predictions

@@ -22,6 +22,8 @@ import logging
 import time
 from typing import Any, Final
 
+from prometheus_client.core import GaugeMetricFamily
+
 from streamscore.config import Settings
 from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
@@ -258,7 +260,8 @@ class ScoringOperator:
         # The models in use. They start from the model shipped with the job and change only
         # through the control broadcast (whose latest records the broadcast state keeps; after a
         # restart ScoreEvents reads them back from it before the first record).
-        self._champion = Scorer(model, FEATURE_SET)
+        self._compile_trees = s.model_compile_trees
+        self._champion = Scorer(model, FEATURE_SET, self._compile_trees)
         self._candidate: Scorer | None = None
         self._canary_percent = 0
         # Typed (not Any), so that, compiled, scoring with them is a direct call.
@@ -280,6 +283,7 @@ class ScoringOperator:
             catch_up_flush_interval_ms=s.redis_catch_up_flush_interval_ms,
         )
         self._metrics.sources["drift"] = self._drift_samples
+        self._metrics.sources["model_compiled"] = self._compiled_samples
 
     def _drift_monitor(self) -> DriftMonitor | None:
         """Data drift against the champion's training reference (monitoring/drift.py)."""
@@ -300,10 +304,26 @@ class ScoringOperator:
         drift = self._drift
         return drift.samples() if drift is not None else iter(())
 
+    def _compiled_samples(self) -> Any:
+        """Whether each deciding model's trees run compiled (``model_compile_trees``)."""
+        family = GaugeMetricFamily(
+            "streamscore_model_compiled",
+            "1 where the model's trees run compiled to machine code (their scores checked equal "
+            "to LightGBM's), 0 while LightGBM walks them: while they compile after a model "
+            "load, or for good where they failed (the TaskManager's log says why)",
+            labels=["role", "model_version"],
+        )
+        for role, scorer in (("champion", self._champion), ("candidate", self._candidate)):
+            if scorer is not None:
+                family.add_metric([role, scorer.model_version], 1.0 if scorer.compiled else 0.0)
+        return iter((family,))
+
     def close(self) -> None:
         metrics = self._metrics
         if metrics.sources.get("drift") == self._drift_samples:
             del metrics.sources["drift"]
+        if metrics.sources.get("model_compiled") == self._compiled_samples:
+            del metrics.sources["model_compiled"]
         self._store.close()
 
     # --- the control broadcast ---------------------------------------------------------------
@@ -332,13 +352,13 @@ class ScoringOperator:
             if champion is not None and (
                 self._champion.bundle is None or champion.version != self._champion.bundle.version
             ):
-                self._champion = Scorer(champion, FEATURE_SET)
+                self._champion = Scorer(champion, FEATURE_SET, self._compile_trees)
                 self._drift = self._drift_monitor()
             candidate = content.candidate
             if candidate is None:
                 self._candidate = None
             elif self._candidate is None or self._candidate.model_version != candidate.version:
-                self._candidate = Scorer(candidate, FEATURE_SET)
+                self._candidate = Scorer(candidate, FEATURE_SET, self._compile_trees)
             self._canary_percent = content.canary_percent if self._candidate else 0
             log.info(
                 "assignment %s (%s): champion %s, candidate %s at %d %%",

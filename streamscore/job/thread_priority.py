@@ -38,6 +38,8 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 
+from streamscore.model.compiled_forest import COMPILE_THREAD_NAME
+
 log = logging.getLogger(__name__)
 
 # os.sched_setscheduler's signature: (pid, policy, param); pid 0 is the calling thread on Linux.
@@ -64,7 +66,8 @@ def take_realtime(priority: int, setter: Setter | None = None, feeders: Sequence
     the GIL with the scoring thread: one of them waiting for a CPU behind the real-time thread
     while it wants the GIL would hold that thread up. (In the first measurements the policy was
     set from outside as the task started, and the writer thread, started by the task thread
-    afterwards, inherited it.)"""
+    afterwards, inherited it.) A model's compile (``compiled_forest``), a second or two of CPU
+    that mostly runs without the GIL, keeps the normal policy, as it does when it starts later."""
     if priority <= 0:
         return False
     set_policy = setter if setter is not None else os.sched_setscheduler
@@ -72,7 +75,11 @@ def take_realtime(priority: int, setter: Setter | None = None, feeders: Sequence
     # task thread, a metrics request's) gets the normal policy, not theirs.
     policy = os.SCHED_RR | os.SCHED_RESET_ON_FORK
     me = threading.get_native_id()
-    others = [t.native_id for t in threading.enumerate() if t.native_id not in (None, me)]
+    others = [
+        t.native_id
+        for t in threading.enumerate()
+        if t.native_id not in (None, me) and t.name != COMPILE_THREAD_NAME
+    ]
     try:
         set_policy(0, policy, os.sched_param(priority))
     except (PermissionError, OSError) as error:

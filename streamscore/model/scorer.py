@@ -17,8 +17,10 @@ import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from streamscore.features.definitions import FEATURE_SET, FeatureSet
+from streamscore.model.compiled_forest import CompiledForest, compile_in_background
 from streamscore.model.loading import ModelBundle, check_compatible, check_model_text
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,10 @@ class Thresholds:
 
 
 class FastBooster:
-    """A LightGBM model behind the single-row fast prediction C API."""
+    """A LightGBM model behind the single-row fast prediction C API, and its trees compiled
+    (``compile_trees``: ``model/compiled_forest.py``) once they are ready and score as it does."""
 
-    def __init__(self, model_text: str, n_features: int) -> None:
+    def __init__(self, model_text: str, n_features: int, compile_trees: bool = False) -> None:
         import lightgbm
         from lightgbm.basic import _LIB, _safe_call
 
@@ -102,10 +105,36 @@ class FastBooster:
         self._matrix_rows = 0
         self._matrix = (ctypes.c_double * 0)()
         self._scores = (ctypes.c_double * 0)()
+        # The compiled trees' function, set by the compiling thread once they passed their check
+        # (the object owning their code first); until then, or for good if they fail, LightGBM
+        # scores. The check's LightGBM is a booster of its own, made on that thread.
+        self._forest_owner: object = None
+        self._forest: Any = None
+        self._compiling: object = None
+        if compile_trees:
+            self._compiling = compile_in_background(
+                model_text,
+                n_features,
+                lambda rows: FastBooster(model_text, n_features).predict_rows(rows),
+                self._use_forest,
+            )
+
+    def _use_forest(self, forest: CompiledForest) -> None:
+        self._forest_owner = forest
+        self._forest = forest.function
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the compiled trees score (from now on)."""
+        return self._forest is not None
 
     def predict_one(self, vector: Sequence[float]) -> float:
         row = self._row
         self._fill_row(row, 0, *vector)
+        forest = self._forest
+        if forest is not None:
+            forest(row, self._out_ref, 0, 1)
+            return self._out.value
         if self._predict(self._fast, row, self._out_len_ref, self._out_ref) != 0:
             raise RuntimeError(self._lib.LGBM_GetLastError().decode())
         return self._out.value
@@ -120,7 +149,8 @@ class FastBooster:
         got cheaper too (bench/HISTORY.md, twenty-seventh session). Fewer rows are not worth the
         matrix call's own setup (it parses its parameters and makes a predictor per call)."""
         count = len(rows)
-        if count < MATRIX_FROM_ROWS:
+        forest = self._forest
+        if count < MATRIX_FROM_ROWS and forest is None:
             return [self.predict_one(row) for row in rows]
         if count > self._matrix_rows:
             self._matrix_rows = max(count, 2 * self._matrix_rows)
@@ -131,6 +161,9 @@ class FastBooster:
         for row in rows:
             fill(matrix, offset, *row)
             offset += stride
+        if forest is not None:
+            forest(matrix, self._scores, 0, count)
+            return self._scores[:count]
         if (
             self._predict_matrix(
                 self._handle,
@@ -173,7 +206,12 @@ def fallback_score(features: dict[str, float]) -> float:
 class Scorer:
     """Holds one model version; ``score`` returns (score, version used, fallback used)."""
 
-    def __init__(self, bundle: ModelBundle | None, feature_set: FeatureSet = FEATURE_SET) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle | None,
+        feature_set: FeatureSet = FEATURE_SET,
+        compile_trees: bool = False,
+    ) -> None:
         self.feature_names = feature_set.feature_names
         self.bundle: ModelBundle | None = None
         self._booster: FastBooster | None = None
@@ -185,11 +223,16 @@ class Scorer:
             # A cut model text aborts the process inside LightGBM (taking a TaskManager down)
             # instead of raising: check it is whole first.
             check_model_text(bundle.model_text)
-            self._booster = FastBooster(bundle.model_text, len(self.feature_names))
+            self._booster = FastBooster(bundle.model_text, len(self.feature_names), compile_trees)
             self.bundle = bundle
             log.info("loaded model %s", bundle.version)
         except Exception:
             log.exception("model unavailable; scoring with %s", FALLBACK_VERSION)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the model's compiled trees score (``FastBooster.compiled``)."""
+        return self._booster is not None and self._booster.compiled
 
     @property
     def model_version(self) -> str:

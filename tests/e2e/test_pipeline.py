@@ -245,6 +245,17 @@ def _run_scenario(settings: Settings, job_id: str) -> None:
     # Once caught up, each interval's write-ahead started a flush of RocksDB's memtables: the
     # Java side reached the backend's database (a Flink upgrade that moves it shows here).
     assert _flushed_ahead(settings) > flushed_ahead_before
+    # The champion's trees run compiled (model_compile_trees): compiled on the TaskManager and
+    # checked there to score as LightGBM does (model/compiled_forest.py).
+    champion = resolve(settings.models_dir).version
+    compiled = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("streamscore_model_compiled{") and 'role="champion"' in line
+    ]
+    assert compiled == [
+        f'streamscore_model_compiled{{model_version="{champion}",role="champion"}} 1.0'
+    ], [line for line in metrics.splitlines() if "model_compiled" in line]
 
 
 def _predictions_of(
