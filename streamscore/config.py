@@ -248,7 +248,8 @@ class Settings(BaseSettings):
     # The scoring operator's LightGBM models compiled to machine code by lleaves, off the scoring
     # thread at each model load (1-2 s of CPU for 200 trees), and used once their scores equal
     # LightGBM's to the bit on probe rows; LightGBM scores until then, and for good if they do
-    # not (model/compiled_forest.py). About a quarter of LightGBM's time per row in a drain.
+    # not (model/compiled_forest.py). A quarter of LightGBM's time per row in batches outside
+    # Flink, about half in a drain, where the compiled code leaves the caches between batches.
     model_compile_trees: bool = True
     # The job's Kafka sinks' producers: batch.size and linger.ms. Exactly once, the sink flushes
     # its producer before each checkpoint barrier and the scoring task waits for that flush: in a

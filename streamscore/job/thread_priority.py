@@ -67,7 +67,7 @@ def take_realtime(priority: int, setter: Setter | None = None, feeders: Sequence
     while it wants the GIL would hold that thread up. (In the first measurements the policy was
     set from outside as the task started, and the writer thread, started by the task thread
     afterwards, inherited it.) A model's compile (``compiled_forest``), a second or two of CPU
-    that mostly runs without the GIL, keeps the normal policy, as it does when it starts later."""
+    off the scoring path, keeps the normal policy, as it does when it starts later."""
     if priority <= 0:
         return False
     set_policy = setter if setter is not None else os.sched_setscheduler
