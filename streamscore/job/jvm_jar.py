@@ -52,11 +52,6 @@ def _jar_name(prefix: str, sources: list[tuple[str, bytes]], extra: list[Path]) 
     return f"{prefix}-{digest.hexdigest()[:12]}.jar"
 
 
-def jar_name() -> str:
-    """The operators' jar's name."""
-    return _jar_name("streamscore-operators", _sources("jvm"), [])
-
-
 def _flink_classpath() -> list[Path]:
     import pyflink
 

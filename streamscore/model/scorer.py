@@ -17,7 +17,6 @@ import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from streamscore.features.definitions import FEATURE_SET, FeatureSet
 from streamscore.model.compiled_forest import CompiledForest, compile_in_background
@@ -105,11 +104,10 @@ class FastBooster:
         self._matrix_rows = 0
         self._matrix = (ctypes.c_double * 0)()
         self._scores = (ctypes.c_double * 0)()
-        # The compiled trees' function, set by the compiling thread once they passed their check
-        # (the object owning their code first); until then, or for good if they fail, LightGBM
-        # scores. The check's LightGBM is a booster of its own, made on that thread.
-        self._forest_owner: object = None
-        self._forest: Any = None
+        # The compiled trees, set by the compiling thread once they passed their check; until
+        # then, or for good if they fail, LightGBM scores. The check's LightGBM is a booster of
+        # its own, made on that thread.
+        self._forest: CompiledForest | None = None
         self._compiling: object = None
         if compile_trees:
             self._compiling = compile_in_background(
@@ -120,8 +118,7 @@ class FastBooster:
             )
 
     def _use_forest(self, forest: CompiledForest) -> None:
-        self._forest_owner = forest
-        self._forest = forest.function
+        self._forest = forest
 
     @property
     def compiled(self) -> bool:
@@ -133,7 +130,7 @@ class FastBooster:
         self._fill_row(row, 0, *vector)
         forest = self._forest
         if forest is not None:
-            forest(row, self._out_ref, 0, 1)
+            forest.function(row, self._out_ref, 0, 1)
             return self._out.value
         if self._predict(self._fast, row, self._out_len_ref, self._out_ref) != 0:
             raise RuntimeError(self._lib.LGBM_GetLastError().decode())
@@ -162,7 +159,7 @@ class FastBooster:
             fill(matrix, offset, *row)
             offset += stride
         if forest is not None:
-            forest(matrix, self._scores, 0, count)
+            forest.function(matrix, self._scores, 0, count)
             return self._scores[:count]
         if (
             self._predict_matrix(
