@@ -65,8 +65,9 @@ KAFKA_RECORD = Types.ROW([BYTES, BYTES])
 ROUTED_RECORD = Types.ROW([Types.STRING(), BYTES, BYTES])
 
 
-# Each Kafka record of the events and labels topics: the columns of pipeline._input_rows,
-# (key, payload, topic, partition, offset, Kafka timestamp).
+# Each Kafka record as the job's sources read it (pipeline.kafka_source, jvm/kafka/
+# KafkaRecordRows.java): (key, payload, topic, partition, offset, Kafka timestamp). The control
+# topic's records are broadcast to the scorers and the learner as such rows.
 INPUT_ROW = Types.ROW(
     [Types.STRING(), BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()]
 )
@@ -75,9 +76,6 @@ KEYED_INPUT = Types.ROW([Types.STRING(), INPUT_ROW])
 # What the scoring operator receives: a batch of those records packed by the JVM
 # (batches.py), behind the key of its first record. It returns one packed BYTES per call.
 INPUT_BATCH = Types.ROW([Types.STRING(), BYTES])
-# The control topic's rows, broadcast to the scorers and the learner as the source reads them:
-# (payload, topic, partition, offset, ingest time), the columns of pipeline._source_rows.
-CONTROL_ROW = Types.ROW([BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()])
 # Per kind, the latest valid command: (kind, content), pickled.
 CONTROL_STATE = MapStateDescriptor("model-control", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
@@ -201,8 +199,8 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         interpreter.release()
 
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
-        # The columns of the source query in pipeline.build.
-        payload, topic, partition, offset, _ingest_time = value
+        # An INPUT_ROW (pipeline.kafka_source).
+        _key, payload, topic, partition, offset, _timestamp = value
         out, command = self._scoring.read_control(payload, topic, partition, offset)
         if command is not None:
             kind, content = command
@@ -327,7 +325,7 @@ class LearnChallenger(KeyedBroadcastProcessFunction):
 
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context):  # type: ignore[override]
         try:
-            command = self._control_reader.read(value[0])
+            command = self._control_reader.read(value[1])  # an INPUT_ROW's payload
         except Rejection:
             return  # the scorers refuse it, report it and keep their models; so does this
         if command is not None and command[0] == "ASSIGN":

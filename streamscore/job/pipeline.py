@@ -1,15 +1,15 @@
 """Builds the scoring job's graph.
 
-  Kafka events + labels (one Table API source: key, raw bytes, topic/partition/offset, and
-    per-partition watermarks from the Kafka timestamps, with idleness, all in the JVM)
-    → keyBy the Kafka key (JVM; none with one scoring subtask) → RecordBatcher (JVM) ─┐
-  Kafka control (raw rows, JVM) → OutsideEventTime (JVM) ─ broadcast ─────────────────┤
+  Kafka events + labels (one Kafka source: rows of key, raw bytes, topic/partition/offset and
+    timestamp, and per-partition watermarks from the Kafka timestamps, with idleness, all in
+    the JVM) → keyBy the Kafka key (JVM; none with one scoring subtask) → RecordBatcher (JVM) ─┐
+  Kafka control (the same rows, JVM) → OutsideEventTime (JVM) ─ broadcast ───────────────────┤
     → ScoreEvents (Python, RocksDB state keyed by user, + broadcast): per record of the batch,
       decode, validate, late rule, features, scores, label join → packed (topic, key, value)s
     → OutputUnpacker (JVM) → one Kafka sink: predictions, dead letters, labelled outcomes
       (topic picked in the JVM)
-  Kafka outcomes → keyBy a constant (JVM) → RecordBatcher (JVM) → LearnChallenger (Python,
-    1 subtask)
+  Kafka outcomes (the same rows under one key, JVM) → RecordBatcher (JVM, chained) →
+    LearnChallenger (Python, 1 subtask)
     → Kafka control (challenger snapshots, automatic rollbacks)
 
 Each batch of events and labels crosses into Python once (job/batches.py). That rests on the
@@ -31,18 +31,15 @@ from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironme
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 from pyflink.java_gateway import get_gateway
-from pyflink.table import StreamTableEnvironment
 
 from streamscore.config import DeliveryGuarantee as Guarantee
 from streamscore.config import Settings
 from streamscore.job import SCORING_OPERATOR
 from streamscore.job.functions import (
     BYTES,
-    CONTROL_ROW,
     CONTROL_STATE,
     INPUT_BATCH,
     KAFKA_RECORD,
-    KEYED_INPUT,
     ROUTED_RECORD,
     LearnChallenger,
     ScoreEvents,
@@ -64,118 +61,94 @@ LEARNING_SLOTS = "learning"
 # which a paused labels partition could wait on top of the drift).
 ALIGNMENT_UPDATE_MS = 100
 
-_STARTUP_MODES = {
-    "earliest": "earliest-offset",
-    "latest": "latest-offset",
-    "group-offsets": "group-offsets",
-}
 
-
-def _quote(value: str) -> str:
-    return value.replace("'", "''")
-
-
-def source_ddl(
+def kafka_source(
+    env: StreamExecutionEnvironment,
     s: Settings,
-    table: str,
+    name: str,
+    uid: str,
     topics: list[str],
     group: str,
-    startup_mode: str,
-    watermark: str = "none",
-) -> str:
-    """A raw-bytes Kafka source with the record's topic, partition, offset and timestamp.
+    start_from: str,
+    keyed: bool,
+    key: str | None = None,
+    event_time: bool = False,
+) -> Any:
+    """The records of ``topics`` as the job's input rows (``jvm/kafka/KafkaRecordRows.java``:
+    key, payload, topic, partition, offset, Kafka timestamp; behind their key when ``keyed``,
+    with ``key`` instead of each record's own when given), a Java stream.
 
-    ``watermark``:
-    * ``"event_time"``: the record's Kafka timestamp is its event time. The source keeps a
-      watermark per partition (bounded out-of-orderness ``max_out_of_orderness_ms``, idle after
-      ``source_idleness_ms`` without records) and emits their minimum, so a partition read
-      faster than another cannot push the watermark past the other's waiting events. It also
-      has the record's key (``msg_key``), the column the job partitions by. Its partitions are
-      read in step by event time (``source_alignment_drift_ms``), so that labels, stamped with
-      their label time, do not run ahead of their events in a backlog.
-    * ``"none"``: no watermark (the control topic, taken out of event time by
-      ``_outside_event_time``, and the learner's outcomes)."""
-    columns, options = "", ""
-    if watermark == "event_time":
-        bound_s = s.max_out_of_orderness_ms / 1000
-        columns = f"""WATERMARK FOR kafka_time AS kafka_time - INTERVAL '{bound_s:.3f}' SECOND,
-            """
-        alignment = _alignment_options(s, table)
-        options = f"""{alignment}'scan.watermark.idle-timeout' = '{s.source_idleness_ms} ms',
-            'key.format' = 'raw',
-            'key.fields' = 'msg_key',
-            'value.fields-include' = 'EXCEPT_KEY',
-            'value.format' = 'raw'"""
+    ``event_time``: the record's Kafka timestamp is its event time. The source keeps a watermark
+    per partition, ``max_out_of_orderness_ms`` behind its newest timestamp
+    (``jvm/LaggingWatermarks.java``), idle after ``source_idleness_ms`` without records, and
+    emits their minimum, so a partition read faster than another cannot push the watermark past
+    the other's waiting events. Its partitions are read in step by event time
+    (``source_alignment_drift_ms``), so that labels, stamped with their label time, do not run
+    ahead of their events in a backlog. Without it, no watermarks (the control topic, taken out
+    of event time by ``_outside_event_time``, and the learner's outcomes).
+
+    ``start_from``: ``earliest``, ``latest``, or ``group-offsets`` (the group's committed offsets,
+    the earliest where it has none). A job restored from a checkpoint or savepoint continues from
+    the offsets stored in it."""
+    jvm = get_gateway().jvm
+    offsets = jvm.org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer
+    if start_from == "earliest":
+        starting = offsets.earliest()
+    elif start_from == "latest":
+        starting = offsets.latest()
+    elif start_from == "group-offsets":
+        reset = jvm.org.apache.flink.kafka.shaded.org.apache.kafka.clients.consumer
+        starting = offsets.committedOffsets(reset.OffsetResetStrategy.EARLIEST)
     else:
-        options = "'format' = 'raw'"
-    key = "msg_key STRING,\n            " if watermark == "event_time" else ""
-    security = "".join(
-        f"'properties.{key}' = '{_quote(value)}',\n            "
-        for key, value in connector_properties(s).items()
+        raise ValueError(f"start_from: {start_from!r} is not earliest, latest or group-offsets")
+    builder = (
+        jvm.org.apache.flink.connector.kafka.source.KafkaSource.builder()
+        .setBootstrapServers(s.kafka_bootstrap)
+        .setTopics(_java_strings(topics))
+        .setGroupId(group)
+        .setStartingOffsets(starting)
+        .setDeserializer(jvm.streamscore.flink.kafka.KafkaRecordRows(keyed, key))
     )
-    return f"""
-        CREATE TEMPORARY TABLE {table} (
-            {key}payload BYTES,
-            src_topic STRING METADATA FROM 'topic' VIRTUAL,
-            src_partition INT METADATA FROM 'partition' VIRTUAL,
-            src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
-            {columns}kafka_time TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
-        ) WITH (
-            'connector' = 'kafka',
-            'topic' = '{_quote(";".join(topics))}',
-            'properties.bootstrap.servers' = '{_quote(s.kafka_bootstrap)}',
-            'properties.group.id' = '{_quote(group)}',
-            'properties.isolation.level' = 'read_committed',
-            'properties.fetch.min.bytes' = '{s.source_fetch_min_bytes}',
-            'properties.fetch.max.wait.ms' = '{s.source_fetch_max_wait_ms}',
-            'scan.startup.mode' = '{startup_mode}',
-            'properties.auto.offset.reset' = 'earliest',
-            {security}{options}
-        )"""
+    properties = {
+        "isolation.level": "read_committed",
+        "fetch.min.bytes": str(s.source_fetch_min_bytes),
+        "fetch.max.wait.ms": str(s.source_fetch_max_wait_ms),
+        **connector_properties(s),
+    }
+    for property_name, value in properties.items():
+        builder = builder.setProperty(property_name, value)
+    duration = jvm.java.time.Duration
+    if event_time:
+        strategy = jvm.streamscore.flink.LaggingWatermarks.strategy(s.max_out_of_orderness_ms)
+        strategy = strategy.withIdleness(duration.ofMillis(s.source_idleness_ms))
+        if s.source_alignment_drift_ms > 0:
+            strategy = strategy.withWatermarkAlignment(
+                name,
+                duration.ofMillis(s.source_alignment_drift_ms),
+                duration.ofMillis(ALIGNMENT_UPDATE_MS),
+            )
+    else:
+        strategy = jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy.noWatermarks()
+    stream = env._j_stream_execution_environment.fromSource(builder.build(), strategy, name)
+    return stream.uid(uid)
 
 
-def _alignment_options(s: Settings, group: str) -> str:
-    """The table options of watermark alignment (``source_alignment_drift_ms``), or none."""
-    if s.source_alignment_drift_ms <= 0:
-        return ""
-    return f"""'scan.watermark.alignment.group' = '{_quote(group)}',
-            'scan.watermark.alignment.max-drift' = '{s.source_alignment_drift_ms} ms',
-            'scan.watermark.alignment.update-interval' = '{ALIGNMENT_UPDATE_MS} ms',
-            """
+def _java_strings(values: list[str]) -> Any:
+    strings = get_gateway().jvm.java.util.ArrayList()
+    for value in values:
+        strings.add(value)
+    return strings
 
 
-# The Kafka timestamp as epoch millis. Thread mode hands TIMESTAMP_LTZ to Python as an opaque
-# Java object, and SQL forbids casting it to a number; EXTRACT works on the value itself (a
-# string round trip through UNIX_TIMESTAMP showed up in the JVM's profile).
-_EPOCH_MILLIS = "EXTRACT(EPOCH FROM kafka_time) * 1000 + EXTRACT(MILLISECOND FROM kafka_time)"
-
-
-def _source_rows(t_env: StreamTableEnvironment, table: str) -> DataStream:
-    """The source table as rows (payload, topic, partition, offset, ingest time in millis)."""
-    return t_env.to_data_stream(
-        t_env.sql_query(
-            "SELECT payload, src_topic, src_partition, src_offset, "
-            f"{_EPOCH_MILLIS} AS ingest_time FROM {table}"
-        )
-    )
-
-
-def _input_batches(t_env: StreamTableEnvironment, table: str, s: Settings) -> KeyedStream:
-    """The events and labels, partitioned by the Kafka key and packed into batches in the JVM
-    (``RecordBatcher``), keyed by their first record's key (``INPUT_BATCH``).
+def _input_batches(j_rows: Any, s: Settings) -> KeyedStream:
+    """The events and labels (``KEYED_INPUT`` rows), partitioned by the Kafka key and packed into
+    batches in the JVM (``RecordBatcher``), keyed by their first record's key (``INPUT_BATCH``).
 
     The batcher runs in each scoring subtask after the key shuffle (with one scoring subtask,
     in the source's chain), so a batch holds only users whose state that subtask keeps; the
     scoring operator switches the key per record. A record without a key is keyed by ``''``:
     the scoring operator dead-letters it (``key_mismatch``), as the JVM's key selector cannot
     take a null."""
-    rows = t_env.to_data_stream(
-        t_env.sql_query(
-            "SELECT COALESCE(msg_key, ''), ROW(COALESCE(msg_key, ''), payload, src_topic, "
-            f"src_partition, src_offset, {_EPOCH_MILLIS}) FROM {table}"
-        )
-    )
-    j_rows = _as_row_type(rows, KEYED_INPUT)._j_data_stream
     # One scoring subtask reads every partition itself: no shuffle, so the batcher runs in the
     # source's chain and records are not serialized between them.
     shuffle = s.scoring_parallelism > 1
@@ -310,13 +283,6 @@ def kafka_sink(s: Settings, topic: str | None, name: str) -> KafkaSink:
     return builder.build()
 
 
-def _as_row_type(stream: DataStream, row_type: Any) -> DataStream:
-    """The Table API types its rows with ExternalTypeInfo, which PyFlink's two-input operators
-    cannot take; declaring the same rows as a RowTypeInfo keeps them in the JVM."""
-    stream._j_data_stream.getTransformation().setOutputType(row_type.get_java_type_info())
-    return stream
-
-
 # The key the JVM partitions by: a row of one string, as PyFlink's own key_by makes it (the
 # keyed state's layout depends on it).
 _KEY_TYPE = Types.ROW([Types.STRING()])
@@ -327,31 +293,19 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     # there (the functions read them from their TaskManager's environment, see functions.py).
     s = s.without_secrets()
     schemas: dict[str, dict[str, Any]] = {name: schema(name) for name in RECORD_TYPES}
-    t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("table.local-time-zone", "UTC")
-    startup = _STARTUP_MODES[s.start_from]
-    t_env.execute_sql(
-        source_ddl(s, "raw_input", [s.topic_events, s.topic_labels], s.consumer_group, startup,
-                   watermark="event_time")
-    )  # fmt: skip
-    # The control topic is compacted: from its start, a new job gets the latest commands.
-    t_env.execute_sql(
-        source_ddl(s, "raw_control", [s.topic_control], f"{s.consumer_group}-control",
-                   "earliest-offset")
-    )  # fmt: skip
-    # The learner starts at the end: it learns from this job's outcomes, not earlier runs'.
-    t_env.execute_sql(
-        source_ddl(s, "raw_outcomes", [s.topic_outcomes], f"{s.consumer_group}-learner",
-                   "latest-offset")
-    )  # fmt: skip
-
     # The source runs at the scoring parallelism, in the scorers' slots: each TaskManager reads
     # its share of the partitions, and the key shuffle sends each record to its user's scorer.
-    t_env.get_config().set("table.exec.resource.default-parallelism", str(s.scoring_parallelism))
-    keyed_input = _input_batches(t_env, "raw_input", s)
-    t_env.get_config().set("table.exec.resource.default-parallelism", str(s.parallelism))
-
-    control = _outside_event_time(_as_row_type(_source_rows(t_env, "raw_control"), CONTROL_ROW))
+    j_input = kafka_source(
+        env, s, "raw_input", "source-input", [s.topic_events, s.topic_labels],
+        s.consumer_group, s.start_from, keyed=True, event_time=True,
+    )  # fmt: skip
+    keyed_input = _input_batches(j_input.setParallelism(s.scoring_parallelism), s)
+    # The control topic is compacted: from its start, a new job gets the latest commands.
+    j_control = kafka_source(
+        env, s, "raw_control", "source-control", [s.topic_control],
+        f"{s.consumer_group}-control", "earliest", keyed=False,
+    )  # fmt: skip
+    control = _outside_event_time(DataStream(j_control))
 
     scored = keyed_input.connect(control.broadcast(CONTROL_STATE)).process(
         ScoreEvents(s, schemas, model), output_type=BYTES
@@ -361,18 +315,15 @@ def build(env: StreamExecutionEnvironment, s: Settings, model: ModelBundle | Non
     routed = _unpacked_outputs(scored, s).sink_to(kafka_sink(s, None, "scored"))
     routed.name("scored-sink").uid("scored-sink").set_parallelism(s.scoring_parallelism)
 
-    # The outcomes as INPUT_ROWs under one key, in batches like the scorers' records.
-    outcomes = _as_row_type(
-        t_env.to_data_stream(
-            t_env.sql_query(
-                "SELECT 'all', ROW('all', payload, src_topic, src_partition, src_offset, "
-                f"{_EPOCH_MILLIS}) FROM raw_outcomes"
-            )
-        ),
-        KEYED_INPUT,
-    )
+    # The outcomes as KEYED_INPUT rows under one key, in batches like the scorers' records. The
+    # learner starts at the end: it learns from this job's outcomes, not earlier runs'.
+    j_outcomes = kafka_source(
+        env, s, "raw_outcomes", "source-outcomes", [s.topic_outcomes],
+        f"{s.consumer_group}-learner", "latest", keyed=True, key="all",
+    )  # fmt: skip
+    j_outcomes.setParallelism(1).slotSharingGroup(LEARNING_SLOTS)
     learned = (
-        _batched(outcomes._j_data_stream, s, "batch-outcomes", 1, LEARNING_SLOTS)
+        _batched(j_outcomes, s, "batch-outcomes", 1, LEARNING_SLOTS, shuffle=False)
         .connect(control.broadcast(CONTROL_STATE))
         .process(LearnChallenger(s, schemas), output_type=KAFKA_RECORD)
     )
