@@ -14,6 +14,11 @@ as something they are not. Those need a new job that rebuilds its state from the
 Each savepoint gets a ``streamscore-job.json`` beside its metadata saying what wrote it.
 The operators' uids (job/pipeline.py) must never change: they are how Flink finds each
 operator's state in a savepoint.
+
+A job started before the forty-first session's version read Kafka through the Table API's
+sources, whose operators had no uids: their offsets in its savepoints cannot be found by this
+version's sources (``source-input``, ``source-control``, ``source-outcomes``). The upgrade
+refuses such a job before stopping it (``refuse_legacy_sources``).
 """
 
 from __future__ import annotations
@@ -87,14 +92,36 @@ def check_compatible(saved: StateManifest | None, new: StateManifest) -> None:
         )
 
 
+# How the Table API named its Kafka sources' vertices ("Source: KafkaSource-default_catalog_...
+# raw_input"), in the job graphs of versions before the forty-first session.
+_LEGACY_SOURCE_PREFIX = "Source: KafkaSource-"
+
+
+def refuse_legacy_sources(vertex_names: list[str]) -> None:
+    """Raise ``UpgradeRefused`` when a running job's vertices (their names, from Flink's REST
+    API) include the Table API's Kafka sources of earlier versions: their offsets have no uid
+    this version's sources could take over, and a restore would fail after the job stopped."""
+    legacy = [name for name in vertex_names if name.startswith(_LEGACY_SOURCE_PREFIX)]
+    if legacy:
+        raise UpgradeRefused(
+            "the running job reads Kafka through the Table API's sources of an earlier version "
+            f"({legacy[0]!r}), whose offsets this version's sources cannot take over from a "
+            "savepoint: let it run, or cancel it and start this version as a new job (with "
+            "start_from=group-offsets it continues from the offsets the old job committed, with "
+            "empty windows)"
+        )
+
+
 def savepoint_of_running_job(s: Settings) -> str:
     """Stop the running job with a savepoint and write the savepoint's manifest."""
     from streamscore.errors import StackError
     from streamscore.jobcontrol import find_job, stop_with_savepoint
+    from streamscore.stack import flink
 
     job = find_job(s, states=("RUNNING",))
     if job is None:
         raise StackError(f"no RUNNING job named {s.job_name!r} to upgrade")
+    refuse_legacy_sources([v["name"] for v in flink.rest(s, f"/jobs/{job['jid']}")["vertices"]])
     savepoint = stop_with_savepoint(s, job["jid"])
     write_manifest(savepoint, StateManifest.current(s))
     log.info("job %s stopped with savepoint %s", job["jid"], savepoint)

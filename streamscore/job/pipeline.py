@@ -109,28 +109,43 @@ def kafka_source(
         .setStartingOffsets(starting)
         .setDeserializer(jvm.streamscore.flink.kafka.KafkaRecordRows(keyed, key))
     )
-    properties = {
+    for property_name, value in source_properties(s).items():
+        builder = builder.setProperty(property_name, value)
+    if event_time:
+        strategy = event_time_watermarks(s, name)
+    else:
+        strategy = jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy.noWatermarks()
+    stream = env._j_stream_execution_environment.fromSource(builder.build(), strategy, name)
+    return stream.uid(uid)
+
+
+def source_properties(s: Settings) -> dict[str, str]:
+    """The Kafka consumer properties of the job's sources: only what transactions committed
+    (exactly once end to end), the fetch sizes of the settings, and a secured broker's."""
+    return {
         "isolation.level": "read_committed",
         "fetch.min.bytes": str(s.source_fetch_min_bytes),
         "fetch.max.wait.ms": str(s.source_fetch_max_wait_ms),
         **connector_properties(s),
     }
-    for property_name, value in properties.items():
-        builder = builder.setProperty(property_name, value)
+
+
+def event_time_watermarks(s: Settings, group: str) -> Any:
+    """The events source's Java ``WatermarkStrategy``: per partition ``max_out_of_orderness_ms``
+    behind its newest record timestamp (``jvm/LaggingWatermarks.java``), idle after
+    ``source_idleness_ms``, and, unless ``source_alignment_drift_ms`` is 0, read in step with
+    the other sources of alignment ``group`` (checked every ``ALIGNMENT_UPDATE_MS``)."""
+    jvm = get_gateway().jvm
     duration = jvm.java.time.Duration
-    if event_time:
-        strategy = jvm.streamscore.flink.LaggingWatermarks.strategy(s.max_out_of_orderness_ms)
-        strategy = strategy.withIdleness(duration.ofMillis(s.source_idleness_ms))
-        if s.source_alignment_drift_ms > 0:
-            strategy = strategy.withWatermarkAlignment(
-                name,
-                duration.ofMillis(s.source_alignment_drift_ms),
-                duration.ofMillis(ALIGNMENT_UPDATE_MS),
-            )
-    else:
-        strategy = jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy.noWatermarks()
-    stream = env._j_stream_execution_environment.fromSource(builder.build(), strategy, name)
-    return stream.uid(uid)
+    strategy = jvm.streamscore.flink.LaggingWatermarks.strategy(s.max_out_of_orderness_ms)
+    strategy = strategy.withIdleness(duration.ofMillis(s.source_idleness_ms))
+    if s.source_alignment_drift_ms > 0:
+        strategy = strategy.withWatermarkAlignment(
+            group,
+            duration.ofMillis(s.source_alignment_drift_ms),
+            duration.ofMillis(ALIGNMENT_UPDATE_MS),
+        )
+    return strategy
 
 
 def _java_strings(values: list[str]) -> Any:

@@ -148,15 +148,14 @@ def test_connector_properties_carry_no_credentials(tmp_path: Path) -> None:
     assert KAFKA_PASSWORD not in str(props)
 
 
-def test_the_job_source_ddl_has_the_security_properties_only_when_secured(tmp_path: Path) -> None:
-    from streamscore.job.pipeline import source_ddl
+def test_the_job_sources_have_the_security_properties_only_when_secured(tmp_path: Path) -> None:
+    from streamscore.job.pipeline import source_properties
 
-    plain = source_ddl(Settings(), "t", ["events"], "g", "earliest-offset")
-    assert "security.protocol" not in plain
-    ddl = source_ddl(_secured(tmp_path), "t", ["events"], "g", "earliest-offset")
-    assert "'properties.security.protocol' = 'SASL_SSL'" in ddl
-    assert "'properties.ssl.truststore.type' = 'PEM'" in ddl
-    assert "sasl.jaas.config" not in ddl and KAFKA_PASSWORD not in ddl
+    assert "security.protocol" not in source_properties(Settings())
+    secured = source_properties(_secured(tmp_path))
+    assert secured["security.protocol"] == "SASL_SSL"
+    assert secured["ssl.truststore.type"] == "PEM"
+    assert "sasl.jaas.config" not in secured and KAFKA_PASSWORD not in str(secured)
 
 
 # --- the job's command line ---------------------------------------------------------------------

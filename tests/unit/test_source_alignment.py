@@ -1,29 +1,88 @@
 """The events and labels source reads its partitions in step by event time; the others do not.
-Every source fetches as the settings say."""
+Every source fetches as the settings say. The watermark strategy is built in a JVM through Py4J
+(the operators' jar built from the package's sources), as the job builds it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
+
 from streamscore.config import Settings
-from streamscore.job.pipeline import ALIGNMENT_UPDATE_MS, source_ddl
+from streamscore.job.pipeline import ALIGNMENT_UPDATE_MS, event_time_watermarks, source_properties
 
 
-def test_the_events_source_is_aligned_with_the_configured_drift() -> None:
+@pytest.fixture(scope="module")
+def jvm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from pyflink.java_gateway import get_gateway
+    from pyflink.util.java_utils import add_jars_to_context_class_loader
+
+    from streamscore.job.jvm_jar import operators_jar
+
+    jar = operators_jar(Path(tmp_path_factory.mktemp("jvm")))
+    add_jars_to_context_class_loader([jar.as_uri()])
+    return get_gateway().jvm
+
+
+def test_the_events_source_is_aligned_with_the_configured_drift(jvm: Any) -> None:
     s = Settings().with_overrides({"source_alignment_drift_ms": 2500})
-    ddl = source_ddl(s, "raw_input", ["events", "labels"], "g", "earliest-offset", "event_time")
-    assert "'scan.watermark.alignment.group' = 'raw_input'" in ddl
-    assert "'scan.watermark.alignment.max-drift' = '2500 ms'" in ddl
-    assert f"'scan.watermark.alignment.update-interval' = '{ALIGNMENT_UPDATE_MS} ms'" in ddl
+    alignment = event_time_watermarks(s, "raw_input").getAlignmentParameters()
+    assert alignment.isEnabled()
+    assert alignment.getWatermarkGroup() == "raw_input"
+    assert alignment.getMaxAllowedWatermarkDrift() == 2500
+    assert alignment.getUpdateInterval() == ALIGNMENT_UPDATE_MS
 
 
-def test_no_alignment_when_off_or_without_event_time() -> None:
+def test_no_alignment_when_off(jvm: Any) -> None:
     off = Settings().with_overrides({"source_alignment_drift_ms": 0})
-    assert "alignment" not in source_ddl(off, "t", ["e"], "g", "earliest-offset", "event_time")
-    assert "alignment" not in source_ddl(Settings(), "t", ["c"], "g", "earliest-offset", "none")
+    assert not event_time_watermarks(off, "raw_input").getAlignmentParameters().isEnabled()
+
+
+def test_the_watermarks_lag_by_the_out_of_orderness(jvm: Any) -> None:
+    s = Settings().with_overrides({"max_out_of_orderness_ms": 1234})
+    clock = jvm.org.apache.flink.util.clock.SystemClock.getInstance()
+
+    class Context:
+        """What the source gives a generator (here only the clock the idleness needs)."""
+
+        def getMetricGroup(self) -> None:  # noqa: N802 (Java's name)
+            return None
+
+        def getInputActivityClock(self) -> Any:  # noqa: N802
+            return clock
+
+        class Java:
+            implements = [
+                "org.apache.flink.api.common.eventtime.WatermarkGeneratorSupplier$Context"
+            ]
+
+    generator = event_time_watermarks(s, "raw_input").createWatermarkGenerator(Context())
+    emitted: list[int] = []
+
+    class Output:
+        def emitWatermark(self, watermark: Any) -> None:  # noqa: N802 (Java's name)
+            emitted.append(watermark.getTimestamp())
+
+        def markIdle(self) -> None:  # noqa: N802
+            pass
+
+        def markActive(self) -> None:  # noqa: N802
+            pass
+
+        class Java:
+            implements = ["org.apache.flink.api.common.eventtime.WatermarkOutput"]
+
+    output = Output()
+    generator.onEvent(None, 10_000, output)
+    generator.onPeriodicEmit(output)
+    assert emitted == [10_000 - 1234]
 
 
 def test_every_source_fetches_as_configured() -> None:
     s = Settings().with_overrides({"source_fetch_min_bytes": 32768, "source_fetch_max_wait_ms": 10})
-    for watermark in ("event_time", "none"):
-        ddl = source_ddl(s, "t", ["e"], "g", "earliest-offset", watermark)
-        assert "'properties.fetch.min.bytes' = '32768'" in ddl
-        assert "'properties.fetch.max.wait.ms' = '10'" in ddl
+    properties = source_properties(s)
+    assert properties["fetch.min.bytes"] == "32768"
+    assert properties["fetch.max.wait.ms"] == "10"
+    # Exactly once: only what the job's own transactions committed.
+    assert properties["isolation.level"] == "read_committed"

@@ -13,6 +13,7 @@ from streamscore.upgrade import (
     UpgradeRefused,
     check_compatible,
     read_manifest,
+    refuse_legacy_sources,
     write_manifest,
 )
 
@@ -42,3 +43,26 @@ def test_another_state_layout_or_feature_set_is_refused(
     new = StateManifest.current(Settings())
     with pytest.raises(UpgradeRefused, match=words):
         check_compatible(replace(new, **{field: value}), new)
+
+
+def test_a_job_with_the_table_apis_sources_of_earlier_versions_is_refused() -> None:
+    # Vertex names as Flink's REST API gave them for a job of the fortieth session's version.
+    earlier = [
+        "Source: KafkaSource-default_catalog.default_database.raw_input -> Calc[2] -> "
+        "ConstraintEnforcer[3] -> TableToDataStream -> batch-records",
+        "Source: KafkaSource-default_catalog.default_database.raw_control -> Calc[5] -> "
+        "TableToDataStream -> control-outside-event-time",
+        "decode-features-score -> unpack-outputs -> scored-sink: Writer -> scored-sink: Committer",
+        "batch-outcomes",
+    ]
+    with pytest.raises(UpgradeRefused, match="Table API's sources"):
+        refuse_legacy_sources(earlier)
+    # This version's names pass.
+    refuse_legacy_sources(
+        [
+            "Source: raw_input -> batch-records",
+            "Source: raw_control -> control-outside-event-time",
+            "decode-features-score -> unpack-outputs -> scored-sink: Writer",
+            "Source: raw_outcomes -> batch-outcomes",
+        ]
+    )
