@@ -92,8 +92,8 @@ def check_compatible(saved: StateManifest | None, new: StateManifest) -> None:
         )
 
 
-# How the Table API named its Kafka sources' vertices ("Source: KafkaSource-default_catalog_...
-# raw_input"), in the job graphs of versions before the forty-first session.
+# How the Table API named its Kafka sources' vertices in the job graphs of versions before the
+# forty-first session ("Source: KafkaSource-default_catalog.default_database.raw_input -> ...").
 _LEGACY_SOURCE_PREFIX = "Source: KafkaSource-"
 
 
