@@ -149,6 +149,8 @@ def event_time_watermarks(s: Settings, group: str) -> Any:
 
 
 def _java_strings(values: list[str]) -> Any:
+    """``values`` as a ``java.util.List``, made explicitly: the builder's ``setTopics`` is
+    overloaded (``String...`` and ``List<String>``), and this picks the list's."""
     strings = get_gateway().jvm.java.util.ArrayList()
     for value in values:
         strings.add(value)
