@@ -257,11 +257,6 @@ class Settings(BaseSettings):
     # yet those drains were no faster (bench/HISTORY.md, twenty-fourth session).
     sink_batch_bytes: int = Field(16_384, ge=1)
     sink_linger_ms: int = Field(5, ge=0)
-    # The scored records' Kafka sink in a task (a thread) of its own instead of chained to the
-    # scoring operator: each batch's packed outputs cross to it as one record, so the producer's
-    # work per record, and its flush before each checkpoint barrier, leave the scoring thread,
-    # which bounds a drain (bench/HISTORY.md, forty-first session).
-    scoring_sink_own_task: bool = False
     # How long a partly filled network buffer may wait before it is sent on (Flink's default is
     # 100 ms, which a record pays at each shuffle when the stream is not busy enough to fill
     # buffers: at-least-once latency). A full buffer goes at once, so draining is unaffected.

@@ -253,16 +253,10 @@ def _outside_event_time(stream: DataStream) -> DataStream:
 def _unpacked_outputs(scored: DataStream, s: Settings) -> DataStream:
     """The scoring operator's packed outputs as (topic, key, value) rows (``OutputUnpacker``)."""
     jvm = get_gateway().jvm
-    j_scored = scored._j_data_stream
-    if s.scoring_sink_own_task:
-        # Each packed batch goes on at once, as the batches into the scoring operator do.
-        j_scored.setBufferTimeout(0)
-    j_rows = j_scored.transform(
+    j_rows = scored._j_data_stream.transform(
         "unpack-outputs", ROUTED_RECORD.get_java_type_info(), jvm.streamscore.flink.OutputUnpacker()
     )
     j_rows.uid("unpack-outputs").setParallelism(s.scoring_parallelism)
-    if s.scoring_sink_own_task:
-        j_rows.startNewChain()  # ``scoring_sink_own_task``
     return DataStream(j_rows)
 
 
