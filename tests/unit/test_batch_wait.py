@@ -4,22 +4,14 @@ package's sources."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streamscore.job.jvm_jar import operators_jar
 
-
-@pytest.fixture(scope="module")
-def jvm(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from pyflink.java_gateway import get_gateway
-    from pyflink.util.java_utils import add_jars_to_context_class_loader
-
-    jar = operators_jar(Path(tmp_path_factory.mktemp("jvm")))
-    add_jars_to_context_class_loader([jar.as_uri()])
-    return get_gateway().jvm
+@pytest.fixture
+def jvm(operators_jvm: Any) -> Any:
+    return operators_jvm
 
 
 def test_the_share_sets_the_wait(jvm: Any) -> None:

@@ -4,41 +4,16 @@ timestamp, where the Table API's ``WATERMARK FOR t AS t - INTERVAL`` drew the li
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streamscore.job.jvm_jar import operators_jar
+from tests.unit.fakes import WatermarkCollector
 
 
-@pytest.fixture(scope="module")
-def jvm(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from pyflink.java_gateway import get_gateway
-    from pyflink.util.java_utils import add_jars_to_context_class_loader
-
-    jar = operators_jar(Path(tmp_path_factory.mktemp("jvm")))
-    add_jars_to_context_class_loader([jar.as_uri()])
-    return get_gateway().jvm
-
-
-class _Output:
-    """A ``WatermarkOutput`` in Python (through Py4J's callback server): what was emitted."""
-
-    def __init__(self) -> None:
-        self.watermarks: list[int] = []
-
-    def emitWatermark(self, watermark: Any) -> None:  # noqa: N802 (Java's name)
-        self.watermarks.append(watermark.getTimestamp())
-
-    def markIdle(self) -> None:  # noqa: N802
-        pass
-
-    def markActive(self) -> None:  # noqa: N802
-        pass
-
-    class Java:
-        implements = ["org.apache.flink.api.common.eventtime.WatermarkOutput"]
+@pytest.fixture
+def jvm(operators_jvm: Any) -> Any:
+    return operators_jvm
 
 
 def _emitted(jvm: Any, lag_ms: int, timestamps: list[int]) -> list[int]:
@@ -46,7 +21,7 @@ def _emitted(jvm: Any, lag_ms: int, timestamps: list[int]) -> list[int]:
     generator = jvm.streamscore.flink.LaggingWatermarks.strategy(lag_ms).createWatermarkGenerator(
         None
     )
-    output = _Output()
+    output = WatermarkCollector()
     generator.onPeriodicEmit(output)
     for timestamp in timestamps:
         generator.onEvent(None, timestamp, output)

@@ -4,25 +4,18 @@ Every source fetches as the settings say. The watermark strategy is built in a J
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streamscore.config import Settings
 from streamscore.job.pipeline import ALIGNMENT_UPDATE_MS, event_time_watermarks, source_properties
+from tests.unit.fakes import WatermarkCollector
 
 
-@pytest.fixture(scope="module")
-def jvm(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from pyflink.java_gateway import get_gateway
-    from pyflink.util.java_utils import add_jars_to_context_class_loader
-
-    from streamscore.job.jvm_jar import operators_jar
-
-    jar = operators_jar(Path(tmp_path_factory.mktemp("jvm")))
-    add_jars_to_context_class_loader([jar.as_uri()])
-    return get_gateway().jvm
+@pytest.fixture
+def jvm(operators_jvm: Any) -> Any:
+    return operators_jvm
 
 
 def test_the_events_source_is_aligned_with_the_configured_drift(jvm: Any) -> None:
@@ -58,25 +51,10 @@ def test_the_watermarks_lag_by_the_out_of_orderness(jvm: Any) -> None:
             ]
 
     generator = event_time_watermarks(s, "raw_input").createWatermarkGenerator(Context())
-    emitted: list[int] = []
-
-    class Output:
-        def emitWatermark(self, watermark: Any) -> None:  # noqa: N802 (Java's name)
-            emitted.append(watermark.getTimestamp())
-
-        def markIdle(self) -> None:  # noqa: N802
-            pass
-
-        def markActive(self) -> None:  # noqa: N802
-            pass
-
-        class Java:
-            implements = ["org.apache.flink.api.common.eventtime.WatermarkOutput"]
-
-    output = Output()
+    output = WatermarkCollector()
     generator.onEvent(None, 10_000, output)
     generator.onPeriodicEmit(output)
-    assert emitted == [10_000 - 1234]
+    assert output.watermarks == [10_000 - 1234]
 
 
 def test_every_source_fetches_as_configured() -> None:
