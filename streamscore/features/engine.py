@@ -40,16 +40,19 @@ class UserState:
     ``cells``: the numeric windows' rings of bucket cells, one after another (``rings.py``).
     ``slots``: one entry per stateful feature (``Feature.stateful``: the distinct counts' bucket
     maps of value sets), in the order of ``FeatureEngine.stateful``.
+    ``memos``: what those features worked out for the last event, to reuse for the next
+    (``compiled.DistinctMemo``), or None: derived from the slots, so never pickled.
     It pickles as ``(newest, packed cells, slots)``, the cells without their empty ones
     (``rings.pack``): small and fast, since the job pickles each changed user per checkpoint.
     """
 
-    __slots__ = ("newest", "cells", "slots")
+    __slots__ = ("newest", "cells", "slots", "memos")
 
     def __init__(self, newest: int, cells: array[float], slots: list[Any]) -> None:
         self.newest = newest
         self.cells = cells
         self.slots = slots
+        self.memos: list[Any] | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[int, bytes, list[Any]]]:
         return restore_user_state, (self.newest, pack(self.cells), self.slots)
@@ -92,10 +95,13 @@ class FeatureEngine:
         newest = state.newest
         slots = state.slots
         cells = state.cells
+        memos = state.memos
+        if memos is None:
+            memos = state.memos = [None] * len(slots)
         vector: list[float] = []
         for feature, slot in self._plan:
             if slot >= 0:
-                feature.emit(vector, slots[slot], event, newest)
+                feature.emit_remembering(vector, slots[slot], memos, slot, event, newest)
             else:
                 feature.emit(vector, cells if slot == CELLS else None, event, newest)
         t: int = event["event_time"]

@@ -3,6 +3,7 @@ list of earlier events, following the rules in the engine's docstring literally.
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
@@ -11,6 +12,7 @@ from streamscore.features.definitions import (
     CHANNELS,
     FEATURE_SET,
     MERCHANT_CATEGORIES,
+    DistinctCount,
     FeatureSet,
     NumericAggregate,
     Window,
@@ -122,6 +124,55 @@ def test_engine_matches_brute_force_oracle(seed: int) -> None:
         for name, value in want.items():
             assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-9), (name, event)
         history[user].append(event)
+
+
+def distinct_only(flag_new_value: bool = True) -> FeatureSet:
+    return FeatureSet(
+        version="t",
+        windows=(Window("1h", 3_600_000, 300_000),),
+        numeric=(),
+        distinct=(DistinctCount("merchant_id", ("1h",), flag_new_value=flag_new_value),),
+        categorical=(),
+        ratios=(),
+        current_numeric=(),
+        time_since_previous=False,
+        hour_of_day=False,
+    )
+
+
+def test_distinct_count_sees_an_earlier_bucket_change_after_it_was_remembered() -> None:
+    """The union of the buckets before the event's own is kept for the user's next event
+    (``DistinctMemo``); an out-of-order event in one of those buckets must not leave it stale."""
+    engine = FeatureEngine(distinct_only())
+    state = engine.new_state()
+
+    def event(t: int, merchant: str) -> list[float]:
+        return engine.update(state, {"event_time": t, "merchant_id": merchant})
+
+    assert event(T0, "a") == [0.0, 1.0]
+    assert event(T0 + 300_000, "b") == [1.0, 1.0]  # the next 5 min bucket: "a" before it
+    assert event(T0 + 300_001, "a") == [2.0, 0.0]  # remembered: {"a"} before, "b" in its own
+    assert event(T0 + 1_000, "c") == [1.0, 1.0]  # out of order, into the first bucket
+    assert event(T0 + 300_002, "d") == [3.0, 1.0]  # sees "c": the earlier bucket changed
+    assert event(T0 + 300_003, "c") == [4.0, 0.0]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_state_read_back_from_its_pickle_gives_the_same_features(seed: int) -> None:
+    """What the engine remembers between events (``UserState.memos``) is not pickled: a state
+    restored after a failure, mid-stream, must give the same vectors as one never pickled."""
+    engine = FeatureEngine(FEATURE_SET)
+    rng = random.Random(seed)
+    kept: dict[str, object] = {}
+    restored: dict[str, object] = {}
+    for event in event_stream(seed, 1500):
+        user = event["user_id"]
+        kept_state = kept.setdefault(user, engine.new_state())
+        restored_state = restored.setdefault(user, engine.new_state())
+        if rng.random() < 0.2:
+            restored_state = restored[user] = pickle.loads(pickle.dumps(restored_state))
+        assert engine.update(restored_state, event) == engine.update(kept_state, event)  # type: ignore[arg-type]
+        assert restored_state == kept_state
 
 
 def test_window_edges_are_exact() -> None:
