@@ -675,9 +675,14 @@ class ScoringOperator:
             challenger_version,
         )
         join = self._join_map
-        entry = join.get(user_id, event_id) if state.parked else None
+        parked_ids = state.parked_ids
+        entry: JoinEntry | None = None
+        if state.parked and (parked_ids is None or event_id in parked_ids):
+            entry = join.get(user_id, event_id)
         if entry is not None and entry[0] == PARKED:  # its label came first
             state.parked -= 1
+            if parked_ids is not None:
+                parked_ids.discard(event_id)
             out.append(self._close(event_id, outcome, parked_label(entry), user_id, state))
         else:
             join.put(user_id, event_id, fresh_pending_entry(outcome))
@@ -727,6 +732,8 @@ class ScoringOperator:
                 state = new_scoring_state(self._engine.new_state())
             join.put(user_id, event_id, parked_entry(label))
             state.parked += 1
+            if state.parked_ids is not None:
+                state.parked_ids.add(event_id)
             if state.due is not None:
                 state.due.add_parked(label.label_time + self._park_wait_ms)
             self._metrics.labels.labels("parked").inc()
@@ -868,6 +875,10 @@ class ScoringOperator:
             self._metrics.expired_users.inc()
         else:
             state.due = summarise(kept.values(), horizon, park_wait, phase)
+            # The walk saw the whole map: the parked labels are known from here on.
+            state.parked_ids = {
+                event_id for event_id, kept_entry in kept.items() if kept_entry[0] == PARKED
+            }
             self._arm_timer(user_id, state, ctx, next_deadline(state, self._retention_ms))
             self._state.put(user_id, state)
         return [self._packer.pack(out)] if out else []
