@@ -682,7 +682,7 @@ class ScoringOperator:
         if entry is not None and entry[0] == PARKED:  # its label came first
             state.parked -= 1
             if parked_ids is not None:
-                parked_ids.discard(event_id)
+                del parked_ids[event_id]
             out.append(self._close(event_id, outcome, parked_label(entry), user_id, state))
         else:
             join.put(user_id, event_id, fresh_pending_entry(outcome))
@@ -732,12 +732,13 @@ class ScoringOperator:
                 state = new_scoring_state(self._engine.new_state())
             join.put(user_id, event_id, parked_entry(label))
             state.parked += 1
+            gives_up = label.label_time + self._park_wait_ms
             if state.parked_ids is not None:
-                state.parked_ids.add(event_id)
+                state.parked_ids[event_id] = gives_up
             if state.due is not None:
-                state.due.add_parked(label.label_time + self._park_wait_ms)
+                state.due.add_parked(gives_up)
             self._metrics.labels.labels("parked").inc()
-            self._arm_timer(user_id, state, ctx, label.label_time + self._park_wait_ms)
+            self._arm_timer(user_id, state, ctx, gives_up)
             self._state.put(user_id, state)
             return []
         kind = entry[0]
@@ -877,7 +878,9 @@ class ScoringOperator:
             state.due = summarise(kept.values(), horizon, park_wait, phase)
             # The walk saw the whole map: the parked labels are known from here on.
             state.parked_ids = {
-                event_id for event_id, kept_entry in kept.items() if kept_entry[0] == PARKED
+                event_id: entry_deadline(kept_entry, horizon, park_wait, phase)
+                for event_id, kept_entry in kept.items()
+                if kept_entry[0] == PARKED
             }
             self._arm_timer(user_id, state, ctx, next_deadline(state, self._retention_ms))
             self._state.put(user_id, state)

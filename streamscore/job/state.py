@@ -197,13 +197,16 @@ class ScoringState:
     a value pickled before the summary existed (three fields), or one whose summary was found
     inconsistent; the next firing walks the map and rebuilds it.
 
-    ``parked_ids``: the event ids of the user's parked labels (``parked`` of them), where this
-    run knows them: a new user's (none) and, after a walk of the map, whoever's was walked.
-    Not pickled: a value read back from Flink's state with parked labels has ``None`` (not
-    known) until its next walk. Why: while a user has a parked label, each of its events would
-    otherwise look itself up in the map, and nearly every lookup is a miss that costs a call
-    into the JVM and a RocksDB read (2.7 % of the scoring thread in a drain, where 14 % of the
-    labels came before their events; bench/HISTORY.md, forty-second session)."""
+    ``parked_ids``: the user's parked labels (``parked`` of them), event id -> the deadline at
+    which each gives up, where this run knows them: a new user's (none) and, after a walk of the
+    map, whoever's was walked. Not pickled: a value read back from Flink's state with parked
+    labels has ``None`` (not known) until its next walk. Why: while a user has a parked label,
+    each of its events would otherwise look itself up in the map, and nearly every lookup is a
+    miss that costs a call into the JVM and a RocksDB read (2.7 % of the scoring thread in a
+    drain, where 14 % of the labels came before their events; bench/HISTORY.md, forty-second
+    session). Known, they also give the parked labels' earliest deadline exactly
+    (``earliest_due``), where the summary's is a lower bound that a label meeting its event
+    leaves behind, and a later parked label brought back due: a walk that found nothing."""
 
     __slots__ = ("due", "features", "parked", "parked_ids", "timer_at")
 
@@ -219,7 +222,7 @@ class ScoringState:
         self.features = features
         self.timer_at = timer_at
         self.parked = parked  # labels of this user parked in the join map
-        self.parked_ids: set[str] | None = set() if parked == 0 else None
+        self.parked_ids: dict[str, int] | None = {} if parked == 0 else None
         self.due: DueSummary | None = (
             DueSummary(pending_due, closed_due, parked_due) if pending_due is not None else None
         )
@@ -351,7 +354,20 @@ def is_due(state: ScoringState, timestamp: int, retention_ms: int, max_pending: 
     newest = state.features.newest
     if newest < 0 or newest + retention_ms <= timestamp:
         return True
-    return due.earliest(state.parked) <= timestamp or due.pending_count() > max_pending
+    return earliest_due(state, due) <= timestamp or due.pending_count() > max_pending
+
+
+def earliest_due(state: ScoringState, due: DueSummary) -> int:
+    """The earliest deadline of the user's join entries (``due``: its known summary), with its
+    parked labels' own deadlines where they are known (``ScoringState.parked_ids``)."""
+    parked_ids = state.parked_ids
+    if parked_ids is None:
+        return due.earliest(state.parked)
+    earliest = due.earliest(0)
+    for deadline in parked_ids.values():
+        if deadline < earliest:
+            earliest = deadline
+    return earliest
 
 
 # The join map's entries' kinds (state_writes.JoinEntry: tagged tuples).
@@ -458,7 +474,7 @@ def next_deadline(state: ScoringState, retention_ms: int) -> int:
     deadline = newest + retention_ms if newest >= 0 else NEVER
     due = state.due
     if due is not None:
-        deadline = min(deadline, due.earliest(state.parked))
+        deadline = min(deadline, earliest_due(state, due))
     return deadline
 
 

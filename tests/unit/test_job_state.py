@@ -61,8 +61,13 @@ def test_the_earliest_deadline_wins() -> None:
     entries.append(parked_entry(ParkedLabel(True, -600_000, b"x", "labels", 0, 1)))
     state.due = summarise(entries, HORIZON, PARK, 0)
     assert next_deadline(state, RETENTION) == closed_deadline(-700_000, HORIZON)  # none parked
-    state.parked = 1
+    state.parked, state.parked_ids = 1, None  # parked, as read back: which one is not known
     assert next_deadline(state, RETENTION) == -600_000 + PARK
+    # Known, the parked labels' own deadlines count, not the summary's lower bound.
+    state.parked_ids = {"e2": -500_000 + PARK}
+    assert next_deadline(state, RETENTION) == -500_000 + PARK
+    state.parked_ids = {}
+    assert next_deadline(state, RETENTION) == closed_deadline(-700_000, HORIZON)
 
 
 def test_closed_entries_are_forgotten_on_a_quarter_horizon_step_never_early() -> None:
@@ -98,8 +103,10 @@ def test_a_firing_is_due_only_when_the_summary_says_something_is() -> None:
     assert due.pending == {} and not is_due(state, now + 10**6, RETENTION, 2)
     due.add_parked(now + 500)
     assert not is_due(state, now + 10**6, RETENTION, 2)  # no label parked any more
-    state.parked = 1
+    state.parked, state.parked_ids = 1, None  # as read back: which one is not known
     assert is_due(state, now + 500, RETENTION, 2) and not is_due(state, now + 499, RETENTION, 2)
+    state.parked_ids = {"e1": now + 700}  # known: the one parked label's own deadline
+    assert is_due(state, now + 700, RETENTION, 2) and not is_due(state, now + 699, RETENTION, 2)
     due.add_closed(now + 450)
     due.add_closed(now + 400)
     assert is_due(state, now + 400, RETENTION, 2) and not is_due(state, now + 399, RETENTION, 2)
