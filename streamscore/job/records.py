@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 from pyflink.common import Row
 
 from streamscore.errors import Rejection
+from streamscore.job.state import ARMS, DECISIONS
 from streamscore.metrics import Metrics
 from streamscore.serde import Codec
 
 if TYPE_CHECKING:
     from streamscore.job.avro_encoders import OutcomeEncoder, PredictionEncoder
-    from streamscore.job.state import ParkedLabel, PendingOutcome
+    from streamscore.job.state import PackedOutcome, ParkedLabel, PendingOutcome
 
 
 class DeadLetters:
@@ -128,6 +129,31 @@ def outcome(
         pending.challenger_version,
         feature_set_version,
         pending.vector,
+    )
+
+
+def stored_outcome(
+    encoder: OutcomeEncoder,
+    event_id: str,
+    user_id: str,
+    packed: PackedOutcome,
+    label: ParkedLabel,
+    feature_set_version: str,
+) -> bytes:
+    """``outcome`` of a pending outcome as the label join stores it (``state.pack``), written
+    from its packed bytes without unpacking them."""
+    data, model_version, challenger_version = packed
+    return encoder.encode_packed(
+        event_id,
+        user_id,
+        label.label_time,
+        label.is_fraud,
+        data,
+        model_version,
+        challenger_version,
+        feature_set_version,
+        DECISIONS,
+        ARMS,
     )
 
 

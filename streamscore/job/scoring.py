@@ -40,6 +40,7 @@ from streamscore.job.state import (
     PENDING,
     JoinEntry,
     JoinMap,
+    PackedOutcome,
     ParkedLabel,
     PendingOutcome,
     ScoringState,
@@ -55,7 +56,7 @@ from streamscore.job.state import (
     parked_entry,
     parked_label,
     pending_event_time,
-    pending_outcome,
+    stored_outcome,
     summarise,
     sweep_phase,
     timer_time,
@@ -683,7 +684,8 @@ class ScoringOperator:
             state.parked -= 1
             if parked_ids is not None:
                 del parked_ids[event_id]
-            out.append(self._close(event_id, outcome, parked_label(entry), user_id, state))
+            label = parked_label(entry)
+            out.append(self._close(event_id, event_time, outcome, None, label, user_id, state))
         else:
             join.put(user_id, event_id, fresh_pending_entry(outcome))
             if state.due is not None:
@@ -743,15 +745,19 @@ class ScoringOperator:
             return []
         kind = entry[0]
         if kind == PENDING:
-            outcome = pending_outcome(entry)
+            event_time = pending_event_time(entry)
             owner: ScoringState | None = self._state.get(user_id)
             if owner is not None:
                 if owner.due is not None and not owner.due.remove_pending(
-                    outcome.event_time + self._horizon_ms
+                    event_time + self._horizon_ms
                 ):
                     owner.due = None  # counted under another horizon: rebuilt by the next walk
                 self._state.put(user_id, owner)
-            return [self._close(event_id, outcome, label, user_id, owner)]
+            packed = stored_outcome(entry)
+            if packed is None:  # made in this run and not written yet: the outcome itself
+                fresh: PendingOutcome = entry[1]
+                return [self._close(event_id, event_time, fresh, None, label, user_id, owner)]
+            return [self._close(event_id, event_time, None, packed, label, user_id, owner)]
         if kind == CLOSED:
             reason = _CLOSED_REASONS.get(entry[2], "label:expired")
             return [self._label_dead_letter(reason, "", label)]
@@ -760,33 +766,40 @@ class ScoringOperator:
     def _close(
         self,
         event_id: str,
-        outcome: PendingOutcome,
+        event_time: int,
+        outcome: PendingOutcome | None,
+        packed: PackedOutcome | None,
         label: ParkedLabel,
         user_id: str,
         state: ScoringState | None,
     ) -> OutputRecord:
-        """Join a label to its pending outcome: an outcome record, or ``label:expired``. The
-        closed entry it leaves is counted in the user's ``state`` (already marked changed)."""
+        """Join a label to its pending outcome (``outcome``, or ``packed`` as the map stores
+        it; its event at ``event_time``): an outcome record, or ``label:expired``. The closed
+        entry it leaves is counted in the user's ``state`` (already marked changed)."""
         if state is not None and state.due is not None:
             horizon = self._horizon_ms
             state.due.add_closed(
-                closed_deadline(outcome.event_time, horizon, sweep_phase(user_id, horizon))
+                closed_deadline(event_time, horizon, sweep_phase(user_id, horizon))
             )
-        if label.label_time - outcome.event_time > self._horizon_ms:
-            self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "expired"))
+        if label.label_time - event_time > self._horizon_ms:
+            self._join_map.put(user_id, event_id, closed_entry(event_time, "expired"))
             return self._label_dead_letter(
                 "label:expired",
                 f"label_time {label.label_time} is more than label_horizon_ms="
-                f"{self._horizon_ms} after the event ({outcome.event_time})",
+                f"{self._horizon_ms} after the event ({event_time})",
                 label,
             )
-        self._join_map.put(user_id, event_id, closed_entry(outcome.event_time, "labelled"))
+        self._join_map.put(user_id, event_id, closed_entry(event_time, "labelled"))
         self._joined.inc()
-        return (
-            self._topic_outcomes,
-            user_id.encode(),
-            records.outcome(self._outcomes, event_id, user_id, outcome, label, FEATURE_SET.version),
-        )
+        version = FEATURE_SET.version
+        if outcome is not None:
+            record = records.outcome(self._outcomes, event_id, user_id, outcome, label, version)
+        else:
+            assert packed is not None
+            record = records.stored_outcome(
+                self._outcomes, event_id, user_id, packed, label, version
+            )
+        return self._topic_outcomes, user_id.encode(), record
 
     def on_timer(self, user_id: str, timestamp: int, ctx: Any) -> list[bytes]:
         """Walk the user's join map: expire what is due, cap what is pending, re-arm.

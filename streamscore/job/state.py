@@ -110,8 +110,8 @@ class PendingOutcome:
 # vector's doubles): event_time, amount, score, champion_score and challenger_score (NaN for
 # none), decision, arm, canary_percent. Packed in C (``entry_records.packed_outcome``).
 _HEAD = struct.Struct(OUTCOME_HEAD)
-_DECISIONS = ("APPROVE", "REVIEW", "DECLINE")
-_ARMS = ("champion", "candidate")
+DECISIONS = ("APPROVE", "REVIEW", "DECLINE")
+ARMS = ("champion", "candidate")
 # (packed numbers and vector, model_version, challenger_version)
 PackedOutcome = tuple[bytes, str, str | None]
 
@@ -124,8 +124,8 @@ def pack(outcome: PendingOutcome) -> PackedOutcome:
         outcome.score,
         nan if outcome.champion_score is None else outcome.champion_score,
         nan if outcome.challenger_score is None else outcome.challenger_score,
-        _DECISIONS.index(outcome.decision),
-        _ARMS.index(outcome.arm),
+        DECISIONS.index(outcome.decision),
+        ARMS.index(outcome.arm),
         outcome.canary_percent,
         outcome.vector,
     )
@@ -142,9 +142,9 @@ def unpack(packed: PackedOutcome) -> PendingOutcome:
         amount,
         vector.tolist(),
         score,
-        _DECISIONS[decision],
+        DECISIONS[decision],
         model_version,
-        _ARMS[arm],
+        ARMS[arm],
         percent,
         None if math.isnan(champion) else champion,
         None if math.isnan(challenger) else challenger,
@@ -405,6 +405,13 @@ def pending_outcome(entry: JoinEntry) -> PendingOutcome:
         outcome: PendingOutcome = entry[1]
         return outcome
     return unpack(entry[1:])  # type: ignore[arg-type]
+
+
+def stored_outcome(entry: JoinEntry) -> PackedOutcome | None:
+    """The packed outcome of a pending entry as stored, or None for a fresh one."""
+    if _is_fresh(entry):
+        return None
+    return entry[1:]  # type: ignore[return-value]
 
 
 def pending_event_time(entry: JoinEntry) -> int:

@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamscore.job import records
 from streamscore.job.avro_decoders import EventDecoder, LabelDecoder, OutcomeDecoder
 from streamscore.job.avro_encoders import OutcomeEncoder, PredictionEncoder
+from streamscore.job.state import ParkedLabel, PendingOutcome, pack
 from streamscore.resources import schema
 from streamscore.serde import Codec
 
@@ -88,6 +90,37 @@ def test_the_outcome_bytes_are_fastavros(outcome: dict[str, Any]) -> None:
     encoded = OUTCOME_ENCODER.encode(**outcome)
     assert encoded == OUTCOME_CODEC.encode(outcome)
     assert OUTCOME_CODEC.decode(encoded) == outcome
+
+
+@settings(max_examples=2000, derandomize=True, database=None, deadline=None)
+@given(
+    OUTCOMES.map(
+        lambda outcome: {**outcome, "canary_percent": abs(outcome["canary_percent"]) % 101}
+    )
+)
+def test_an_outcome_written_from_its_packed_pending_entry_is_fastavros(
+    outcome: dict[str, Any],
+) -> None:
+    """The label join's stored pending outcome (``state.pack``) written without unpacking it."""
+    pending = PendingOutcome(
+        outcome["event_time"], outcome["amount"], outcome["features"], outcome["score"],
+        outcome["decision"], outcome["model_version"], outcome["arm"], outcome["canary_percent"],
+        outcome["champion_score"], outcome["challenger_score"], outcome["challenger_version"],
+    )  # fmt: skip
+    label = ParkedLabel(outcome["is_fraud"], outcome["label_time"], b"", "labels", 0, 0)
+    encoded = records.stored_outcome(
+        OUTCOME_ENCODER, outcome["event_id"], outcome["user_id"], pack(pending), label,
+        outcome["feature_set_version"],
+    )  # fmt: skip
+    assert encoded == OUTCOME_CODEC.encode(outcome)
+
+
+def test_a_packed_outcome_of_the_wrong_length_is_refused() -> None:
+    for size in (0, 42, 44, 52):
+        with pytest.raises(ValueError, match="packed outcome"):
+            OUTCOME_ENCODER.encode_packed(
+                "e", "u", 0, False, bytes(size), "v", None, "fs", ("APPROVE",), ("champion",)
+            )
 
 
 # Strings and vectors far past the encoders' first buffer (1 KiB), one record after another
