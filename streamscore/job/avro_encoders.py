@@ -293,6 +293,68 @@ class OutcomeEncoder:
         self._cached = _RepeatedStrings()
         self._buffer = _Buffer()
 
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def _head(
+        self,
+        event_id: str,
+        user_id: str,
+        event_time: cython.longlong,
+        label_time: cython.longlong,
+        is_fraud: cython.bint,
+        amount: cython.double,
+        score: cython.double,
+        decision: str,
+        model_version: str,
+        arm: str,
+        canary_percent: cython.longlong,
+        champion_score: object,
+        challenger_score: object,
+        challenger_version: object,
+        feature_set_version: str,
+        vector_size: cython.Py_ssize_t,
+    ) -> cython.Py_ssize_t:
+        """Every field up to the features' array into the buffer, with room for
+        ``vector_size`` bytes of features after them; where they end."""
+        cached = self._cached
+        event_bytes: bytes = event_id.encode()
+        user_bytes: bytes = user_id.encode()
+        decision_bytes = cached.encoded(decision)
+        model_bytes = cached.encoded(model_version)
+        arm_bytes = cached.encoded(arm)
+        challenger_bytes: bytes | None = (
+            None if challenger_version is None else cached.encoded(challenger_version)
+        )
+        feature_set_bytes = cached.encoded(feature_set_version)
+        size: cython.Py_ssize_t = (
+            _FIXED_ROOM
+            + len(event_bytes)
+            + len(user_bytes)
+            + len(decision_bytes)
+            + len(model_bytes)
+            + len(arm_bytes)
+            + (0 if challenger_bytes is None else len(challenger_bytes))
+            + len(feature_set_bytes)
+            + vector_size
+        )
+        view = self._buffer.reserve(size)
+        at: cython.Py_ssize_t = _put_string(view, 0, event_bytes)
+        at = _put_string(view, at, user_bytes)
+        at = _put_long(view, at, event_time)
+        at = _put_long(view, at, label_time)
+        view[at] = 1 if is_fraud else 0
+        at = _put_double(view, at + 1, amount)
+        at = _put_double(view, at, score)
+        at = _put_bytes(view, at, decision_bytes)
+        at = _put_bytes(view, at, model_bytes)
+        at = _put_bytes(view, at, arm_bytes)
+        at = _put_long(view, at, canary_percent)
+        at = _put_optional_double(view, at, champion_score)
+        at = _put_optional_double(view, at, challenger_score)
+        at = _put_optional_bytes(view, at, challenger_bytes)
+        return _put_bytes(view, at, feature_set_bytes)
+
     @cython.ccall
     @cython.boundscheck(False)
     @cython.wraparound(False)
@@ -315,44 +377,13 @@ class OutcomeEncoder:
         feature_set_version: str,
         features: list,
     ) -> bytes:
-        cached = self._cached
-        event_bytes: bytes = event_id.encode()
-        user_bytes: bytes = user_id.encode()
-        decision_bytes = cached.encoded(decision)
-        model_bytes = cached.encoded(model_version)
-        arm_bytes = cached.encoded(arm)
-        challenger_bytes: bytes | None = (
-            None if challenger_version is None else cached.encoded(challenger_version)
-        )
-        feature_set_bytes = cached.encoded(feature_set_version)
         count: cython.Py_ssize_t = len(features)
-        size: cython.Py_ssize_t = (
-            _FIXED_ROOM
-            + len(event_bytes)
-            + len(user_bytes)
-            + len(decision_bytes)
-            + len(model_bytes)
-            + len(arm_bytes)
-            + (0 if challenger_bytes is None else len(challenger_bytes))
-            + len(feature_set_bytes)
-            + 8 * count
-        )
-        view = self._buffer.reserve(size)
-        at: cython.Py_ssize_t = _put_string(view, 0, event_bytes)
-        at = _put_string(view, at, user_bytes)
-        at = _put_long(view, at, event_time)
-        at = _put_long(view, at, label_time)
-        view[at] = 1 if is_fraud else 0
-        at = _put_double(view, at + 1, amount)
-        at = _put_double(view, at, score)
-        at = _put_bytes(view, at, decision_bytes)
-        at = _put_bytes(view, at, model_bytes)
-        at = _put_bytes(view, at, arm_bytes)
-        at = _put_long(view, at, canary_percent)
-        at = _put_optional_double(view, at, champion_score)
-        at = _put_optional_double(view, at, challenger_score)
-        at = _put_optional_bytes(view, at, challenger_bytes)
-        at = _put_bytes(view, at, feature_set_bytes)
+        at: cython.Py_ssize_t = self._head(
+            event_id, user_id, event_time, label_time, is_fraud, amount, score, decision,
+            model_version, arm, canary_percent, champion_score, challenger_score,
+            challenger_version, feature_set_version, 8 * count,
+        )  # fmt: skip
+        view = self._buffer.view
         if count:
             at = _put_long(view, at, count)
             i: cython.Py_ssize_t
@@ -405,44 +436,15 @@ class OutcomeEncoder:
         else:
             (event_time, amount, score, champion, challenger, decision, arm,
              percent) = struct.unpack_from(OUTCOME_HEAD, packed)  # fmt: skip
-        cached = self._cached
-        event_bytes: bytes = event_id.encode()
-        user_bytes: bytes = user_id.encode()
-        decision_bytes = cached.encoded(decisions[decision])
-        model_bytes = cached.encoded(model_version)
-        arm_bytes = cached.encoded(arms[arm])
-        challenger_bytes: bytes | None = (
-            None if challenger_version is None else cached.encoded(challenger_version)
-        )
-        feature_set_bytes = cached.encoded(feature_set_version)
         vector_size: cython.Py_ssize_t = size_of_packed - _OUTCOME_HEAD_SIZE
-        size: cython.Py_ssize_t = (
-            _FIXED_ROOM
-            + len(event_bytes)
-            + len(user_bytes)
-            + len(decision_bytes)
-            + len(model_bytes)
-            + len(arm_bytes)
-            + (0 if challenger_bytes is None else len(challenger_bytes))
-            + len(feature_set_bytes)
-            + vector_size
-        )
-        view = self._buffer.reserve(size)
-        at: cython.Py_ssize_t = _put_string(view, 0, event_bytes)
-        at = _put_string(view, at, user_bytes)
-        at = _put_long(view, at, event_time)
-        at = _put_long(view, at, label_time)
-        view[at] = 1 if is_fraud else 0
-        at = _put_double(view, at + 1, amount)
-        at = _put_double(view, at, score)
-        at = _put_bytes(view, at, decision_bytes)
-        at = _put_bytes(view, at, model_bytes)
-        at = _put_bytes(view, at, arm_bytes)
-        at = _put_long(view, at, percent)
-        at = _put_optional_double(view, at, None if champion != champion else champion)
-        at = _put_optional_double(view, at, None if challenger != challenger else challenger)
-        at = _put_optional_bytes(view, at, challenger_bytes)
-        at = _put_bytes(view, at, feature_set_bytes)
+        at: cython.Py_ssize_t = self._head(
+            event_id, user_id, event_time, label_time, is_fraud, amount, score,
+            decisions[decision], model_version, arms[arm], percent,
+            None if champion != champion else champion,
+            None if challenger != challenger else challenger,
+            challenger_version, feature_set_version, vector_size,
+        )  # fmt: skip
+        view = self._buffer.view
         if vector_size:
             at = _put_long(view, at, vector_size // 8)
             if cython.compiled:
