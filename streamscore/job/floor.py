@@ -12,8 +12,7 @@ taken only as far as the level says, each a step further than the one before:
   (no Flink state, so nothing is checkpointed);
 * ``score``: and the champion's score and the decision by expected cost, which the prediction
   then carries; a batch's events scored in one call, as the job scores them
-  (``Scorer.score_many``; until the forty-third session one call per event, which made this
-  level look 9 µs per event dearer than the job's own scoring).
+  (``Scorer.score_many``; one call per event until the forty-third session).
 
 None of them joins labels (so the learner gets no outcomes), scores a challenger, gauges drift,
 writes to Redis or keeps Flink state. How fast ``decode`` drains is the most any per-event code
