@@ -469,7 +469,10 @@ def _checkpoint_lines(systems: dict[str, Any]) -> list[str]:
         "",
         "write-outs: the scoring operators' own count of their write-outs of waiting state "
         "(streamscore_state_write_seconds), their mean, and the users written ahead of them "
-        "while the operator kept up (state_write_ahead_ms).",
+        "while the operator kept up (state_write_ahead_ms); then the label join's reads of "
+        "Flink's state (streamscore_join_state_reads): a label or an event whose entry was "
+        "neither waiting to be written nor in the pending cache (pending_cache_outcomes), and "
+        "how many found one.",
         "",
         "| system | part | checkpoints | end to end | barrier | sync | async | write-outs |",
         "|---|---|---:|---:|---:|---:|---:|---|",
@@ -521,9 +524,11 @@ def _write_out_cell(write_outs: dict[str, float]) -> str:
     if not count:
         return "-"
     mean_ms = 1000 * write_outs.get("seconds", 0.0) / count
+    found = write_outs.get("join_reads_found", 0.0)
+    reads = found + write_outs.get("join_reads_absent", 0.0)
     return (
         f"{count:,.0f}, mean {fmt(mean_ms)} ms, {write_outs.get('written_ahead', 0):,.0f} "
-        "users written ahead"
+        f"users written ahead; {reads:,.0f} join reads, {found:,.0f} found"
     )
 
 

@@ -472,8 +472,10 @@ class FlinkSystem(System):
         """The scoring operators' write-outs before checkpoint barriers so far, summed over the
         TaskManagers' interpreters (each serves ``/metrics`` on the first free port from
         ``metrics_port``): ``count`` and ``seconds`` of ``streamscore_state_write_seconds`` and
-        ``written_ahead`` (``streamscore_state_written_ahead_total``). An interpreter outlives
-        a job, so these add up over the jobs it ran: take differences."""
+        ``written_ahead`` (``streamscore_state_written_ahead_total``), and the label join's
+        reads of Flink's state, ``join_reads_found`` and ``join_reads_absent``
+        (``streamscore_join_state_reads_total``). An interpreter outlives a job, so these add
+        up over the jobs it ran: take differences."""
         import urllib.error
         import urllib.request
 
@@ -486,7 +488,8 @@ class FlinkSystem(System):
             "streamscore_state_write_seconds_sum": "seconds",
             "streamscore_state_written_ahead_total": "written_ahead",
         }
-        totals = dict.fromkeys(wanted.values(), 0.0)
+        join_reads = "streamscore_join_state_reads_total"
+        totals = dict.fromkeys([*wanted.values(), "join_reads_found", "join_reads_absent"], 0.0)
         s = self.settings
         for port in range(s.metrics_port, s.metrics_port + METRICS_PORT_TRIES):
             url = f"http://{s.metrics_host}:{port}/metrics"
@@ -499,6 +502,9 @@ class FlinkSystem(System):
                 for sample in family.samples:
                     if sample.name in wanted:
                         totals[wanted[sample.name]] += sample.value
+                    elif sample.name == join_reads:
+                        found = sample.labels.get("found") == "true"
+                        totals["join_reads_found" if found else "join_reads_absent"] += sample.value
         return totals
 
     def processes(self) -> dict[str, int]:

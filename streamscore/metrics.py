@@ -92,6 +92,14 @@ class Metrics(Collector):
             "up the records behind the barrier, has only the last changes left",
             (),
         )
+        self.join_state_reads = LabelledCounter(
+            "streamscore_join_state_reads",
+            "Scoring operator: label-join entries read from Flink's keyed state, neither waiting "
+            "to be written nor in the pending cache (pending_cache_outcomes), by whether one was "
+            "found (written, then left the cache: a larger cache would have spared the read) or "
+            "not (a label before its event)",
+            ("found",),
+        )
         self.scores = Histogram("streamscore_score", "Distribution of model scores", SCORE_BUCKETS)
         self.model_info = Gauge(
             "streamscore_model_info",
@@ -116,7 +124,8 @@ class Metrics(Collector):
             self.events, self.dead_letters, self.late_events, self.predictions, self.degraded,
             self.feature_store_writes, self.feature_store_catch_ups, self.expired_users,
             self.latency, self.state_writes, self.state_written_ahead, self.state_flushed_ahead,
-            self.scores, self.model_info, self.challenger_info, self.labels, self.control,
+            self.join_state_reads, self.scores, self.model_info, self.challenger_info, self.labels,
+            self.control,
         ]  # fmt: skip
         # Readouts computed when Prometheus scrapes, by name: the learner's live quality
         # ("quality", "concept_drift") and the scorer's data drift ("drift"). An operator sets

@@ -218,9 +218,17 @@ class ScoringOperator:
         self._barrier_announced = False
         # Whether the last batch may be followed by a write-ahead (after_batch).
         self._write_ahead_after = False
+        self._metrics = process_metrics(s.metrics_host, s.metrics_port)
         self._state = UserStateCache(user_state, keys, s.state_cache_users, deferred, self._writer)
         # event id -> its entry in the label join (job/state.py): a record touches one entry.
-        self._join_map = JoinMap(join_state, keys, s.pending_cache_outcomes, deferred, self._writer)
+        self._join_map = JoinMap(
+            join_state,
+            keys,
+            s.pending_cache_outcomes,
+            deferred,
+            self._writer,
+            self._metrics.join_state_reads,
+        )
         self._packer = OutputPacker()
         # A batch's events are scored together (_score_unscored): the model's trees stay in the
         # CPU's caches while it walks them for one event after another.
@@ -239,7 +247,6 @@ class ScoringOperator:
         self._engine = FeatureEngine(FEATURE_SET)
         self._names = self._engine.names
         self._costs = CostModel.from_settings(s)
-        self._metrics = process_metrics(s.metrics_host, s.metrics_port)
         self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
         self._predictions = PredictionEncoder(self._schemas["prediction"])
         self._outcomes = OutcomeEncoder(self._schemas["outcome"])

@@ -43,6 +43,7 @@ from typing import Any, Final, Protocol
 from streamscore.features.engine import UserState
 from streamscore.job.entry_records import OUTCOME_HEAD, packed_outcome
 from streamscore.job.state_writes import JoinEntry, StateWriter, entry_record
+from streamscore.metric_values import CounterChild, LabelledCounter
 
 # 1: the features' UserState alone (before the label join); 2: one value with the join's dicts;
 # 3: the value and the join map (state names "scoring-user-v3", "label-join-v3"). The value's
@@ -712,11 +713,23 @@ class JoinMap:
     """
 
     def __init__(
-        self, state: Any, keys: KeyScope, capacity: int, deferred: bool, writer: StateWriter
+        self,
+        state: Any,
+        keys: KeyScope,
+        capacity: int,
+        deferred: bool,
+        writer: StateWriter,
+        state_reads: LabelledCounter | None = None,
     ) -> None:
+        """``state_reads`` (by ``found``: true, false) counts the reads that went to Flink's
+        state: an entry written and no longer in the pending cache (found), or none at all
+        (a label before its event, or an event whose user has a label parked)."""
         self._state = state
         self._keys = keys
         self._capacity = capacity
+        counter = state_reads if state_reads is not None else LabelledCounter("", "", ("found",))
+        self._reads_found: CounterChild = counter.labels("true")
+        self._reads_absent: CounterChild = counter.labels("false")
         self._deferred = deferred
         self._writer = writer
         from collections import OrderedDict
@@ -746,7 +759,12 @@ class JoinMap:
         if found is not None:
             return found
         self._keys.to(user)
-        return self._state.get(event_id)
+        read: JoinEntry | None = self._state.get(event_id)
+        if read is None:
+            self._reads_absent.inc()
+        else:
+            self._reads_found.inc()
+        return read
 
     def put(self, user: str, event_id: str, entry: JoinEntry) -> None:
         stored = stored_entry(entry)

@@ -56,6 +56,8 @@ from tests.e2e.helpers import (
 
 pytestmark = pytest.mark.e2e
 log_figures = logging.getLogger(__name__)
+# The label join's reads of Flink's state that found no entry (job/state.py JoinMap.get).
+ABSENT_READS = 'streamscore_join_state_reads_total{found="false"}'
 
 RATE = 250  # events per second, in event time and on the wall clock
 SECONDS = 100
@@ -199,6 +201,7 @@ def test_labels_challenger_promotion_and_failover(
     job = find_job(settings)
     assert job is not None
     job_id = job["jid"]
+    absent_reads_before = job_metric_total(settings, ABSENT_READS)
 
     log: dict[str, Any] = {"events": [], "labels_sent": 0, "expected": Counter()}
     sender = threading.Thread(target=_traffic, args=(settings, 4242, log), daemon=True)
@@ -259,6 +262,10 @@ def test_labels_challenger_promotion_and_failover(
     assert len(outcomes) + sum(label_dead.values()) == log["labels_sent"]
     for reason, expected in log["expected"].items():
         assert label_dead[reason] == expected, (reason, label_dead)
+    # Each label of an event nobody sent found no entry waiting nor in the pending cache, read
+    # Flink's state and found nothing there either (streamscore_join_state_reads_total).
+    absent_reads = job_metric_total(settings, ABSENT_READS) - absent_reads_before
+    assert absent_reads >= log["expected"]["label:unknown_event"] > 0
 
     # After the drift (once the challenger had time to adapt), it beats the champion.
     drift_ms = events[0]["event_time"] + (DRIFT_AT_S + 20) * 1000

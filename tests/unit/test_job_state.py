@@ -492,6 +492,31 @@ def test_the_join_map_answers_pending_entries_and_writes_through_when_not_deferr
     assert ("u1", "p2") not in backing.entries and join.get("u1", "p2") is None
 
 
+def test_the_join_map_counts_its_reads_of_flinks_state_found_or_not() -> None:
+    """``streamscore_join_state_reads``: only reads that reach Flink's state count, by whether
+    they found an entry; what waits to be written and the pending cache answer uncounted."""
+    from streamscore.job.state import JoinMap
+    from streamscore.metric_values import LabelledCounter
+
+    keys = _Keys()
+    backing = _FakeMapState(keys)
+    reads = LabelledCounter("streamscore_join_state_reads", "", ("found",))
+    writer = _writer(keys, join=backing)
+    join = JoinMap(backing, keys, 1, deferred=True, writer=writer, state_reads=reads)
+    assert join.get("u1", "e0") is None  # a label before its event
+    join.put("u1", "e1", fresh_pending_entry(pending(1)))
+    join.put("u1", "e2", fresh_pending_entry(pending(2)))
+    assert join.get("u1", "e1") is not None  # waiting to be written
+    join.stage("u1")
+    writer.flush()
+    assert join.get("u1", "e2") == pending_entry(pending(2))  # the pending cache (its last one)
+    assert reads.labels("true").value == 0 and reads.labels("false").value == 1
+    assert join.get("u1", "e1") == pending_entry(pending(1))  # left the cache: read
+    assert join.get("u1", "e9") is None
+    assert reads.labels("true").value == 1 and reads.labels("false").value == 2
+    assert backing.reads == 3
+
+
 def test_a_fresh_pending_entry_is_written_packed_when_not_deferred() -> None:
     from streamscore.job.state import JoinMap
 
