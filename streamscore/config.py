@@ -145,10 +145,13 @@ class Settings(BaseSettings):
     parallelism: int = Field(1, ge=1)  # the control and outcomes sources
     # The events and labels source, the scoring operator (decode, features, model, Redis) and its
     # sink run at this parallelism, one of each per slot. The job needs scoring_parallelism + 1 (the
-    # learner) slots (see flink_taskmanagers). One on a 2-core machine: two drained 4 % faster in
-    # alternating runs of the thirty-fifth session (bench/HISTORY.md; slower in the second
-    # session's), for 7 % more CPU per event, a box with no idle CPU left (the learner then waits
-    # for one) and a fourth TaskManager to keep a spare. Raise it with the cores.
+    # learner) slots (see flink_taskmanagers). One on a 2-core machine, for the latency: in
+    # alternating 1,000,000-event drains of the forty-third session two drained 17 % faster
+    # exactly once and 12 % faster at least once (the box's CPU then all used, the learner
+    # waiting for it), but at 5,000 events/s at least once their p99 was 55 and 70 ms against 36
+    # and 38 with one (the bar is 50), and 50 and 64 with buffer_timeout_ms=1 (bench/HISTORY.md).
+    # Two where draining backlogs matters more than that tail, with a fourth TaskManager to keep
+    # a spare; raise it with the cores.
     scoring_parallelism: int = Field(1, ge=1)
     # A full collection of the TaskManager interpreter's cyclic garbage collector every this many
     # generation-1 collections (CPython: 10). Full collections walk every cached user's state;
