@@ -472,7 +472,8 @@ def _checkpoint_lines(systems: dict[str, Any]) -> list[str]:
         "while the operator kept up (state_write_ahead_ms); then the label join's reads of "
         "Flink's state (streamscore_join_state_reads): a label or an event whose entry was "
         "neither waiting to be written nor in the pending cache (pending_cache_outcomes), and "
-        "how many found one.",
+        "how many found one (a parked label its event came for, or a pending entry that had "
+        "left the cache).",
         "",
         "| system | part | checkpoints | end to end | barrier | sync | async | write-outs |",
         "|---|---|---:|---:|---:|---:|---:|---|",

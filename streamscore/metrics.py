@@ -94,10 +94,10 @@ class Metrics(Collector):
         )
         self.join_state_reads = LabelledCounter(
             "streamscore_join_state_reads",
-            "Scoring operator: label-join entries read from Flink's keyed state, neither waiting "
-            "to be written nor in the pending cache (pending_cache_outcomes), by whether one was "
-            "found (written, then left the cache: a larger cache would have spared the read) or "
-            "not (a label before its event)",
+            "Scoring operator: label-join entries read from Flink's keyed state (neither waiting "
+            "to be written nor in the pending cache, pending_cache_outcomes), by whether one was "
+            "found (written before: a parked label its event came for, or a pending entry that "
+            "had left the cache) or not (a label before its event)",
             ("found",),
         )
         self.scores = Histogram("streamscore_score", "Distribution of model scores", SCORE_BUCKETS)

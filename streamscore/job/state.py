@@ -722,8 +722,9 @@ class JoinMap:
         state_reads: LabelledCounter | None = None,
     ) -> None:
         """``state_reads`` (by ``found``: true, false) counts the reads that went to Flink's
-        state: an entry written and no longer in the pending cache (found), or none at all
-        (a label before its event, or an event whose user has a label parked)."""
+        state: an entry written before (found: a parked label that its event came for, or a
+        pending entry that left the pending cache), or none at all (a label before its event,
+        or an event of a user whose parked labels are not known by id)."""
         self._state = state
         self._keys = keys
         self._capacity = capacity
