@@ -753,7 +753,15 @@ class ScoringOperator:
         kind = entry[0]
         if kind == PENDING:
             event_time = pending_event_time(entry)
-            owner: ScoringState | None = self._state.get(user_id)
+            # The owner's state only for its join summary (state.DueSummary), and only if the
+            # cache holds it. Not held (a label comes long after its event, and with many users
+            # the user has left the cache), its read, unpickle and the write of the whole state
+            # again would be a quarter of the scoring thread with 1,000,000 users
+            # (bench/HISTORY.md, forty-fourth session). Its summary then still counts this entry
+            # as pending, so the timer at the pending deadline walks the map and rebuilds it: an
+            # error towards walking, which the summary allows, and the outputs are the same
+            # (tests/unit/test_timer_summary.py).
+            owner: ScoringState | None = self._state.cached(user_id)
             if owner is not None:
                 if owner.due is not None and not owner.due.remove_pending(
                     event_time + self._horizon_ms

@@ -635,6 +635,18 @@ class UserStateCache:
             self._remember(user, found)
         return found
 
+    def cached(self, user: str) -> ScoringState | None:
+        """``user``'s state if this cache holds it, else None, without reading Flink's state:
+        for a caller that can do without a state it would have to read (the label join's
+        summary, ``ScoringOperator._join``)."""
+        entries = self._entries
+        found = entries.get(user)
+        if found is not None:
+            if len(entries) > self._recent_from:
+                entries.move_to_end(user)
+            self.hits += 1
+        return found
+
     def put(self, user: str, value: ScoringState) -> None:
         if self._deferred:
             self._changed.add(user)

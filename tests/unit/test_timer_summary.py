@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import pickle
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 from streamscore.config import Settings
 from streamscore.generator import GeneratorConfig, TransactionGenerator
 from streamscore.job.batches import pack_records, unpack_outputs
+from streamscore.job.state import CLOSED, PENDING
 from streamscore.resources import RECORD_TYPES, schema
 from streamscore.serde import Codec
 
@@ -77,11 +79,16 @@ class _CountedMapState(operator_cost._MapState):
 
 
 class _CountedValueState(operator_cost._ValueState):
-    """The fake value state of the users' ``ScoringState``, counting the writes."""
+    """The fake value state of the users' ``ScoringState``, counting the reads and writes."""
 
     def __init__(self) -> None:
         super().__init__()
         self.updates = 0
+        self.reads = 0
+
+    def value(self) -> Any:
+        self.reads += 1
+        return super().value()
 
     def update(self, value: Any) -> None:
         self.updates += 1
@@ -329,6 +336,67 @@ def test_known_parked_labels_spare_the_map_reads_and_change_nothing_else() -> No
     assert known["labels"].get("parked", 0) > 0
     assert known["reads"] < unknown["reads"], (known["reads"], unknown["reads"])
     assert known["walks"] < unknown["walks"], (known["walks"], unknown["walks"])
+
+
+def test_labels_of_users_out_of_the_cache_leave_their_summaries_and_change_no_output() -> None:
+    """A label closing a pending entry updates its user's summary only where the user's state
+    is cached (``ScoringOperator._join``); otherwise the summary still counts the entry as
+    pending, and the timer at its deadline walks. With a cache of four users of the stream's
+    hundred nearly every label finds its user gone: outputs, label counts and the join map at
+    the end must be those of a cache that holds every user, with more walks. At each
+    checkpoint the maps may differ only in when a user past the pending cap had its oldest
+    pending entries dropped, which a walk does, so it comes with the walks' times."""
+    records = _records(seed=11, events=EVENTS)
+    small = _run(records, walk_always=False, overrides={"state_cache_users": 4})
+    whole = _run(records, walk_always=False)
+    assert small["outputs"] == whole["outputs"]
+    assert small["labels"] == whole["labels"]
+    assert small["map"] == whole["map"]
+    for (_, ours), (_, theirs) in zip(small["snapshots"], whole["snapshots"], strict=True):
+        assert ours.keys() == theirs.keys()
+        for key in ours.keys():
+            if ours[key] != theirs[key]:
+                entries = [pickle.loads(entry) for entry in (ours[key], theirs[key])]
+                closed = [entry for entry in entries if entry[0] == CLOSED]
+                assert sorted(entry[0] for entry in entries) == [PENDING, CLOSED], key
+                assert closed[0][2] == "dropped", key
+    assert small["labels"].get("joined", 0) > 0
+    assert small["walks"] > whole["walks"], (small["walks"], whole["walks"])
+
+
+def test_a_label_whose_user_left_the_cache_is_joined_without_reading_the_users_state() -> None:
+    """The point of the above: the label's outcome comes out, and its user's state is neither
+    read from Flink's state nor written again."""
+    event_codec, label_codec = Codec("event"), Codec("label")
+    generator = TransactionGenerator(
+        GeneratorConfig(users=1_000, seed=5, events_per_second=5, start_ms=1_767_225_600_000)
+    )
+    events = [next(generator).event for _ in range(40)]
+    s = Settings().with_overrides({"metrics_port": 0, "redis_port": 1, "state_cache_users": 2})
+    function = operator_cost._ScoreEvents(s, {name: schema(name) for name in RECORD_TYPES}, None)
+    runtime = _RuntimeContext()
+    function.open(runtime)
+    ctx = _Context(_Timers())
+    try:
+        rows = [
+            (e["user_id"], event_codec.encode(e), "events", 0, i, e["event_time"])
+            for i, e in enumerate(events)
+        ]
+        list(function.process_element(pack_records(rows), ctx))
+        list(function.process_element(b"", ctx))  # a barrier: every change written
+        first = events[0]
+        user = first["user_id"]
+        assert function._scoring._state.cached(user) is None  # it left the cache
+        reads, updates = runtime.value_state.reads, runtime.value_state.updates
+        label = {"event_id": first["event_id"], "user_id": user, "is_fraud": True,
+                 "label_time": first["event_time"] + 2_000}  # fmt: skip
+        row = (user, label_codec.encode(label), "labels", 0, 40, label["label_time"])
+        out = list(function.process_element(pack_records([row]), ctx))
+        list(function.process_element(b"", ctx))
+    finally:
+        function.close()
+    assert [topic for piece in out for topic, _, _ in unpack_outputs(piece)] == [s.topic_outcomes]
+    assert (runtime.value_state.reads, runtime.value_state.updates) == (reads, updates)
 
 
 def test_timer_changes_wait_for_the_announced_barrier_and_checkpoints_hold_the_same_state() -> None:
