@@ -621,12 +621,8 @@ class UserStateCache:
         self.misses = 0
 
     def get(self, user: str) -> ScoringState | None:
-        entries = self._entries
-        found = entries.get(user)
+        found = self.cached(user)
         if found is not None:
-            if len(entries) > self._recent_from:
-                entries.move_to_end(user)
-            self.hits += 1
             return found
         self.misses += 1
         self._keys.to(user)
