@@ -259,8 +259,11 @@ class DueSummary:
     session). So:
 
     * pending entries are counted per timer step of their deadline (``pending``), one added per
-      scored event and one taken away when its label closes it: exact, because a pending entry
-      only ever changes through those two and the walk;
+      scored event and one taken away when its label closes it while the user's state is
+      cached: a pending entry only ever changes through those two and the walk, so the count is
+      exact or too high (a label whose user had left the cache leaves its entry counted rather
+      than read the state back: ``ScoringOperator._join``), and the walk at that deadline makes
+      it exact again;
     * closed entries only ever leave the map in a walk, so the earliest of their deadlines
       (``closed``, ``NEVER`` if none) stays exact; their deadlines are rounded up to a sweep step
       (``closed_sweep_step``) so that a walk forgets many at once;
