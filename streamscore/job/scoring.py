@@ -755,8 +755,8 @@ class ScoringOperator:
             event_time = pending_event_time(entry)
             # The owner's state only for its join summary (state.DueSummary), and only if the
             # cache holds it. Not held (a label comes long after its event, and with many users
-            # the user has left the cache), its read, unpickle and the write of the whole state
-            # again would be a quarter of the scoring thread with 1,000,000 users
+            # the user has left the cache), its read and unpickle were 12 % of the scoring thread
+            # with 1,000,000 users, and the whole state was then written again
             # (bench/HISTORY.md, forty-fourth session). Its summary then still counts this entry
             # as pending, so the timer at the pending deadline walks the map and rebuilds it: an
             # error towards walking, which the summary allows, and the outputs are the same
