@@ -52,6 +52,10 @@ class _ValueState:
     def clear(self) -> None:
         self._values.pop(_Key.current, None)
 
+    def keys(self) -> list[str]:
+        """The users with a value (``StateWrites.userKeys`` lists them in Flink)."""
+        return list(self._values)
+
 
 class _MapState:
     def __init__(self) -> None:

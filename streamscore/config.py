@@ -191,6 +191,12 @@ class Settings(BaseSettings):
     # (job/state.py UserStateCache): a hit spares a JVM call, a RocksDB read and an unpickle.
     # Least recently used go first; 0 turns the cache off.
     state_cache_users: int = Field(50_000, ge=0)
+    # A user the scoring operator has never seen (not in its state when it opened, not written
+    # since) is new without a read of Flink's state (job/state.py KnownUsers): with many users
+    # most events are a user's first, and each such read was a call into the JVM and a RocksDB
+    # miss. A Bloom filter; this share of the users it has not seen read the state all the same.
+    # 0 turns it off (every user not cached is read).
+    state_known_users_error: float = Field(0.01, ge=0, lt=1)
     # Pending outcomes (scored events awaiting their label) each scoring subtask also keeps in
     # Python (job/state.py JoinMap), so a label that finds its event pending reads no state.
     pending_cache_outcomes: int = Field(200_000, ge=0)

@@ -100,6 +100,13 @@ class Metrics(Collector):
             "had left the cache) or not (a label before its event)",
             ("found",),
         )
+        self.state_reads_skipped = LabelledCounter(
+            "streamscore_state_reads_skipped",
+            "Scoring operator: reads of Flink's keyed state left out because the user had never "
+            "been seen (job/state.py KnownUsers), by state: the user's value or a label-join "
+            "entry",
+            ("state",),
+        )
         self.scores = Histogram("streamscore_score", "Distribution of model scores", SCORE_BUCKETS)
         self.model_info = Gauge(
             "streamscore_model_info",
@@ -124,8 +131,8 @@ class Metrics(Collector):
             self.events, self.dead_letters, self.late_events, self.predictions, self.degraded,
             self.feature_store_writes, self.feature_store_catch_ups, self.expired_users,
             self.latency, self.state_writes, self.state_written_ahead, self.state_flushed_ahead,
-            self.join_state_reads, self.scores, self.model_info, self.challenger_info, self.labels,
-            self.control,
+            self.join_state_reads, self.state_reads_skipped, self.scores, self.model_info,
+            self.challenger_info, self.labels, self.control,
         ]  # fmt: skip
         # Readouts computed when Prometheus scrapes, by name: the learner's live quality
         # ("quality", "concept_drift") and the scorer's data drift ("drift"). An operator sets

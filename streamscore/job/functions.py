@@ -48,6 +48,7 @@ from streamscore.job.batches import (
 from streamscore.job.floor import FloorOperator
 from streamscore.job.load import SCORING_LOAD, LoadMeter
 from streamscore.job.scoring import ControlReader, ScoringOperator
+from streamscore.job.state import JOIN_STATE_NAME, USER_STATE_NAME
 from streamscore.job.state_writes import JvmStateWrites
 from streamscore.metrics import process_metrics
 from streamscore.model.compiled_learning import ChallengerLearner
@@ -130,10 +131,10 @@ class ScoreEvents(KeyedBroadcastProcessFunction):
         self._keys = self._key_switch(runtime_context)
         self._synced = False
         user_state = runtime_context.get_state(
-            ValueStateDescriptor("scoring-user-v3", Types.PICKLED_BYTE_ARRAY())
+            ValueStateDescriptor(USER_STATE_NAME, Types.PICKLED_BYTE_ARRAY())
         )
         join_state = runtime_context.get_map_state(
-            MapStateDescriptor("label-join-v3", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+            MapStateDescriptor(JOIN_STATE_NAME, Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
         self._scoring: ScoringOperator | FloorOperator
         if s.scoring_floor != "off":

@@ -38,8 +38,10 @@ from streamscore.job.state import (
     CLOSED,
     PARKED,
     PENDING,
+    USER_STATE_NAME,
     JoinEntry,
     JoinMap,
+    KnownUsers,
     PackedOutcome,
     ParkedLabel,
     PendingOutcome,
@@ -60,6 +62,7 @@ from streamscore.job.state import (
     summarise,
     sweep_phase,
     timer_time,
+    unpack_users,
 )
 from streamscore.job.state_writes import JvmStateWrites, StateWriter
 from streamscore.metrics import process_metrics
@@ -219,7 +222,23 @@ class ScoringOperator:
         # Whether the last batch may be followed by a write-ahead (after_batch).
         self._write_ahead_after = False
         self._metrics = process_metrics(s.metrics_host, s.metrics_port)
-        self._state = UserStateCache(user_state, keys, s.state_cache_users, deferred, self._writer)
+        # The users with state when this subtask opened (restored from a checkpoint or a
+        # savepoint, or none), listed in one call: users not among them and not kept since are
+        # new without a read (KnownUsers).
+        listing_started = time.monotonic()
+        listed = state_writes.userKeys(USER_STATE_NAME) if s.state_known_users_error > 0 else None
+        users = unpack_users(listed) if listed is not None else None
+        known = KnownUsers(users, s.state_known_users_error)
+        if users is not None:
+            log.info(
+                "%d users with state in this subtask, listed in %.0f ms: users never seen are "
+                "new without a read", len(users), (time.monotonic() - listing_started) * 1000,
+            )  # fmt: skip
+        skipped = self._metrics.state_reads_skipped
+        self._state = UserStateCache(
+            user_state, keys, s.state_cache_users, deferred, self._writer, known,
+            skipped.labels("user"),
+        )  # fmt: skip
         # event id -> its entry in the label join (job/state.py): a record touches one entry.
         self._join_map = JoinMap(
             join_state,
@@ -228,6 +247,8 @@ class ScoringOperator:
             deferred,
             self._writer,
             self._metrics.join_state_reads,
+            known,
+            skipped.labels("join"),
         )
         self._packer = OutputPacker()
         # A batch's events are scored together (_score_unscored): the model's trees stay in the

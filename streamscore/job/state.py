@@ -52,6 +52,9 @@ from streamscore.metric_values import CounterChild, LabelledCounter
 # features' numeric windows as rings of cells in one array (features/rings.py), pickled packed;
 # the state names stay, and a value of 3 does not read back (``streamscore upgrade`` refuses it).
 STATE_VERSION = 4
+# The operator's keyed states (job/functions.py): the users' values and the label-join map.
+USER_STATE_NAME: Final = "scoring-user-v3"
+JOIN_STATE_NAME: Final = "label-join-v3"
 # Timer deadlines are rounded up to this step of event time (see the module's docstring).
 TIMER_STEP_MS = 10_000
 # A deadline that never comes.
@@ -571,6 +574,78 @@ class WriteAheadWindow:
         return self._opens_at + self._window_s - self._clock()
 
 
+class KnownUsers:
+    """The users that may have state in this subtask: those in Flink's keyed state when the
+    operator opened (``StateWrites.userKeys``), and every user the operator has kept since.
+
+    A user not among them has neither a value nor label-join entries in Flink's state: a join
+    entry is only ever written along with its user's value, and a value is cleared only when the
+    user has no entry left (``ScoringOperator._on_timer``). So ``UserStateCache`` and
+    ``JoinMap`` answer "none" for such a user without a call into the JVM and a RocksDB read:
+    with 1,000,000 users nearly every event is its user's first, and those reads were 13 % of
+    the scoring thread (bench/HISTORY.md, forty-fourth session).
+
+    Bloom filters (``rbloom``): of the users never seen, about ``error`` per filter are taken for
+    seen ones and read, as they all were before. A filter holds as many users as it was made
+    for; then a new one twice its size takes the next users, so the memory follows the users
+    (1.2 MB per million at 1 %) and the error stays near ``error`` per filter. ``users=None``
+    (the state's users could not be listed) or ``error=0``: it knows nothing, and every user
+    not cached is read."""
+
+    def __init__(self, users: list[str] | None, error: float, first_capacity: int = 65_536) -> None:
+        self.enabled = users is not None and error > 0
+        self._error = error
+        self._filters: list[Any] = []
+        # Users the newest filter can still take at its error.
+        self._room = 0
+        self._next_capacity = first_capacity
+        if users is not None and self.enabled:
+            self._grow(max(first_capacity, 2 * len(users)))
+            self._filters[-1].update(users)
+            self._room -= len(users)
+
+    def may_have_state(self, user: str) -> bool:
+        """False only for a user that certainly has no state."""
+        if not self.enabled:
+            return True
+        for seen in self._filters:
+            if user in seen:
+                return True
+        return False
+
+    def add(self, user: str) -> None:
+        """``user`` may have state from now on."""
+        if not self.enabled or self.may_have_state(user):
+            return
+        if self._room <= 0:
+            self._grow(self._next_capacity)
+        self._filters[-1].add(user)
+        self._room -= 1
+
+    def _grow(self, capacity: int) -> None:
+        from rbloom import Bloom
+
+        self._filters.append(Bloom(capacity, self._error))
+        self._room = capacity
+        self._next_capacity = 2 * capacity
+
+    @property
+    def filters(self) -> int:
+        return len(self._filters)
+
+
+def unpack_users(packed: bytes) -> list[str]:
+    """The users ``StateWrites.userKeys`` packed: per user, its length (big-endian int) and
+    UTF-8 bytes."""
+    users: list[str] = []
+    at, end = 0, len(packed)
+    while at < end:
+        length = int.from_bytes(packed[at : at + 4], "big")
+        users.append(packed[at + 4 : at + 4 + length].decode())
+        at += 4 + length
+    return users
+
+
 class UserStateCache:
     """A cache of users' ``ScoringState`` in front of Flink's keyed value state, written behind.
 
@@ -601,12 +676,23 @@ class UserStateCache:
     """
 
     def __init__(
-        self, state: Any, keys: KeyScope, capacity: int, deferred: bool, writer: StateWriter
+        self,
+        state: Any,
+        keys: KeyScope,
+        capacity: int,
+        deferred: bool,
+        writer: StateWriter,
+        known: KnownUsers | None = None,
+        reads_skipped: CounterChild | None = None,
     ) -> None:
+        """``known``: the users that may have state (``KnownUsers``; by default none is known
+        and every user not cached is read); ``reads_skipped`` counts the reads it spared."""
         from collections import OrderedDict
 
         self._state = state
         self._keys = keys
+        self._known = known if known is not None else KnownUsers(None, 0.0)
+        self._reads_skipped = reads_skipped if reads_skipped is not None else CounterChild()
         self._capacity = capacity
         # The least recently used user leaves a full cache; until it is half full none can, so
         # the order of use is kept from then on only (moving the user to the end on every read
@@ -628,6 +714,9 @@ class UserStateCache:
         if found is not None:
             return found
         self.misses += 1
+        if not self._known.may_have_state(user):
+            self._reads_skipped.inc()
+            return None
         self._keys.to(user)
         found = self._state.value()
         if found is not None:
@@ -682,7 +771,10 @@ class UserStateCache:
 
     def _remember(self, user: str, value: ScoringState) -> None:
         entries = self._entries
+        before = len(entries)
         entries[user] = value
+        if len(entries) > before:  # not held until now: perhaps never seen
+            self._known.add(user)
         if len(entries) <= self._recent_from:
             return
         entries.move_to_end(user)
@@ -731,12 +823,18 @@ class JoinMap:
         deferred: bool,
         writer: StateWriter,
         state_reads: LabelledCounter | None = None,
+        known: KnownUsers | None = None,
+        reads_skipped: CounterChild | None = None,
     ) -> None:
         """``state_reads`` (by ``found``: true, false) counts the reads that went to Flink's
         state: an entry written before (found: a parked label that its event came for, or a
         pending entry that left the pending cache), or none at all (a label before its event,
-        or an event of a user whose parked labels are not known by id)."""
+        or an event of a user whose parked labels are not known by id). ``known``: the users
+        that may have state (``KnownUsers``, shared with the ``UserStateCache``): a user never
+        seen has no entry to read, which ``reads_skipped`` counts."""
         self._state = state
+        self._known = known if known is not None else KnownUsers(None, 0.0)
+        self._reads_skipped = reads_skipped if reads_skipped is not None else CounterChild()
         self._keys = keys
         self._capacity = capacity
         counter = state_reads if state_reads is not None else LabelledCounter("", "", ("found",))
@@ -770,6 +868,9 @@ class JoinMap:
         found = self._pending.get((user, event_id))
         if found is not None:
             return found
+        if not self._known.may_have_state(user):
+            self._reads_skipped.inc()
+            return None
         self._keys.to(user)
         read: JoinEntry | None = self._state.get(event_id)
         if read is None:

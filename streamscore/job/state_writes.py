@@ -57,6 +57,8 @@ class JvmStateWrites(Protocol):
 
     def startFlush(self) -> bool: ...  # noqa: N802 (the Java method's name)
 
+    def userKeys(self, state_name: str) -> bytes | None: ...  # noqa: N802 (the Java method's name)
+
 
 class StateWriter:
     """Stages users' value and join-entry changes, and writes them in one call (``flush``).
@@ -172,6 +174,18 @@ class PythonStateWrites:
     def startFlush(self) -> bool:  # noqa: N802 (the Java method's name)
         """Nothing to flush outside Flink."""
         return False
+
+    def userKeys(self, state_name: str) -> bytes | None:  # noqa: N802 (the Java method's name)
+        """The users with a value, packed as ``StateWrites.userKeys`` packs them; None when the
+        value state cannot list them (a state object without ``keys()``)."""
+        listed = getattr(self._users, "keys", None)
+        if listed is None:
+            return None
+        out = bytearray()
+        for user in listed():
+            raw = user.encode()
+            out += _INT.pack(len(raw)) + raw
+        return bytes(out)
 
     def write(self, packed: bytes) -> int:
         at, written, unpack_int = 0, 0, _INT.unpack_from

@@ -58,6 +58,9 @@ pytestmark = pytest.mark.e2e
 log_figures = logging.getLogger(__name__)
 # The label join's reads of Flink's state that found no entry (job/state.py JoinMap.get).
 ABSENT_READS = 'streamscore_join_state_reads_total{found="false"}'
+# Reads of a user's value left out because the user was new to the operator (job/state.py
+# KnownUsers; the list of users with state comes from the JVM when the operator opens).
+SKIPPED_USER_READS = 'streamscore_state_reads_skipped_total{state="user"}'
 
 RATE = 250  # events per second, in event time and on the wall clock
 SECONDS = 100
@@ -202,6 +205,7 @@ def test_labels_challenger_promotion_and_failover(
     assert job is not None
     job_id = job["jid"]
     absent_reads_before = job_metric_total(settings, ABSENT_READS)
+    skipped_before = job_metric_total(settings, SKIPPED_USER_READS)
 
     log: dict[str, Any] = {"events": [], "labels_sent": 0, "expected": Counter()}
     sender = threading.Thread(target=_traffic, args=(settings, 4242, log), daemon=True)
@@ -266,6 +270,10 @@ def test_labels_challenger_promotion_and_failover(
     # Flink's state and found nothing there either (streamscore_join_state_reads_total).
     absent_reads = job_metric_total(settings, ABSENT_READS) - absent_reads_before
     assert absent_reads >= log["expected"]["label:unknown_event"] > 0
+    # The users' first events were known to be new without a read. (The labels above, joined
+    # to events scored before the TaskManager's kill, show that the users restored with state
+    # were still read: taken for new, their labels would have found no pending entry.)
+    assert job_metric_total(settings, SKIPPED_USER_READS) - skipped_before > 0
 
     # After the drift (once the challenger had time to adapt), it beats the champion.
     drift_ms = events[0]["event_time"] + (DRIFT_AT_S + 20) * 1000

@@ -198,6 +198,8 @@ def _run(
     operator = function._scoring
     labels = operator._metrics.labels
     before = {name: child.value for name, child in labels.children.items()}
+    skipped = operator._metrics.state_reads_skipped
+    skipped_before = {name: child.value for name, child in skipped.children.items()}
     timers = _Timers()
     ctx = _Context(timers)
     outputs: Counter[tuple[str, str, Any]] = Counter()
@@ -273,6 +275,11 @@ def _run(
         "reads": _CountedMapState.reads,
         "values": dict(runtime.value_state._values),
         "value_writes": runtime.value_state.updates,
+        "value_reads": runtime.value_state.reads,
+        "reads_skipped": {
+            name[0]: child.value - skipped_before.get(name, 0.0)
+            for name, child in skipped.children.items()
+        },
         "flushes": operator._writer.flushes,
         "snapshots": snapshots,
         "left_waiting": left_waiting,

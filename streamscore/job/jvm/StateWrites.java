@@ -3,6 +3,7 @@ package streamscore.flink;
 import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.runtime.state.KeyedStateBackend;
+import org.apache.flink.runtime.state.VoidNamespace;
 import org.apache.flink.types.Row;
 
 import org.rocksdb.ColumnFamilyHandle;
@@ -16,6 +17,7 @@ import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.stream.Stream;
 
 /**
  * The scoring operator's keyed-state writes and its join-map walks, many users per call.
@@ -178,6 +180,30 @@ public class StateWrites {
             size = putInt(out, size, value.length);
             System.arraycopy(value, 0, out, size, value.length);
             size += value.length;
+        }
+        return Arrays.copyOf(out, size);
+    }
+
+    /**
+     * Every user that has a value in the keyed value state named {@code stateName}, in this
+     * subtask's key groups, packed as per user: its length and UTF-8 bytes. One call, made once
+     * when the operator opens, so that it knows which users have state without asking RocksDB
+     * for each new one (state.KnownUsers). Does not change the current key.
+     */
+    public byte[] userKeys(String stateName) throws Exception {
+        byte[] out = new byte[4096];
+        int size = 0;
+        try (Stream<Row> keys = backend.getKeys(stateName, VoidNamespace.INSTANCE)) {
+            for (Iterator<Row> it = keys.iterator(); it.hasNext(); ) {
+                byte[] user = ((String) it.next().getField(0)).getBytes(StandardCharsets.UTF_8);
+                int needed = size + 4 + user.length;
+                if (needed > out.length) {
+                    out = Arrays.copyOf(out, Math.max(needed, 2 * out.length));
+                }
+                size = putInt(out, size, user.length);
+                System.arraycopy(user, 0, out, size, user.length);
+                size += user.length;
+            }
         }
         return Arrays.copyOf(out, size);
     }
