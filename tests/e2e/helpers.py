@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import re
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -27,30 +29,66 @@ def as_overrides(settings: dict[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in settings.items()]
 
 
+def _metrics_ports(settings: Settings) -> range:
+    """Each TaskManager running a Python operator serves its own /metrics, on consecutive ports
+    from ``metrics_port`` (the spare TaskManager runs none, so one port may be closed)."""
+    return range(settings.metrics_port, settings.metrics_port + settings.flink_taskmanagers)
+
+
+def _metrics_text(settings: Settings, port: int) -> str | None:
+    url = f"http://{settings.metrics_host}:{port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+    except OSError:  # nothing listening: a TaskManager without a Python operator
+        return None
+
+
 def job_metrics_text(settings: Settings) -> str:
-    """The job's Prometheus text, all TaskManagers together: each TaskManager running a Python
-    operator serves its own /metrics, on consecutive ports from ``metrics_port`` (the spare
-    TaskManager runs none, so one port may be closed)."""
-    texts = []
-    for port in range(settings.metrics_port, settings.metrics_port + settings.flink_taskmanagers):
-        url = f"http://{settings.metrics_host}:{port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                texts.append(response.read().decode())
-        except OSError:  # nothing listening: a TaskManager without a Python operator
-            continue
-    return "".join(texts)
+    """The job's Prometheus text, all TaskManagers together."""
+    texts = (_metrics_text(settings, port) for port in _metrics_ports(settings))
+    return "".join(text for text in texts if text is not None)
+
+
+def _sample_value(text: str, sample: str) -> float:
+    line_start = sample + " "
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(line_start))
 
 
 def job_metric_total(settings: Settings, sample: str) -> float:
     """One sample of the job's Prometheus text, named as printed (``name{label="value"}``),
-    summed over its TaskManagers. The counters outlive a job: compare before and after."""
-    line_start = sample + " "
-    return sum(
-        float(line.split()[-1])
-        for line in job_metrics_text(settings).splitlines()
-        if line.startswith(line_start)
-    )
+    summed over its TaskManagers. The counters outlive a job: compare before and after, and
+    across a kill compare with ``job_metric_by_process`` and ``increase``."""
+    return _sample_value(job_metrics_text(settings), sample)
+
+
+def job_metric_by_process(settings: Settings, sample: str) -> dict[int, float]:
+    """One sample per process serving the job's metrics, by pid. A process killed and started
+    again starts its counters from zero under a new pid: ``increase`` counts it from there."""
+    values: dict[int, float] = {}
+    for port in _metrics_ports(settings):
+        text = _metrics_text(settings, port)
+        pid = listening_pid(port)
+        if text is not None and pid is not None:
+            values[pid] = _sample_value(text, sample)
+    return values
+
+
+def listening_pid(port: int) -> int | None:
+    """The pid of the process listening on a local TCP port, if any."""
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    for line in listening.splitlines():
+        if f":{port} " in line:
+            pid = re.search(r"pid=(\d+)", line)
+            return int(pid.group(1)) if pid else None
+    return None
+
+
+def increase(before: dict[int, float], after: dict[int, float]) -> float:
+    """How much a counter grew between two ``job_metric_by_process`` readings, as Prometheus'
+    ``increase`` would have it: a process started since counts from zero, and what a process
+    gone since had counted after ``before`` is lost (a drop is never a negative increase)."""
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
 def send(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
@@ -109,9 +147,6 @@ def collect(
 
 def taskmanager_pid_of(settings: Settings, job_id: str, operator: str) -> int:
     """The pid of the TaskManager running (the first subtask of) the named operator."""
-    import re
-    import subprocess
-
     from streamscore.stack import flink
 
     vertex = next(
@@ -121,13 +156,9 @@ def taskmanager_pid_of(settings: Settings, job_id: str, operator: str) -> int:
     tm = flink.rest(settings, f"/taskmanagers/{subtask['taskmanager-id']}")
     match = re.search(r":(\d+)/", tm["path"])
     assert match, tm["path"]
-    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    for line in listening.splitlines():
-        if f":{match.group(1)} " in line:
-            pid = re.search(r"pid=(\d+)", line)
-            assert pid, line
-            return int(pid.group(1))
-    raise AssertionError(f"no process listens on the TaskManager's port {match.group(1)}")
+    pid = listening_pid(int(match.group(1)))
+    assert pid is not None, f"no process listens on the TaskManager's port {match.group(1)}"
+    return pid
 
 
 def expected_store(events: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str, float]]]:

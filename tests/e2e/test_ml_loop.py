@@ -49,6 +49,8 @@ from streamscore.stack import stack as stack_module
 from tests.e2e.helpers import (
     RunJob,
     collect,
+    increase,
+    job_metric_by_process,
     job_metric_total,
     recent_events,
     taskmanager_pid_of,
@@ -204,8 +206,9 @@ def test_labels_challenger_promotion_and_failover(
     job = find_job(settings)
     assert job is not None
     job_id = job["jid"]
-    absent_reads_before = job_metric_total(settings, ABSENT_READS)
-    skipped_before = job_metric_total(settings, SKIPPED_USER_READS)
+    # By process: the kill below may take counters with it (helpers.increase).
+    absent_reads_before = job_metric_by_process(settings, ABSENT_READS)
+    skipped_before = job_metric_by_process(settings, SKIPPED_USER_READS)
 
     log: dict[str, Any] = {"events": [], "labels_sent": 0, "expected": Counter()}
     sender = threading.Thread(target=_traffic, args=(settings, 4242, log), daemon=True)
@@ -268,12 +271,12 @@ def test_labels_challenger_promotion_and_failover(
         assert label_dead[reason] == expected, (reason, label_dead)
     # Each label of an event nobody sent found no entry waiting nor in the pending cache, read
     # Flink's state and found nothing there either (streamscore_join_state_reads_total).
-    absent_reads = job_metric_total(settings, ABSENT_READS) - absent_reads_before
+    absent_reads = increase(absent_reads_before, job_metric_by_process(settings, ABSENT_READS))
     assert absent_reads >= log["expected"]["label:unknown_event"] > 0
     # The users' first events were known to be new without a read. (The labels above, joined
     # to events scored before the TaskManager's kill, show that the users restored with state
     # were still read: taken for new, their labels would have found no pending entry.)
-    assert job_metric_total(settings, SKIPPED_USER_READS) - skipped_before > 0
+    assert increase(skipped_before, job_metric_by_process(settings, SKIPPED_USER_READS)) > 0
 
     # After the drift (once the challenger had time to adapt), it beats the champion.
     drift_ms = events[0]["event_time"] + (DRIFT_AT_S + 20) * 1000
