@@ -45,16 +45,19 @@ _ANNOTATED = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+\S*?:(CPyDef_\w+)")
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def count(events: int, users: int, checkpoint_records: int, output: Path) -> int:
+def count(events: int, users: int, checkpoint_records: int, label_lag: int, output: Path) -> int:
     """Runs ``operator_cost.py`` under callgrind; the instructions counted in the operator."""
     command = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={output}",
         "--collect-atstart=no", f"--toggle-collect={ENTRY}",
         sys.executable, str(HERE / "operator_cost.py"), "--events", str(events),
         "--users", str(users), "--checkpoint-records", str(checkpoint_records),
+        "--label-lag", str(label_lag),
     ]  # fmt: skip
     # Fixed string hashing: sets and dicts of strings then iterate in the same order each run.
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    # LightGBM's own trees, not lleaves' (model/compiled_forest.py): LLVM compiling them under
+    # valgrind ends in a segmentation fault (llvmlite 0.44.0, valgrind 3.19.0).
+    env = {**os.environ, "PYTHONHASHSEED": "0", "STREAMSCORE_MODEL_COMPILE_TREES": "false"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     found = _COLLECTED.findall(done.stderr)
     if done.returncode != 0 or not found:
@@ -90,6 +93,11 @@ def main() -> None:
         "--checkpoint-records", type=int, default=5_000,
         help="a checkpoint barrier (the operator's write-out) after this many records",
     )  # fmt: skip
+    parser.add_argument(
+        "--label-lag", type=int, default=-1,
+        help="operator_cost.py's --label-lag: each label this many events after its event "
+        "(by default every label after all the events)",
+    )  # fmt: skip
     parser.add_argument("--top", type=int, default=15, help="functions to list")
     parser.add_argument("--keep", type=Path, help="keep callgrind's output file here")
     args = parser.parse_args()
@@ -98,7 +106,7 @@ def main() -> None:
             sys.exit(f"{tool} not found: apt-get install valgrind")
     with tempfile.TemporaryDirectory() as scratch:
         output = args.keep or Path(scratch) / "callgrind.out"
-        total = count(args.events, args.users, args.checkpoint_records, output)
+        total = count(args.events, args.users, args.checkpoint_records, args.label_lag, output)
         if total == 0:
             sys.exit(f"no instruction counted in {ENTRY}: is the scoring path compiled?")
         functions = heaviest(output, 10_000)
