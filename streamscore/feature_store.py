@@ -30,7 +30,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import orjson
 import redis
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 # WRONGTYPE, does not fail the others). One script call per batch instead of one per user: the
 # per-command work (packing, Lua entry, reply parsing) was most of the writer's cost, in the
 # job's interpreter and in Redis. The keys of a batch must live on one Redis (no Cluster).
-CONDITIONAL_WRITE = """
+CONDITIONAL_WRITE: Final = """
 local results = {}
 for i, key in ipairs(KEYS) do
   local at = 3 * i + 1
@@ -79,7 +79,7 @@ PendingWrite = tuple[int, str, Sequence[float]]
 # (a ConnectionError in redis-py), lost its script cache in a restart, is out of memory for the
 # moment, or is a replica. A write that gets one is kept and replayed; any other error reply
 # (WRONGTYPE, say) would fail the same way forever, so that write is counted and dropped.
-TRANSIENT_ERRORS = (
+TRANSIENT_ERRORS: Final = (
     redis.ConnectionError,
     redis.TimeoutError,
     OSError,
@@ -87,7 +87,7 @@ TRANSIENT_ERRORS = (
     OutOfMemoryError,
     ReadOnlyError,
 )
-TRANSIENT_REPLIES = ("BUSY", "MASTERDOWN", "TRYAGAIN")
+TRANSIENT_REPLIES: Final = ("BUSY", "MASTERDOWN", "TRYAGAIN")
 
 
 def connect(settings: Settings, timeout_s: float = 2.0) -> redis.Redis:

@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 
 # What runs per record in the scoring operator, and what it calls. A module listed here must
 # pass mypy with pyproject.toml's settings (the build runs it and stops at an error): mypyc
-# compiles from the checked types and enforces them at run time.
+# compiles from the checked types and enforces them at run time. Their module constants are
+# ``Final``: mypyc then writes a literal into the code, or keeps a C static, where a plain module
+# name is looked up in the module's dictionary at each use, about 130 instructions
+# (tests/unit/test_native.py keeps it so; bench/HISTORY.md, forty-sixth session).
 MYPYC_MODULES: tuple[str, ...] = (
     "streamscore.features.aggregations",
     "streamscore.features.compiled",

@@ -10,6 +10,8 @@ it, the names follow.
 
 from __future__ import annotations
 
+from typing import Final
+
 from streamscore.features.rings import Merged
 
 
@@ -41,7 +43,7 @@ class _Max(Aggregation):
         return cell.top
 
 
-AGGREGATIONS: dict[str, Aggregation] = {
+AGGREGATIONS: Final[dict[str, Aggregation]] = {
     "count": _Count(),
     "sum": _Sum(),
     "mean": _Mean(),

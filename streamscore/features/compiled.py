@@ -17,13 +17,13 @@ features. A bucket expires once the user's newest event time (before e) is at le
 from __future__ import annotations
 
 from array import array
-from typing import Any
+from typing import Any, Final
 
 from streamscore.features.aggregations import AGGREGATIONS
 from streamscore.features.definitions import FeatureSet, Window
 from streamscore.features.rings import merge_and_add, ring_size, window_width
 
-NO_HISTORY = -1.0
+NO_HISTORY: Final = -1.0
 
 
 def _event_time(event: dict[str, Any]) -> int:

@@ -21,7 +21,7 @@ __all__ = ["EXPIRY_STEP_MS", "NO_HISTORY", "FeatureEngine", "UserState"]
 # The distinct counts' expired buckets are dropped when the newest event time enters a new
 # minute (the numeric windows' rings reuse theirs as they move on). Reads skip expired buckets
 # anyway, so this only bounds the state; it does not change any feature.
-EXPIRY_STEP_MS = 60_000
+EXPIRY_STEP_MS: Final = 60_000
 # A feature's place in the plan when it keeps its state in the user's cells, or keeps none.
 CELLS: Final = -2
 NO_STATE: Final = -1

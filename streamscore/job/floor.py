@@ -23,7 +23,7 @@ beside them, say what each part of the per-event work costs in a drain.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 from streamscore.config import Settings
 from streamscore.errors import Rejection
@@ -41,10 +41,10 @@ from streamscore.model.loading import ModelBundle
 from streamscore.model.scorer import Scorer
 
 # What a prediction below the ``score`` level says it was made by: no model made it.
-FLOOR_MODEL_VERSION = "topology-floor"
-FLOOR_SCORE = 0.0
-FLOOR_DECISION = "APPROVE"
-LEVELS = ("decode", "features", "score")
+FLOOR_MODEL_VERSION: Final = "topology-floor"
+FLOOR_SCORE: Final = 0.0
+FLOOR_DECISION: Final = "APPROVE"
+LEVELS: Final = ("decode", "features", "score")
 
 
 class FloorOperator:

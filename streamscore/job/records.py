@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pyflink.common import Row
 
@@ -43,7 +43,7 @@ class DeadLetters:
 
 # A dead letter keeps at most this much of its input: a ``too_large`` record near the broker's
 # message size limit must not make a dead letter the broker refuses (which would fail the job).
-MAX_ORIGINAL_BYTES = 64 * 1024
+MAX_ORIGINAL_BYTES: Final = 64 * 1024
 
 
 def dead_letter(

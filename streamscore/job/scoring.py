@@ -81,7 +81,7 @@ log = logging.getLogger(__name__)
 FLUSH_AHEAD_LEAD_S: Final = 0.3
 
 # A label whose event's entry is closed: why it is a dead letter, by how the entry was closed.
-_CLOSED_REASONS = {
+_CLOSED_REASONS: Final = {
     "labelled": "label:duplicate",
     "expired": "label:expired",
     "dropped": "label:pending_dropped",  # past max_pending_labels_per_user

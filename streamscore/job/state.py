@@ -51,12 +51,12 @@ from streamscore.metric_values import CounterChild, LabelledCounter
 # reads back with it unknown, and the user's next timer walks the map and makes it. 4: the
 # features' numeric windows as rings of cells in one array (features/rings.py), pickled packed;
 # the state names stay, and a value of 3 does not read back (``streamscore upgrade`` refuses it).
-STATE_VERSION = 4
+STATE_VERSION: Final = 4
 # The operator's keyed states (job/functions.py): the users' values and the label-join map.
 USER_STATE_NAME: Final = "scoring-user-v3"
 JOIN_STATE_NAME: Final = "label-join-v3"
 # Timer deadlines are rounded up to this step of event time (see the module's docstring).
-TIMER_STEP_MS = 10_000
+TIMER_STEP_MS: Final = 10_000
 # A deadline that never comes.
 NEVER: Final = 2**62
 
@@ -113,9 +113,9 @@ class PendingOutcome:
 # bytes far less (bench/ml_loop_cost.py). Layout (``entry_records.OUTCOME_HEAD``, then the
 # vector's doubles): event_time, amount, score, champion_score and challenger_score (NaN for
 # none), decision, arm, canary_percent. Packed in C (``entry_records.packed_outcome``).
-_HEAD = struct.Struct(OUTCOME_HEAD)
-DECISIONS = ("APPROVE", "REVIEW", "DECLINE")
-ARMS = ("champion", "candidate")
+_HEAD: Final = struct.Struct(OUTCOME_HEAD)
+DECISIONS: Final = ("APPROVE", "REVIEW", "DECLINE")
+ARMS: Final = ("champion", "candidate")
 # (packed numbers and vector, model_version, challenger_version)
 PackedOutcome = tuple[bytes, str, str | None]
 
@@ -378,7 +378,9 @@ def earliest_due(state: ScoringState, due: DueSummary) -> int:
 
 
 # The join map's entries' kinds (state_writes.JoinEntry: tagged tuples).
-PENDING, CLOSED, PARKED = 0, 1, 2
+PENDING: Final = 0
+CLOSED: Final = 1
+PARKED: Final = 2
 
 
 def pending_entry(outcome: PendingOutcome) -> JoinEntry:
@@ -803,16 +805,21 @@ class JoinMap:
     With ``deferred``, changes wait in Python, per user, until ``stage`` hands them to the
     writer (as in ``UserStateCache``): an event labelled before they are written costs one write
     of its closed entry instead of a pending entry and then a closed one. Reads see the waiting
-    changes first. Each change is packed for the writer when it is made
-    (``state_writes.entry_record``), so that the write-out before a barrier, which holds up
-    every record, only copies it; a change replaced before the barrier was packed in vain. A
-    fresh pending entry (``fresh_pending_entry``, the outcome itself) is packed for the writer
-    and the pending cache when made too, but until it is written, reads answer with the fresh
-    one, so that its label does not unpack it. (Packing it only when written spared the pack of
-    every entry labelled before the barrier, but put the others' packing into the write-out,
-    which holds up every record: draining, the write-outs took 456-499 ms instead of 313-337;
-    ``bench/HISTORY.md``, fourteenth session.) The pending cache keeps the packed form: a fifth
-    of the memory, for up to ``capacity`` outcomes.
+    changes first. While the operator keeps up (``ordered``), each change is packed for the
+    writer when it is made (``state_writes.entry_record``), so that the write-out before a
+    barrier, which holds up every record, only copies it; a change replaced before the barrier
+    was packed in vain. A fresh pending entry (``fresh_pending_entry``, the outcome itself) is
+    packed for the writer and the pending cache when made too, but until it is written, reads
+    answer with the fresh one, so that its label does not unpack it. (Packing it only when
+    written spared the pack of every entry labelled before the barrier, but put the others'
+    packing into the write-out: draining, the write-outs took 456-499 ms instead of 313-337;
+    ``bench/HISTORY.md``, fourteenth session.) While batches are full (a backlog drains, and the
+    scoring thread's work per record, not the write-out's length, sets the pace), a change is
+    packed when staged instead: most of a drain's events are labelled before the next
+    write-out, and packing their pending entries cost about 7,800 instructions per labelled
+    event in vain (``bench/operator_instructions.py --label-lag 200``; ``bench/HISTORY.md``,
+    forty-sixth session). The pending cache keeps the packed form: a fifth of the memory, for
+    up to ``capacity`` outcomes.
     """
 
     def __init__(
@@ -852,8 +859,10 @@ class JoinMap:
         self._pending: OrderedDict[tuple[str, str], JoinEntry] = OrderedDict()
         # user -> event id -> (its new entry, or None where it was removed; the same in the form
         # Flink's state keeps, stored_entry; that change packed for the writer,
-        # state_writes.entry_record)
-        self._changes: dict[str, dict[str, tuple[JoinEntry | None, JoinEntry | None, bytes]]] = {}
+        # state_writes.entry_record), the last two None until staged when made unordered
+        self._changes: dict[
+            str, dict[str, tuple[JoinEntry | None, JoinEntry | None, bytes | None]]
+        ] = {}
         self._order = ChangeOrder()
         # Whether changes are put in order for ``oldest_changed`` (as in ``UserStateCache``).
         self.ordered = True
@@ -880,16 +889,16 @@ class JoinMap:
         return read
 
     def put(self, user: str, event_id: str, entry: JoinEntry) -> None:
-        stored = stored_entry(entry)
         if self._deferred:
-            self._change(user, event_id, entry, stored)
+            self._change(user, event_id, entry)
             return
+        stored = stored_entry(entry)
         self._write_now(user, event_id, stored)
         self._cache(user, event_id, stored)
 
     def remove(self, user: str, event_id: str) -> None:
         if self._deferred:
-            self._change(user, event_id, None, None)
+            self._change(user, event_id, None)
             return
         self._write_now(user, event_id, None)
         self._cache(user, event_id, None)
@@ -917,15 +926,19 @@ class JoinMap:
         return self._order.oldest(most)
 
     def stage(self, user: str) -> None:
-        """Stage ``user``'s waiting changes for the writer's next flush; what they leave
-        pending is kept in the pending cache from now on (until then the changes answer reads,
-        so an entry made and closed between two write-outs never enters the cache)."""
+        """Stage ``user``'s waiting changes for the writer's next flush (packing those made
+        unordered); what they leave pending is kept in the pending cache from now on (until then
+        the changes answer reads, so an entry made and closed between two write-outs never
+        enters the cache)."""
         changes = self._changes.pop(user, None)
         self._order.forget(user)
         if changes:
             self.changed_entries -= len(changes)
             records: list[bytes] = []
-            for event_id, (_, stored, record) in changes.items():
+            for event_id, (entry, stored, record) in changes.items():
+                if record is None:
+                    stored = stored_entry(entry) if entry is not None else None
+                    record = entry_record(event_id, stored)
                 self._cache(user, event_id, stored)
                 records.append(record)
             self._writer.stage_records(user, records)
@@ -945,16 +958,20 @@ class JoinMap:
         self._writer.stage_entries(user, {event_id: stored})
         self._writer.flush()
 
-    def _change(
-        self, user: str, event_id: str, entry: JoinEntry | None, stored: JoinEntry | None
-    ) -> None:
-        """``entry`` (None: removed) is what reads answer until it is written; ``stored`` is the
-        same entry in the form Flink's state keeps (``stored_entry``)."""
+    def _change(self, user: str, event_id: str, entry: JoinEntry | None) -> None:
+        """``entry`` (None: removed) is what reads answer until it is written; packed now while
+        ``ordered``, else when staged."""
+        change: tuple[JoinEntry | None, JoinEntry | None, bytes | None]
+        if self.ordered:
+            stored = stored_entry(entry) if entry is not None else None
+            change = (entry, stored, entry_record(event_id, stored))
+        else:
+            change = (entry, None, None)
         changes = self._changes.get(user)
         if changes is None:
             changes = self._changes[user] = {}
         if event_id not in changes:
             self.changed_entries += 1
-        changes[event_id] = (entry, stored, entry_record(event_id, stored))
+        changes[event_id] = change
         if self.ordered:
             self._order.touch(user)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import pickle
 import struct
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from streamscore.job.batches import CurrentKey
 from streamscore.job.entry_records import UNCHANGED, entry_record
@@ -32,15 +32,15 @@ from streamscore.job.entry_records import UNCHANGED, entry_record
 # and reads them; it imports this module, so the alias lives here).
 JoinEntry = tuple[Any, ...]
 
-_INT = struct.Struct(">i")
+_INT: Final = struct.Struct(">i")
 # A value's length in the packed form when it is not a value: unchanged (``UNCHANGED``, from
 # entry_records, where it also marks a removed join entry), and cleared.
-CLEARED = -2
+CLEARED: Final = -2
 # What ``StateWriter`` stages for a cleared value.
-_CLEAR = b""
-_UNCHANGED_LENGTH = _INT.pack(UNCHANGED)
-_CLEARED_LENGTH = _INT.pack(CLEARED)
-_NO_ENTRIES = _INT.pack(0)
+_CLEAR: Final = b""
+_UNCHANGED_LENGTH: Final = _INT.pack(UNCHANGED)
+_CLEARED_LENGTH: Final = _INT.pack(CLEARED)
+_NO_ENTRIES: Final = _INT.pack(0)
 
 
 def pickled(value: object) -> bytes:

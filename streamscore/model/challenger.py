@@ -33,16 +33,16 @@ log = logging.getLogger(__name__)
 # prequential AUC of 0.88 for ≈ 11 µs per predict and 30 µs per learn, with a 1.8 KB snapshot;
 # plain scaled LR 0.76; Hoeffding trees and ARF 0.82-0.84 at 10-80 µs per predict and
 # snapshots of 3-22 MB that keep growing (river's default trees never split below 1 % fraud).
-DEFAULT_KIND = "logistic"
+DEFAULT_KIND: Final = "logistic"
 
 # The category codes become one-hot columns (a linear model cannot use a code as a number),
 # and the heavy-tailed columns are log1p'd (keeping the -1 "no history" sentinel as -1).
-_ONE_HOT = {
+_ONE_HOT: Final = {
     c.field: tuple((float(i), f"{c.field}={v}") for i, v in enumerate((*c.vocabulary, "?")))
     for c in FEATURE_SET.categorical
 }
-_ONE_HOT_UNKNOWN = -1.0
-_LOG1P = frozenset(
+_ONE_HOT_UNKNOWN: Final = -1.0
+_LOG1P: Final = frozenset(
     name
     for name in FEATURE_SET.feature_names
     if name == "amount"

@@ -31,19 +31,19 @@ step refuses negative amounts); a NaN score compares false everywhere and approv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from streamscore.config import Settings
 
-APPROVE = "APPROVE"
-REVIEW = "REVIEW"
-DECLINE = "DECLINE"
+APPROVE: Final = "APPROVE"
+REVIEW: Final = "REVIEW"
+DECLINE: Final = "DECLINE"
 # Ordered by severity: a decision's index is its code (REVIEW or worse is code >= 1).
-DECISIONS: tuple[str, str, str] = (APPROVE, REVIEW, DECLINE)
+DECISIONS: Final[tuple[str, str, str]] = (APPROVE, REVIEW, DECLINE)
 
 # CostModel field → the Settings field it comes from.
-_SETTINGS_FIELDS = {
+_SETTINGS_FIELDS: Final = {
     "false_decline_fixed": "cost_false_decline_fixed",
     "false_decline_rate": "cost_false_decline_rate",
     "review_cost": "cost_review",

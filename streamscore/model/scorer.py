@@ -17,6 +17,7 @@ import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from streamscore.features.definitions import FEATURE_SET, FeatureSet
 from streamscore.model.compiled_forest import CompiledForest, compile_in_background
@@ -24,11 +25,11 @@ from streamscore.model.loading import ModelBundle, check_compatible, check_model
 
 log = logging.getLogger(__name__)
 
-FALLBACK_VERSION = "fallback-rules"
-_C_API_DTYPE_FLOAT64 = 1
-_C_API_PREDICT_NORMAL = 0
+FALLBACK_VERSION: Final = "fallback-rules"
+_C_API_DTYPE_FLOAT64: Final = 1
+_C_API_PREDICT_NORMAL: Final = 0
 # From this many rows ``FastBooster.predict_rows`` predicts them in one matrix call.
-MATRIX_FROM_ROWS = 8
+MATRIX_FROM_ROWS: Final = 8
 
 
 @dataclass(frozen=True)

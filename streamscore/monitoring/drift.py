@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from prometheus_client.core import GaugeMetricFamily
@@ -39,13 +39,13 @@ from prometheus_client.metrics_core import Metric
 from streamscore.features.engine import as_list
 from streamscore.monitoring.bin_counts import BinCounter, new_counts
 
-BINS = 10
-SMOOTHING = 0.5
-SLOTS_PER_WINDOW = 10  # the shortest window is summed from this many slots of event time
-KIND_FEATURE = "feature"
-KIND_SCORE = "score"
-SCORE_VARIABLE = "score"
-METADATA_KEY = "drift_reference"
+BINS: Final = 10
+SMOOTHING: Final = 0.5
+SLOTS_PER_WINDOW: Final = 10  # the shortest window is summed from this many slots of event time
+KIND_FEATURE: Final = "feature"
+KIND_SCORE: Final = "score"
+SCORE_VARIABLE: Final = "score"
+METADATA_KEY: Final = "drift_reference"
 
 
 @dataclass(frozen=True)

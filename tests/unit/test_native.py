@@ -161,3 +161,33 @@ def test_the_compiled_build_gives_what_its_sources_give() -> None:
     assert compiled["encoded"] == sources["encoded"]
     assert compiled["decoded"] == sources["decoded"]
     assert compiled["states"] == sources["states"]
+
+
+def test_the_compiled_modules_constants_are_final() -> None:
+    """A module constant of a mypyc-compiled module that is not ``Final`` is looked up in the
+    module's dictionary at each use (about 130 instructions; the join's entry kinds and the
+    timer step were read several times per record). Constants are the names in capitals."""
+    import ast
+    import re
+
+    constant = re.compile(r"^_?[A-Z][A-Z0-9_]*$")
+    plain: list[str] = []
+    for module in native.MYPYC_MODULES:
+        path = Path(native.__file__).parent.parent / (module.replace(".", "/") + ".py")
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.AnnAssign):
+                annotation = node.annotation
+                if isinstance(annotation, ast.Subscript):
+                    annotation = annotation.value  # Final[int]
+                if isinstance(annotation, ast.Name) and annotation.id == "Final":
+                    continue
+                targets: list[ast.expr] = [node.target]
+            elif isinstance(node, ast.Assign):
+                targets = node.targets
+            else:
+                continue
+            for target in targets:
+                names = target.elts if isinstance(target, ast.Tuple) else [target]
+                plain += [f"{module}.{n.id}" for n in names
+                          if isinstance(n, ast.Name) and constant.match(n.id)]  # fmt: skip
+    assert plain == [], "constants without Final"
