@@ -805,21 +805,16 @@ class JoinMap:
     With ``deferred``, changes wait in Python, per user, until ``stage`` hands them to the
     writer (as in ``UserStateCache``): an event labelled before they are written costs one write
     of its closed entry instead of a pending entry and then a closed one. Reads see the waiting
-    changes first. While the operator keeps up (``ordered``), each change is packed for the
-    writer when it is made (``state_writes.entry_record``), so that the write-out before a
-    barrier, which holds up every record, only copies it; a change replaced before the barrier
-    was packed in vain. A fresh pending entry (``fresh_pending_entry``, the outcome itself) is
-    packed for the writer and the pending cache when made too, but until it is written, reads
-    answer with the fresh one, so that its label does not unpack it. (Packing it only when
-    written spared the pack of every entry labelled before the barrier, but put the others'
-    packing into the write-out: draining, the write-outs took 456-499 ms instead of 313-337;
-    ``bench/HISTORY.md``, fourteenth session.) While batches are full (a backlog drains, and the
-    scoring thread's work per record, not the write-out's length, sets the pace), a change is
-    packed when staged instead: most of a drain's events are labelled before the next
-    write-out, and packing their pending entries cost about 7,800 instructions per labelled
-    event in vain (``bench/operator_instructions.py --label-lag 200``; ``bench/HISTORY.md``,
-    forty-sixth session). The pending cache keeps the packed form: a fifth of the memory, for
-    up to ``capacity`` outcomes.
+    changes first. Each change is packed for the writer when it is made
+    (``state_writes.entry_record``), so that the write-out before a barrier, which holds up
+    every record, only copies it; a change replaced before the barrier was packed in vain. A
+    fresh pending entry (``fresh_pending_entry``, the outcome itself) is packed for the writer
+    and the pending cache when made too, but until it is written, reads answer with the fresh
+    one, so that its label does not unpack it. (Packing it only when written spared the pack of
+    every entry labelled before the barrier, but put the others' packing into the write-out,
+    which holds up every record: draining, the write-outs took 456-499 ms instead of 313-337;
+    ``bench/HISTORY.md``, fourteenth session.) The pending cache keeps the packed form: a fifth
+    of the memory, for up to ``capacity`` outcomes.
     """
 
     def __init__(
@@ -859,10 +854,8 @@ class JoinMap:
         self._pending: OrderedDict[tuple[str, str], JoinEntry] = OrderedDict()
         # user -> event id -> (its new entry, or None where it was removed; the same in the form
         # Flink's state keeps, stored_entry; that change packed for the writer,
-        # state_writes.entry_record), the last two None until staged when made unordered
-        self._changes: dict[
-            str, dict[str, tuple[JoinEntry | None, JoinEntry | None, bytes | None]]
-        ] = {}
+        # state_writes.entry_record)
+        self._changes: dict[str, dict[str, tuple[JoinEntry | None, JoinEntry | None, bytes]]] = {}
         self._order = ChangeOrder()
         # Whether changes are put in order for ``oldest_changed`` (as in ``UserStateCache``).
         self.ordered = True
@@ -889,16 +882,16 @@ class JoinMap:
         return read
 
     def put(self, user: str, event_id: str, entry: JoinEntry) -> None:
-        if self._deferred:
-            self._change(user, event_id, entry)
-            return
         stored = stored_entry(entry)
+        if self._deferred:
+            self._change(user, event_id, entry, stored)
+            return
         self._write_now(user, event_id, stored)
         self._cache(user, event_id, stored)
 
     def remove(self, user: str, event_id: str) -> None:
         if self._deferred:
-            self._change(user, event_id, None)
+            self._change(user, event_id, None, None)
             return
         self._write_now(user, event_id, None)
         self._cache(user, event_id, None)
@@ -926,19 +919,15 @@ class JoinMap:
         return self._order.oldest(most)
 
     def stage(self, user: str) -> None:
-        """Stage ``user``'s waiting changes for the writer's next flush (packing those made
-        unordered); what they leave pending is kept in the pending cache from now on (until then
-        the changes answer reads, so an entry made and closed between two write-outs never
-        enters the cache)."""
+        """Stage ``user``'s waiting changes for the writer's next flush; what they leave
+        pending is kept in the pending cache from now on (until then the changes answer reads,
+        so an entry made and closed between two write-outs never enters the cache)."""
         changes = self._changes.pop(user, None)
         self._order.forget(user)
         if changes:
             self.changed_entries -= len(changes)
             records: list[bytes] = []
-            for event_id, (entry, stored, record) in changes.items():
-                if record is None:
-                    stored = stored_entry(entry) if entry is not None else None
-                    record = entry_record(event_id, stored)
+            for event_id, (_, stored, record) in changes.items():
                 self._cache(user, event_id, stored)
                 records.append(record)
             self._writer.stage_records(user, records)
@@ -958,20 +947,16 @@ class JoinMap:
         self._writer.stage_entries(user, {event_id: stored})
         self._writer.flush()
 
-    def _change(self, user: str, event_id: str, entry: JoinEntry | None) -> None:
-        """``entry`` (None: removed) is what reads answer until it is written; packed now while
-        ``ordered``, else when staged."""
-        change: tuple[JoinEntry | None, JoinEntry | None, bytes | None]
-        if self.ordered:
-            stored = stored_entry(entry) if entry is not None else None
-            change = (entry, stored, entry_record(event_id, stored))
-        else:
-            change = (entry, None, None)
+    def _change(
+        self, user: str, event_id: str, entry: JoinEntry | None, stored: JoinEntry | None
+    ) -> None:
+        """``entry`` (None: removed) is what reads answer until it is written; ``stored`` is the
+        same entry in the form Flink's state keeps (``stored_entry``)."""
         changes = self._changes.get(user)
         if changes is None:
             changes = self._changes[user] = {}
         if event_id not in changes:
             self.changed_entries += 1
-        changes[event_id] = change
+        changes[event_id] = (entry, stored, entry_record(event_id, stored))
         if self.ordered:
             self._order.touch(user)

@@ -6,7 +6,6 @@ import struct
 from array import array
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -632,28 +631,3 @@ def test_a_fresh_pending_entry_answers_unpacked_until_written_then_packed() -> N
     # Once written, the pending cache answers with the packed form, without a read.
     assert join.get("u1", "e2") == pending_entry(pending(2)) and backing.reads == 0
     assert pending_outcome(join.get("u1", "e2")) == pending(2)
-
-
-def test_while_draining_a_pending_entry_replaced_before_it_is_staged_is_never_packed() -> None:
-    """While batches are full (``ordered`` False: a backlog drains) a change is packed when
-    staged, not when made: most of a drain's events are labelled before the write-out, and
-    packing their pending entries was work in vain. While the operator keeps up, it is packed
-    when made, so that the write-out before a barrier only copies it. An outcome that cannot be
-    packed (a decision the packed layout has no code for) shows which."""
-    _, backing, writer, join = _deferred_join_map(capacity=10)
-    unpackable = PendingOutcome(1, 10.0, [1.0], 0.1, "NO SUCH DECISION", "v1", "champion", 0,
-                                None, None, None)  # fmt: skip
-    with pytest.raises(ValueError):
-        join.put("u1", "e1", fresh_pending_entry(unpackable))
-    join.ordered = False
-    join.put("u1", "e1", fresh_pending_entry(unpackable))
-    assert pending_outcome(join.get("u1", "e1")) is unpackable
-    join.put("u1", "e1", closed_entry(1, "labelled"))  # its label, before the write-out
-    join.put("u1", "e2", fresh_pending_entry(pending(2)))  # not labelled yet: packed when staged
-    join.stage("u1")
-    assert writer.flush() == 1
-    assert backing.entries == {
-        ("u1", "e1"): closed_entry(1, "labelled"),
-        ("u1", "e2"): pending_entry(pending(2)),
-    }
-    assert join._pending == {("u1", "e2"): pending_entry(pending(2))}
