@@ -266,6 +266,9 @@ class ScoringOperator:
         self._park_wait_ms = s.allowed_lateness_ms + s.max_out_of_orderness_ms
         self._max_pending = s.max_pending_labels_per_user
         self._engine = FeatureEngine(FEATURE_SET)
+        # Read once: FEATURE_SET belongs to a module that is not compiled, so each read of its
+        # attribute is a dictionary lookup and a generic attribute get (two per labelled event).
+        self._feature_set_version: str = FEATURE_SET.version
         self._names = self._engine.names
         self._costs = CostModel.from_settings(s)
         self._dead = DeadLetters(self._schemas["dead_letter"], self._metrics)
@@ -676,7 +679,7 @@ class ScoringOperator:
         ctx: Any,
     ) -> None:
         event, user_id, vector, state = item.event, item.user_id, item.vector, item.state
-        event_time = event["event_time"]
+        event_time: int = event["event_time"]  # typed: its sums below are machine integers
         metrics = self._metrics
         amount = event["amount"]
         score, model_version, fell_back = scored
@@ -736,7 +739,7 @@ class ScoringOperator:
             score,
             decision,
             model_version,
-            FEATURE_SET.version,
+            self._feature_set_version,
             degraded,
             ingest_time,
             arm,
@@ -827,7 +830,7 @@ class ScoringOperator:
             )
         self._join_map.put(user_id, event_id, closed_entry(event_time, "labelled"))
         self._joined.inc()
-        version = FEATURE_SET.version
+        version = self._feature_set_version
         if outcome is not None:
             record = records.outcome(self._outcomes, event_id, user_id, outcome, label, version)
         else:

@@ -34,11 +34,11 @@ from __future__ import annotations
 import math
 import struct
 import time
-import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Protocol
+from zlib import crc32
 
 from streamscore.features.engine import UserState
 from streamscore.job.entry_records import OUTCOME_HEAD, packed_outcome
@@ -460,7 +460,7 @@ def sweep_phase(user: str, horizon_ms: int) -> int:
     checkpoint after the end of the 1,000,000-event drains stayed with the spread grids: it is
     not this, ``bench/HISTORY.md``, fifteenth session.)"""
     steps = closed_sweep_step(horizon_ms) // TIMER_STEP_MS
-    return (zlib.crc32(user.encode()) % steps) * TIMER_STEP_MS
+    return (crc32(user.encode()) % steps) * TIMER_STEP_MS
 
 
 def entry_deadline(entry: JoinEntry, horizon_ms: int, park_wait_ms: int, phase: int = 0) -> int:
