@@ -29,6 +29,7 @@ from streamscore.job.state import (
     ScoringState,
     closed_entry,
     pending_entry,
+    pickled_scoring_state,
 )
 from streamscore.job.state_writes import JoinEntry, StateWriter, entry_record
 
@@ -117,8 +118,8 @@ def main() -> None:
     entries = sum(len(c) for c in changes.values())
 
     def users_at_barrier() -> None:
-        for user, state in states.items():
-            writer.stage_value(user, state)
+        for user, state in states.items():  # as state.UserStateCache.stage stages them
+            writer.stage_pickled(user, pickled_scoring_state(state))
         writer.flush()
 
     def entries_at_barrier() -> None:

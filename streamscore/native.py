@@ -66,6 +66,7 @@ CYTHON_MODULES: tuple[str, ...] = (
     "streamscore.job.avro_encoders",
     "streamscore.job.avro_decoders",
     "streamscore.job.entry_records",
+    "streamscore.job.user_state_codec",
     "streamscore.validation",
     "streamscore.job.batches",
 )

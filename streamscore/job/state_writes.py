@@ -80,6 +80,10 @@ class StateWriter:
         """``user``'s value, pickled now (a later change needs another ``stage_value``)."""
         self._slot(user)[0] = pickled(value)
 
+    def stage_pickled(self, user: str, raw: bytes) -> None:
+        """``user``'s value, already pickled (``state.pickled_scoring_state``)."""
+        self._slot(user)[0] = raw
+
     def stage_clear(self, user: str) -> None:
         self._slot(user)[0] = _CLEAR
 

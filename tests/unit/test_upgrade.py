@@ -45,6 +45,16 @@ def test_another_state_layout_or_feature_set_is_refused(
         check_compatible(replace(new, **{field: value}), new)
 
 
+def test_a_savepoint_of_an_older_layout_this_code_still_reads_is_taken() -> None:
+    """Layout 4 pickled a user's state in its nested form, which still reads back
+    (tests/unit/test_user_state_codec.py); layout 3 does not."""
+    new = StateManifest.current(Settings())
+    assert new.state_version == 5
+    check_compatible(replace(new, state_version=4), new)
+    with pytest.raises(UpgradeRefused, match="layout version 3"):
+        check_compatible(replace(new, state_version=3), new)
+
+
 def test_a_job_with_the_table_apis_sources_of_earlier_versions_is_refused() -> None:
     # Vertex names as Flink's REST API gave them for a job of the fortieth session's version.
     earlier = [
