@@ -281,7 +281,8 @@ def restore_scoring_state(blob: bytes) -> ScoringState:
 
 def pickled_scoring_state(state: ScoringState) -> bytes:
     """``pickle.dumps(state)``: the same bytes, written in C where the blob can hold the state
-    (``user_state_codec.pickled``), about a fifth of the pickler's cost."""
+    (``user_state_codec.pickled``), for about half the pickler's cost, the cells' packing
+    included (bench/HISTORY.md, forty-seventh session)."""
     written = pickled(*state._parts())
     return written if written is not None else pickle.dumps(state)
 
