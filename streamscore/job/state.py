@@ -242,7 +242,7 @@ class ScoringState:
         # One blob (user_state_codec): one global to name and no nested reduce, where the
         # nested form below (what STATE_VERSION 4 wrote) named two; it remains for a state the
         # blob cannot hold, and reads back as before.
-        blob = encoded(*self._parts())
+        blob = encoded(self._parts())
         if blob is not None:
             return restore_scoring_state, (blob,)
         due = self.due
@@ -283,7 +283,7 @@ def pickled_scoring_state(state: ScoringState) -> bytes:
     """``pickle.dumps(state)``: the same bytes, written in C where the blob can hold the state
     (``user_state_codec.pickled``), for about half the pickler's cost, the cells' packing
     included (bench/HISTORY.md, forty-seventh session)."""
-    written = pickled(*state._parts())
+    written = pickled(state._parts())
     return written if written is not None else pickle.dumps(state)
 
 

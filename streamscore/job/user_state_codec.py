@@ -86,43 +86,25 @@ _AFTER = cython.declare(bytes, b"\x94\x85\x94R\x94.")
 _FRAME_TARGET = cython.declare(cython.Py_ssize_t, 64 * 1024)
 
 
-def encoded(
-    newest: object,
-    cells: bytes,
-    slots: list,
-    timer_at: object,
-    parked: object,
-    pending: dict | None,
-    closed: object,
-    parked_due: object,
-) -> bytes | None:
-    """The blob of a state with these parts (``pending`` None: the summary is not known), or
-    None where it cannot hold them."""
+def encoded(parts: tuple) -> bytes | None:
+    """The blob of a state's ``parts`` (``state.ScoringState._parts``): newest event time,
+    packed cells, slots, timer, parked labels, pending deadlines (None: the summary is not
+    known), closed and parked deadlines. None where it cannot hold them."""
     if cython.compiled:
-        return _written(newest, cells, slots, timer_at, parked, pending, closed, parked_due, False)
-    return _encoded_in_python(newest, cells, slots, timer_at, parked, pending, closed, parked_due)
+        return _written(parts, False)
+    return _encoded_in_python(parts)
 
 
-def pickled(
-    newest: object,
-    cells: bytes,
-    slots: list,
-    timer_at: object,
-    parked: object,
-    pending: dict | None,
-    closed: object,
-    parked_due: object,
-) -> bytes | None:
-    """``pickle.dumps`` of ``restore_scoring_state(encoded(...))``: the same bytes, written
+def pickled(parts: tuple) -> bytes | None:
+    """``pickle.dumps`` of ``restore_scoring_state(encoded(parts))``: the same bytes, written
     here; or None, for ``pickle.dumps`` to make (see the module's docstring)."""
     if cython.compiled and _WRITTEN_HERE:
-        return _written(newest, cells, slots, timer_at, parked, pending, closed, parked_due, True)
+        return _written(parts, True)
     return None
 
 
 def decoded(blob: bytes) -> tuple[int, bytes, list, int, int, dict | None, int, int]:
-    """The parts ``encoded`` took: newest, packed cells, slots, timer, parked, pending (None if
-    not known), closed, parked deadline."""
+    """The parts ``encoded`` took (see there)."""
     if len(blob) < _HEAD.size:
         raise ValueError(f"a user's state of {len(blob)} bytes: cut short")
     kind, newest, timer_at, parked, due_known = _HEAD.unpack_from(blob, 0)
@@ -174,35 +156,27 @@ def _is_int64(value: object) -> bool:
     return type(value) is int and _SMALLEST <= value <= _LARGEST
 
 
-def _encoded_in_python(
-    newest: object,
-    cells: bytes,
-    slots: list,
-    timer_at: object,
-    parked: object,
-    pending: dict | None,
-    closed: object,
-    parked_due: object,
-) -> bytes | None:
+def _encoded_in_python(parts: tuple) -> bytes | None:
     """``encoded``, in Python (the sources'): the same bytes as ``_written``'s."""
+    newest, cells, slots, timer_at, parked, pending, closed, parked_due = parts
     numbers = [newest, timer_at, parked]
     if pending is not None:
         numbers += [closed, parked_due, *pending.keys(), *pending.values()]
     if not all(_is_int64(n) for n in numbers) or type(cells) is not bytes:
         return None
-    parts = [_HEAD.pack(FORMAT, newest, timer_at, parked, pending is not None)]
+    chunks = [_HEAD.pack(FORMAT, newest, timer_at, parked, pending is not None)]
     if pending is not None:
-        parts.append(_DUE.pack(closed, parked_due, len(pending)))
-        parts += [_PAIR.pack(deadline, count) for deadline, count in pending.items()]
-    parts += [_COUNT.pack(len(cells)), cells, _COUNT.pack(len(slots))]
+        chunks.append(_DUE.pack(closed, parked_due, len(pending)))
+        chunks += [_PAIR.pack(deadline, count) for deadline, count in pending.items()]
+    chunks += [_COUNT.pack(len(cells)), cells, _COUNT.pack(len(slots))]
     for slot in slots:
         if type(slot) is not dict:
             return None
-        parts.append(_COUNT.pack(len(slot)))
+        chunks.append(_COUNT.pack(len(slot)))
         for key, values in slot.items():
             if not _is_int64(key) or type(values) is not set:
                 return None
-            parts.append(_BUCKET.pack(key, len(values)))
+            chunks.append(_BUCKET.pack(key, len(values)))
             for value in values:
                 if type(value) is not str:
                     return None
@@ -211,11 +185,11 @@ def _encoded_in_python(
                 except UnicodeEncodeError:  # lone surrogates
                     return None
                 length = len(text)
-                parts.append(
+                chunks.append(
                     bytes([length]) if length < LONG_TEXT else _LONG_LENGTH.pack(LONG_TEXT, length)
                 )
-                parts.append(text)
-    return b"".join(parts)
+                chunks.append(text)
+    return b"".join(chunks)
 
 
 @cython.cfunc
@@ -246,20 +220,11 @@ def _put_count(out: cython.p_uchar, value: cython.Py_ssize_t) -> cython.p_uchar:
 
 
 @cython.cfunc
-def _written(
-    newest: object,
-    cells: bytes,
-    slots: list,
-    timer_at: object,
-    parked: object,
-    pending: dict | None,
-    closed: object,
-    parked_due: object,
-    as_pickle: cython.bint,
-) -> object:
+def _written(parts: tuple, as_pickle: cython.bint) -> object:
     """The blob, or with ``as_pickle`` its pickle; None where it cannot hold the parts. Pass one
     checks every part and counts the bytes; pass two writes them into one bytes object (a
     dict's and a set's order stays the same between the two: nothing changes them)."""
+    newest, cells, slots, timer_at, parked, pending, closed, parked_due = parts
     numbers = cython.declare(cython.longlong[5])
     number: cython.longlong = 0
     size: cython.Py_ssize_t = 0

@@ -100,8 +100,8 @@ def test_the_pickle_is_pickle_dumps_and_reads_back_as_the_state(state: ScoringSt
 @given(_states())
 def test_the_sources_make_the_blob_the_build_makes(state: ScoringState) -> None:
     parts = state._parts()
-    blob = encoded(*parts)
-    assert SOURCE.encoded(*parts) == blob
+    blob = encoded(parts)
+    assert SOURCE.encoded(parts) == blob
     if blob is not None:
         assert _same(restore_scoring_state(blob), state)
 
@@ -120,9 +120,9 @@ def _ordinary() -> ScoringState:
 def test_an_ordinary_state_is_written_in_c_by_the_build() -> None:
     state = _ordinary()
     if native.mode == "compiled":
-        assert pickled(*state._parts()) is not None
+        assert pickled(state._parts()) is not None
     else:
-        assert pickled(*state._parts()) is None  # pickle.dumps makes it, through the blob
+        assert pickled(state._parts()) is None  # pickle.dumps makes it, through the blob
     assert pickle.dumps(state).count(b"restore_scoring_state") == 1
 
 
@@ -138,7 +138,7 @@ def test_an_ordinary_state_is_written_in_c_by_the_build() -> None:
 def test_a_state_the_blob_cannot_hold_pickles_in_the_nested_form(spoil: Any) -> None:
     state = _ordinary()
     spoil(state)
-    assert encoded(*state._parts()) is None and SOURCE.encoded(*state._parts()) is None
+    assert encoded(state._parts()) is None and SOURCE.encoded(state._parts()) is None
     written = pickled_scoring_state(state)
     assert written == pickle.dumps(state) and b"restore_scoring_state" not in written
     assert _same(pickle.loads(written), state)
@@ -148,14 +148,14 @@ def test_a_pickle_of_64_kib_or_more_is_pickle_dumps() -> None:
     """The pickler splits its frames there; such a state is left to it."""
     state = _ordinary()
     state.features.slots[0][1] = {f"merchant-{i:06}" * 8 for i in range(700)}
-    assert pickled(*state._parts()) is None
+    assert pickled(state._parts()) is None
     written = pickled_scoring_state(state)
     assert len(written) > 64 * 1024 and written == pickle.dumps(state)
     assert _same(pickle.loads(written), state)
 
 
 def test_a_blob_of_another_format_or_cut_short_is_refused() -> None:
-    blob = encoded(*_ordinary()._parts())
+    blob = encoded(_ordinary()._parts())
     assert blob is not None and blob[0] == FORMAT
     with pytest.raises(ValueError, match="format 2"):
         decoded(bytes([2]) + blob[1:])
