@@ -23,10 +23,10 @@ The blob, little-endian:
 
 A state it cannot hold (a value that is not a string, or a string with lone surrogates; an
 integer past 64 bits; a slot that is not a dict of sets) has no blob: ``encoded`` gives None
-and the state pickles in its nested form, which still reads back. So does a pickle of 64 KiB or
-more (where the pickler splits its frames), and every state when the package runs from its
-sources, where ``pickled`` leaves the pickle to ``pickle.dumps`` (the blob is then made in
-Python, byte for byte the same). Compiled by Cython from this same file (its "pure Python"
+and the state pickles in its nested form, which still reads back. ``pickled`` leaves the pickle
+to ``pickle.dumps`` (through the blob) for a pickle of 64 KiB or more, where the pickler splits
+its frames, and for every state when the package runs from its sources (the blob is then made
+in Python, byte for byte the same). Compiled by Cython from this same file (its "pure Python"
 mode), like ``entry_records.py``.
 """
 
