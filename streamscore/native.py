@@ -62,7 +62,7 @@ MYPYC_MODULES: tuple[str, ...] = (
 CYTHON_MODULES: tuple[str, ...] = (
     "streamscore.features.rings",
     "streamscore.monitoring.bin_counts",
-    "streamscore.model.logistic_score",
+    "streamscore.model.logistic_arithmetic",
     "streamscore.job.avro_encoders",
     "streamscore.job.avro_decoders",
     "streamscore.job.entry_records",

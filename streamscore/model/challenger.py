@@ -24,7 +24,7 @@ from typing import Any, Final
 from streamscore.errors import Rejection
 from streamscore.features.definitions import FEATURE_SET
 from streamscore.features.engine import as_list
-from streamscore.model.logistic_score import LogisticScore
+from streamscore.model.logistic_arithmetic import LogisticScore, LogisticTerms
 
 log = logging.getLogger(__name__)
 
@@ -130,47 +130,17 @@ def column_sources(feature_names: Sequence[str]) -> dict[str, tuple[int, int, An
     return sources
 
 
-class Column:
-    """One of ``prepare``'s columns: where it comes from in a feature vector (``index``) and
-    how it is made from that value (``kind``: as it is, ``log1p``, or a one-hot flag).
-
-    One native object per column, so that, compiled, reading a column fetches one object and
-    reads its fields unboxed, where parallel lists cost a list access each (the challenger's
-    score was 5 % of the scoring operator's instructions, two thirds of it reading columns)."""
-
-    def __init__(self, index: int, kind: int, code: Any) -> None:
-        self.index = index
-        self.kind = kind
-        self.hit_code: float = float(code) if kind == _ONE_HOT_HIT else 0.0
-        self.known_codes: frozenset[float] = code if kind == _ONE_HOT_MISS else frozenset()
-
-    def read(self, values: list[float]) -> float:
-        value = values[self.index]
-        kind = self.kind
-        if kind == _PLAIN:
-            return value
-        if kind == _LOG1P_KIND:
-            return math.log1p(value) if value >= 0.0 else -1.0
-        if kind == _ONE_HOT_HIT:
-            return 1.0 if value == self.hit_code else 0.0
-        return 0.0 if value in self.known_codes else 1.0
-
-
-class ColumnReader:
-    """``prepare``'s columns read straight from a feature vector, as a list in a given order
-    (``columns``: per column, its ``column_sources`` entry), without the named-feature dicts."""
-
-    def __init__(self, columns: list[tuple[int, int, Any]]) -> None:
-        self.columns: list[Column] = [Column(index, kind, code) for index, kind, code in columns]
-        self.count = len(columns)
-
-    def column(self, vector: list[float], position: int) -> float:
-        """Column ``position`` of ``prepare``'s output for ``vector``."""
-        return self.columns[position].read(vector)
-
-    def read(self, vector: Sequence[float]) -> list[float]:
-        values = as_list(vector)
-        return [column.read(values) for column in self.columns]
+def logistic_terms(columns: list[tuple[int, int, Any]]) -> LogisticTerms:
+    """The C form of ``prepare``'s columns (per column, its ``column_sources`` entry: the
+    feature it reads, how, and its one-hot code or known codes), for the compiled score and
+    learning step (``logistic_arithmetic.py``), which read them straight from a feature vector,
+    without the named-feature dicts."""
+    return LogisticTerms(
+        [index for index, _, _ in columns],
+        [kind for _, kind, _ in columns],
+        [float(code) if kind == _ONE_HOT_HIT else 0.0 for _, kind, code in columns],
+        [sorted(code) if kind == _ONE_HOT_MISS else [] for _, kind, code in columns],
+    )
 
 
 class CompiledLogistic:
@@ -181,7 +151,7 @@ class CompiledLogistic:
     arithmetic in the same order — per column ``w * safe_div(x - mean, var ** 0.5)``, summed
     from 0 in the order of the weights, plus the intercept, through river's sigmoid — so the
     score is the same float (tests/unit/test_challenger.py checks it against river on trained
-    snapshots), in one loop over arrays of doubles in C (``logistic_score.LogisticScore``; as
+    snapshots), in one loop over arrays of doubles in C (``logistic_arithmetic.LogisticScore``; as
     list operations it was the scoring operator's largest cost after LightGBM, bench/HISTORY.md,
     thirteenth and nineteenth sessions, and as native term objects compiled by mypyc still 0.9
     µs per event, thirty-eighth session). Built only for the exact pipeline
@@ -192,22 +162,12 @@ class CompiledLogistic:
         self, columns: list[tuple[int, int, Any]], weights: list[float], means: list[float],
         stds: list[float], intercept: float,
     ) -> None:  # fmt: skip
-        read = ColumnReader(columns).columns
-        self._score = LogisticScore(
-            [column.index for column in read],
-            [column.kind for column in read],
-            [column.hit_code for column in read],
-            [sorted(column.known_codes) for column in read],
-            weights,
-            means,
-            stds,
-            intercept,
-        )
+        self._score = LogisticScore(logistic_terms(columns), weights, means, stds, intercept)
 
     def score(self, vector: Sequence[float]) -> float:
         # 0 + t1 + t2 + ... left to right, as river's dot product adds (a plain loop: Python
         # 3.12's sum() compensates rounding, so it would differ from river there), in C
-        # (logistic_score.py).
+        # (logistic_arithmetic.py).
         return float(self._score.score(as_list(vector)))
 
 

@@ -99,6 +99,34 @@ def test_any_examples_are_learned_like_river(examples: list[tuple[list[float], b
     assert _state(compiled) == _state(expected)
 
 
+def _clipped_learner() -> object:
+    """``new_learner``'s pipeline with a gradient clip the loss reaches both ways, and other
+    constant rates and class weights."""
+    from river import compose, linear_model, optim, preprocessing
+
+    from streamscore.model.challenger import prepare
+
+    return (
+        compose.FuncTransformer(prepare)
+        | preprocessing.StandardScaler()
+        | linear_model.LogisticRegression(
+            optimizer=optim.SGD(0.05),
+            loss=optim.losses.Log(weight_pos=3.0, weight_neg=0.5),
+            intercept_lr=0.02,
+            clip_gradient=0.3,
+        )
+    )
+
+
+def test_a_clipped_gradient_and_other_rates_are_learned_like_river() -> None:
+    examples = _examples(2_000, 9, fraud_rate=0.5)
+    expected = _clipped_learner()
+    _river_learns(expected, examples)
+    compiled = _compiled_learns(_clipped_learner(), examples)
+    assert _state(compiled) == _state(expected)
+    assert pickle.dumps(compiled) == pickle.dumps(expected)
+
+
 def test_other_models_and_settings_are_left_to_river() -> None:
     from river import linear_model, optim
 
