@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 # name is looked up in the module's dictionary at each use, about 130 instructions
 # (tests/unit/test_native.py keeps it so; bench/HISTORY.md, forty-sixth session).
 MYPYC_MODULES: tuple[str, ...] = (
-    "streamscore.features.aggregations",
     "streamscore.features.compiled",
     "streamscore.features.engine",
     "streamscore.job.state",

@@ -19,9 +19,8 @@ from __future__ import annotations
 from array import array
 from typing import Any, Final
 
-from streamscore.features.aggregations import AGGREGATIONS
 from streamscore.features.definitions import FeatureSet, Window
-from streamscore.features.rings import merge_and_add, ring_size, window_width
+from streamscore.features.rings import AGGREGATIONS, merge_add_and_emit, ring_size, window_width
 
 NO_HISTORY: Final = -1.0
 
@@ -138,7 +137,7 @@ class _Windowed(Feature):
 
 
 class WindowedNumeric(_Windowed):
-    """Aggregations (see ``aggregations.AGGREGATIONS``) of a numeric field over one window, its
+    """Aggregations (see ``rings.AGGREGATIONS``) of a numeric field over one window, its
     buckets a ring of ``ring`` cells at ``base`` in the user's cells."""
 
     uses_cells = True
@@ -149,7 +148,8 @@ class WindowedNumeric(_Windowed):
         super().__init__(window, slack_ms)
         self.field = field
         self.names = tuple(f"{field}_{agg}_{window.name}" for agg in aggregations)
-        self._aggregations = tuple(AGGREGATIONS[agg] for agg in aggregations)
+        # Their codes, one byte each, for merge_add_and_emit.
+        self._aggregations = bytes(AGGREGATIONS[agg] for agg in aggregations)
         self.base = base
         self.ring = ring_size(self._reach_ms, self._bucket_ms)
 
@@ -159,9 +159,9 @@ class WindowedNumeric(_Windowed):
         # The live range (``_Windowed``) inline: this runs for every window of every event.
         k_event = _event_time(event) // self._bucket_ms
         k_first = max(k_event - self._n, (newest - self._reach_ms) // self._bucket_ms - 1)
-        merged = merge_and_add(slot, self.base, k_first, k_event, _number(event, self.field))
-        for aggregation in self._aggregations:
-            out.append(aggregation.value(merged))
+        merge_add_and_emit(
+            out, slot, self.base, k_first, k_event, _number(event, self.field), self._aggregations
+        )
 
 
 class WindowedDistinct(_Windowed):

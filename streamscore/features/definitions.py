@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streamscore.features.aggregations import AGGREGATIONS
+from streamscore.features.rings import AGGREGATIONS
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from streamscore.features.definitions import FeatureSet, NumericAggregate, Window
 from streamscore.features.engine import FeatureEngine
 from streamscore.features.rings import (
-    Merged,
-    merge_and_add,
+    AGGREGATIONS,
+    merge_add_and_emit,
     new_cells,
     pack,
     ring_size,
@@ -112,17 +112,49 @@ def test_a_ring_holds_every_readable_bucket() -> None:
     assert ring_size(50, 10) == 7
 
 
+ALL = bytes(AGGREGATIONS[name] for name in ("count", "sum", "mean", "max"))
+
+
+def merge_and_add(cells: array, base: int, k_first: int, k_event: int, value: float) -> list:
+    """Count, sum, mean and max of the window's live buckets before ``value`` is folded in."""
+    out: list[float] = []
+    merge_add_and_emit(out, cells, base, k_first, k_event, value, ALL)
+    return out
+
+
 def test_an_event_older_than_the_ring_is_not_folded_in() -> None:
     ring = 7
     cells = new_cells((ring,))
     merge_and_add(cells, 0, -100, 100, 2.0)
     before = array("d", cells)
     # Bucket 93 lies a whole ring below the head (100): no read can count it again.
-    assert merge_and_add(cells, 0, 90, 93, 5.0) == Merged(0.0, 0.0, 0.0)
+    assert merge_and_add(cells, 0, 90, 93, 5.0) == [0.0, 0.0, 0.0, 0.0]
     assert cells == before
     # Bucket 94 is still in the ring.
-    assert merge_and_add(cells, 0, 90, 94, 5.0) == Merged(0.0, 0.0, 0.0)
-    assert merge_and_add(cells, 0, 90, 100, 1.0) == Merged(2.0, 7.0, 5.0)
+    assert merge_and_add(cells, 0, 90, 94, 5.0) == [0.0, 0.0, 0.0, 0.0]
+    assert merge_and_add(cells, 0, 90, 100, 1.0) == [2.0, 7.0, 3.5, 5.0]
+
+
+def test_the_aggregations_come_in_the_order_asked_and_an_unknown_code_is_refused() -> None:
+    cells = new_cells((7,))
+    merge_and_add(cells, 0, -100, 100, 2.0)
+    merge_and_add(cells, 0, -100, 100, 6.0)
+    out: list[float] = []
+    codes = bytes(AGGREGATIONS[name] for name in ("max", "mean", "count", "sum", "max"))
+    merge_add_and_emit(out, cells, 0, 90, 100, 1.0, codes)
+    assert out == [6.0, 4.0, 2.0, 8.0, 6.0]
+    with pytest.raises(ValueError, match="no aggregation has the code 9"):
+        merge_add_and_emit([], cells, 0, 90, 100, 1.0, bytes([9]))
+
+
+def test_cells_that_are_not_a_window_of_doubles_are_refused() -> None:
+    cells = new_cells((7,))
+    with pytest.raises(IndexError, match="no window at"):
+        merge_add_and_emit([], cells, len(cells), 0, 1, 1.0, ALL)
+    with pytest.raises(IndexError, match="has a ring of"):
+        merge_add_and_emit([], cells[:-1], 0, 0, 1, 1.0, ALL)
+    with pytest.raises(TypeError):
+        merge_add_and_emit([], array("q", [0] * len(cells)), 0, 0, 1, 1.0, ALL)
 
 
 @given(arrivals)
