@@ -42,8 +42,8 @@ ONE_HOT_MISS = cython.declare(cython.int, 3)
 @cython.inline
 @cython.exceptval(check=False)
 def _pow(x: cython.double, y: cython.double) -> cython.double:
-    """C's ``pow`` in both forms: from the sources it is ``math.pow``, which raises where C
-    returns a NaN or an infinity."""
+    """C's ``pow`` in both forms. From the sources ``pow`` is ``math.pow``, which raises where C
+    returns a NaN or an infinity: its errors become those values here."""
     if cython.compiled:
         return pow(x, y)
     try:
