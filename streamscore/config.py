@@ -125,9 +125,10 @@ class Settings(BaseSettings):
     flink_jobmanager_memory: str = "1024m"
     # Each TaskManager's process size. 3072m rather than 1536m: in alternating 1,000,000-event
     # drains of the fiftieth session, 11.5 % faster exactly once and 20.6 % at least once on the
-    # means of two pairs (the scoring TaskManager spent 65-72 µs of CPU per event against 75-76,
-    # with more heap for its collector and more managed memory for RocksDB), for about 0.6 GB
-    # more peak RSS in each of the two busy TaskManagers (bench/HISTORY.md).
+    # means of two pairs (the scoring TaskManager spent 65-72 µs of CPU per event against 75-76),
+    # for about 0.6 GB more peak RSS in each of the two busy TaskManagers (bench/HISTORY.md). The
+    # larger process has both more heap (its collector runs less often) and more managed memory
+    # (RocksDB's block cache and write buffers); which of them pays is not measured yet.
     flink_taskmanager_memory: str = "3072m"
     # Flink's JVMs compile with C1 only (-XX:TieredStopAtLevel=1), not C1 then C2. On 2 cores C2
     # drains a backlog faster exactly once (+8.8 % and +8.9 % in alternating runs of the
