@@ -126,9 +126,13 @@ class Settings(BaseSettings):
     # Each TaskManager's process size. 3072m rather than 1536m: in alternating 1,000,000-event
     # drains of the fiftieth session, 11.5 % faster exactly once and 20.6 % at least once on the
     # means of two pairs (the scoring TaskManager spent 65-72 µs of CPU per event against 75-76),
-    # for about 0.6 GB more peak RSS in each of the two busy TaskManagers (bench/HISTORY.md). The
-    # larger process has both more heap (its collector runs less often) and more managed memory
-    # (RocksDB's block cache and write buffers); which of them pays is not measured yet.
+    # for about 0.6 GB more peak RSS in each of the two busy TaskManagers (bench/HISTORY.md).
+    # What pays is the managed memory (RocksDB's block cache and write buffers, 1,004 MiB against
+    # 435): in the fifty-first session's alternating drains the heap alone (managed 435m, the rest
+    # heap) was the slowest at least once, and the managed memory alone (a 2304m process with
+    # taskmanager.memory.task.heap.size 288m and taskmanager.memory.managed.size 1004m, through
+    # flink_extra_config) drained as fast with 0.55-0.6 GB less RSS, but at 5,000 events/s at
+    # least once its p99 was worse in every pair (its small heap is collected twice as often).
     flink_taskmanager_memory: str = "3072m"
     # Flink's JVMs compile with C1 only (-XX:TieredStopAtLevel=1), not C1 then C2. On 2 cores C2
     # drains a backlog faster exactly once (+8.8 % and +8.9 % in alternating runs of the
