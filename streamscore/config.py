@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     # twice as long (bench/HISTORY.md, thirty-sixth session). C1 only is the default for that
     # latency; false for C2 where draining backlogs matters more, or with cores to spare.
     flink_jit_c1_only: bool = True
+    # The TaskManagers' JVMs touch every page of their heap at start (-XX:+AlwaysPreTouch),
+    # rather than on first use. With 3072m TaskManagers the heap is about 1.1 GB, and a drain
+    # kept finding pages it had never used: the kernel zeroing them was 6.5 % of the scoring
+    # thread's CPU samples mid-drain, 1.4 % with the heap touched at start (its page faults in
+    # 10 s from about 43,000 to 7,900; bench/HISTORY.md, fifty-second session). Each TaskManager
+    # holds its whole heap from the start (about 1.5 GB RSS idle instead of 0.5); false to give
+    # that memory back to smaller machines, at that cost in the first minutes of work.
+    flink_taskmanager_pretouch: bool = True
     # Extra JVM flags for every Flink process of the local stack (GC tuning, a profiler agent:
     # bench/README.md shows async-profiler), appended after the wheel's own flags.
     flink_extra_java_opts: str = ""

@@ -54,6 +54,8 @@ def shipped_java_opts() -> str:
 
 # Flink's JVMs stop at C1 (``flink_jit_c1_only``).
 C1_ONLY = "-XX:TieredStopAtLevel=1"
+# The TaskManagers' heap touched at start (``flink_taskmanager_pretouch``).
+PRETOUCH = "-XX:+AlwaysPreTouch"
 
 
 def java_opts(s: Settings, layout: StackLayout) -> str:
@@ -80,6 +82,8 @@ def _stack_config(s: Settings, layout: StackLayout) -> dict[str, Any]:
     work = layout.flink_work
     return {
         "env.java.opts.all": java_opts(s, layout),
+        # Flink adds these to env.java.opts.all for the TaskManagers only.
+        "env.java.opts.taskmanager": PRETOUCH if s.flink_taskmanager_pretouch else "",
         "jobmanager.rpc.address": "127.0.0.1",
         "jobmanager.rpc.port": s.flink_rpc_port,
         "jobmanager.bind-host": "127.0.0.1",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ def test_exactly_once_scoring_end_to_end(run_job: RunJob) -> None:
     assert job is not None
     _run_scenario(settings, str(job["jid"]))
     _check_scoring_thread_policy(settings, str(job["jid"]))
+    _check_taskmanager_heap_touched(settings, str(job["jid"]))
 
 
 def _realtime_allowed() -> bool:
@@ -102,6 +104,22 @@ def _check_scoring_thread_policy(settings: Settings, job_id: str) -> None:
     sources = sorted(n for n in feeders if n != "Source Data Fet")
     assert sources == ["Source: raw_con", "Source: raw_inp"], realtime
     assert "Source Data Fet" in feeders, realtime
+
+
+def _check_taskmanager_heap_touched(settings: Settings, job_id: str) -> None:
+    """The scoring TaskManager's JVM touched its whole heap at start
+    (``flink_taskmanager_pretouch``): it holds at least its heap in memory, which after the
+    scenario's few thousand events it would not otherwise (about 0.5 GB resident at start
+    without the flag, against 1.1 GB of heap; bench/HISTORY.md, fifty-second session)."""
+    assert settings.flink_taskmanager_pretouch
+    pid = taskmanager_pid_of(settings, job_id, "score")
+    arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert "-XX:+AlwaysPreTouch" in arguments, arguments
+    (heap,) = [int(a.removeprefix("-Xms")) for a in arguments if a.startswith("-Xms")]
+    status = Path(f"/proc/{pid}/status").read_text()
+    resident = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    assert resident is not None, status
+    assert int(resident.group(1)) * 1024 >= heap, (resident.group(1), heap)
 
 
 def _written_ahead(settings: Settings) -> float:

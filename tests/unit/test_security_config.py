@@ -373,6 +373,15 @@ def test_flink_jvms_compile_with_c1_only_unless_turned_off(tmp_path: Path) -> No
     assert flink.java_opts(tiered, layout) == shipped
 
 
+def test_taskmanagers_touch_their_heap_at_start_unless_turned_off(tmp_path: Path) -> None:
+    layout = StackLayout(tmp_path)
+    config = flink.cluster_config(Settings(), layout)
+    assert config["env.java.opts.taskmanager"] == "-XX:+AlwaysPreTouch"
+    assert "AlwaysPreTouch" not in config["env.java.opts.all"]  # not the JobManager
+    untouched = Settings().with_overrides({"flink_taskmanager_pretouch": False})
+    assert flink.cluster_config(untouched, layout)["env.java.opts.taskmanager"] == ""
+
+
 def test_extra_flink_config_goes_over_the_stacks_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
