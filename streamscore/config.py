@@ -145,8 +145,8 @@ class Settings(BaseSettings):
     # The TaskManagers' JVMs touch every page of their heap at start (-XX:+AlwaysPreTouch),
     # rather than on first use. With 3072m TaskManagers the heap is about 1.1 GB, and a drain
     # kept finding pages it had never used: the kernel zeroing them was 6.5 % of the scoring
-    # thread's CPU samples mid-drain, 1.4 % with the heap touched at start (its page faults in
-    # 10 s from about 43,000 to 7,900; bench/HISTORY.md, fifty-second session). Each TaskManager
+    # thread's CPU samples mid-drain, 1.4 % with the heap touched at start (its page faults from
+    # 26,029 in 6 s to 7,925 in 10 s; bench/HISTORY.md, fifty-second session). Each TaskManager
     # holds its whole heap from the start (about 1.5 GB RSS idle instead of 0.5); false to give
     # that memory back to smaller machines, at that cost in the first minutes of work.
     flink_taskmanager_pretouch: bool = True
